@@ -40,12 +40,13 @@ def wait_port(port: int, up: bool, timeout: float = 10.0) -> None:
 class Mosquitto:
     """One mosquitto process. `extra` lines are appended to its config (ACLs, passwords...)."""
 
-    def __init__(self, workdir: Path, extra: str = "", port: int | None = None):
+    def __init__(self, workdir: Path, extra: str = "", port: int | None = None, anonymous: bool = True):
         self.workdir = Path(workdir)
         self.workdir.mkdir(parents=True, exist_ok=True)
         self.port = port or free_port()
         self.host = "127.0.0.1"
         self.extra = extra
+        self.anonymous = anonymous
         self.proc: subprocess.Popen | None = None
         self.conf = self.workdir / "mosquitto.conf"
         self.log = self.workdir / "mosquitto.log"
@@ -53,7 +54,10 @@ class Mosquitto:
     def write_config(self) -> None:
         self.conf.write_text(
             f"listener {self.port} 127.0.0.1\n"
-            "allow_anonymous true\n"
+            f"allow_anonymous {'true' if self.anonymous else 'false'}\n"
+            # As root, mosquitto would drop to its own user and fail to read our 0700 temp dirs.
+            + ("user root\n" if os.geteuid() == 0 else "")
+            +
             "persistence true\n"
             f"persistence_location {self.workdir}/\n"
             # Default is 1000 and drops silently beyond it; tests buffer more than that.

@@ -1,0 +1,118 @@
+"""`hailong device ...`: run the counter, print an example config, check the hardware."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+
+from device.errors import ConfigError
+
+
+def _emitter(stream):
+    lock = threading.Lock()
+
+    def emit(record: dict) -> None:
+        line = json.dumps(record, ensure_ascii=False, separators=(",", ":"))
+        with lock:
+            stream.write(line + "\n")
+            stream.flush()
+
+    return emit
+
+
+def cmd_run(args) -> int:
+    from device.config import load_config
+    from device.display import make_display
+    from device.panel import Panel, default_pin_factory
+    from device.runtime import DeviceRuntime
+
+    cfg = load_config(args.config)
+    simulate = args.simulate
+    emit = _emitter(sys.stdout) if simulate else (lambda record: logging.getLogger("hailong.device").debug("%s", record))
+    d, p = cfg.display, cfg.pins
+    scale = cfg.rating.scale
+    display = make_display(
+        d.kind, width=cfg.display_width, digits=d.digits, cascaded=d.cascaded,
+        spi_port=d.spi_port, spi_device=d.spi_device, brightness=d.brightness, rotate=d.rotate,
+        simulate=simulate, on_change=lambda text: emit({"display": text}),
+    )
+    pin_factory = default_pin_factory(simulate)
+
+    def panel_factory(on_input):
+        return Panel(
+            rating_pins=list(p.rating_buttons[:scale]),
+            led_pins=list(p.rating_leds[:scale]),
+            next_pin=p.next_button, recall_pin=p.recall_button,
+            buzzer_pin=cfg.buzzer.pin if cfg.buzzer.enabled else None,
+            pull_up=p.pull_up, bounce_s=p.bounce_s, pin_factory=pin_factory, on_input=on_input,
+        )
+
+    runtime = DeviceRuntime(cfg, panel_factory=panel_factory, display=display, emit=emit)
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: runtime.stop())
+    reader = None
+    if cfg.badge.enabled and not simulate:
+        from device.badge import BadgeReader
+
+        reader = BadgeReader(cfg.badge.port, cfg.badge.baud, on_badge=runtime.badge)
+        reader.start()
+    if simulate:
+        from device.simulate import Script
+
+        Script(runtime.panel, badge=runtime.badge, stop=runtime.stop, emit=emit).start(sys.stdin)
+    try:
+        runtime.run()
+    finally:
+        if reader is not None:
+            reader.stop()
+    return 0
+
+
+def cmd_example_config(args) -> int:
+    from device.config import example_config
+
+    sys.stdout.write(example_config())
+    return 0
+
+
+def cmd_doctor(args) -> int:
+    from device.config import load_config
+    from device.doctor import run_doctor
+
+    return run_doctor(load_config(args.config), simulate=args.simulate, out=sys.stdout)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hailong device", description="Counter firmware.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the counter")
+    run.add_argument("--config", required=True, help="device TOML config file")
+    run.add_argument(
+        "--simulate", action="store_true",
+        help="mock GPIO pins and a text display; read commands from stdin, write JSON lines to stdout",
+    )
+    run.set_defaults(func=cmd_run)
+    ex = sub.add_parser("example-config", help="print a complete commented config")
+    ex.set_defaults(func=cmd_example_config)
+    doc = sub.add_parser("doctor", help="check GPIO, display, broker, clock and ledger")
+    doc.add_argument("--config", required=True)
+    doc.add_argument("--simulate", action="store_true", help="check with mock pins and no SPI")
+    doc.set_defaults(func=cmd_doctor)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2

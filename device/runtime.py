@@ -1,0 +1,328 @@
+"""Wires the counter together: inputs -> state machine -> ledger, display, LEDs, uplink.
+
+Everything that changes state happens on one thread (the loop in `run`), fed by a
+queue: gpiozero, MQTT and badge callbacks only enqueue. That keeps the state machine
+single-threaded and makes the order "commit to ledger, then show feedback" hold.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import shutil
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+from device import __version__, systemd
+from device.clock import SystemClock
+from device.counter import (
+    Beep, Counter, CounterSettings, Finalize, Led, Officer, Remember, Show, Store,
+)
+from device.ledger import Ledger
+from device.outbox import Outbox
+from device.uplink import MqttUplink, UplinkSettings
+from protocol import ProtocolError
+from protocol.codec import encode
+from protocol.messages import (
+    decode_ack, decode_assignment, decode_command, make_status, make_telemetry,
+)
+from protocol.topics import Topics
+
+log = logging.getLogger("hailong.device")
+
+Emit = Callable[[dict], None]
+
+
+@dataclass(frozen=True)
+class _Item:
+    kind: str
+    args: tuple = ()
+
+
+def counter_settings(cfg) -> CounterSettings:
+    r, st = cfg.rating, cfg.staff
+    return CounterSettings(
+        scale=r.scale,
+        width=cfg.display_width,
+        repeat_gap_s=r.repeat_gap_s,
+        grace_s=r.grace_s,
+        feedback_s=r.feedback_s,
+        reasons=tuple(r.reasons),
+        ask_reason_max_score=r.ask_reason_max_score,
+        reason_window_s=r.reason_window_s,
+        hold_close_s=st.hold_close_s,
+        ticket_timeout_s=st.ticket_timeout_s,
+    )
+
+
+def uplink_settings(cfg, topics: Topics) -> UplinkSettings:
+    m = cfg.mqtt
+    return UplinkSettings(
+        client_id=cfg.device.id,
+        host=m.host,
+        port=m.port,
+        username=m.username,
+        password=m.password,
+        protocol=m.protocol,
+        keepalive_s=m.keepalive_s,
+        session_expiry_s=m.session_expiry_s,
+        tls=m.tls,
+        ca_file=str(m.ca_file) if m.ca_file else None,
+        cert_file=str(m.cert_file) if m.cert_file else None,
+        key_file=str(m.key_file) if m.key_file else None,
+        backoff_min_s=m.backoff_min_s,
+        backoff_max_s=m.backoff_max_s,
+        connect_timeout_s=m.connect_timeout_s,
+        max_inflight=cfg.ledger.in_flight,
+        will=(topics.status, encode(make_status(False))),
+        subscriptions=((topics.ack, 1), (topics.cmd, 1), (topics.assignment, 1)),
+    )
+
+
+def _officer(obj: dict | None) -> Officer | None:
+    if obj is None:
+        return None
+    return Officer(obj["id"], obj.get("name", ""), obj.get("code", ""))
+
+
+class DeviceRuntime:
+    def __init__(
+        self,
+        cfg,
+        *,
+        panel_factory: Callable[[Callable[[str, bool, float], None]], Any],
+        display,
+        emit: Emit = lambda record: None,
+        clock: SystemClock | None = None,
+        uplink_factory: Callable[..., Any] = MqttUplink,
+    ):
+        self.cfg = cfg
+        self.emit = emit
+        self.clock = clock or SystemClock(cfg.clock.trust)
+        self.topics = Topics(cfg.device.id, cfg.mqtt.prefix)
+        self._q: queue.Queue[_Item] = queue.Queue()
+        self._stopping = threading.Event()
+        self.ready = threading.Event()
+        self.started_at = time.monotonic()
+
+        self.ledger = Ledger.open(cfg.ledger_path, on_quarantine=self._quarantined)
+        self.counter = Counter(
+            counter_settings(cfg),
+            badges={o.badge: Officer(o.id, o.name, o.code) for o in cfg.officers if o.badge},
+            officer=Counter.officer_from_memory(self.ledger.get_meta("officer")),
+            fallback_next=int(self.ledger.get_meta("fallback_next", str(cfg.staff.fallback_start))),
+        )
+        self.display = display
+        self.panel = panel_factory(self._on_input)
+        self.uplink = uplink_factory(
+            uplink_settings(cfg, self.topics),
+            on_connect=lambda: self._q.put(_Item("up")),
+            on_disconnect=lambda reason: self._q.put(_Item("down", (reason,))),
+            on_message=lambda topic, payload: self._q.put(_Item("msg", (topic, payload))),
+        )
+        self.outbox = Outbox(
+            self.ledger, self._send_event,
+            window=cfg.ledger.in_flight, ack_timeout_s=cfg.ledger.ack_timeout_s,
+        )
+        self._acks: dict[str, list[int]] = {}
+        self._telemetry_at = 0.0
+        self._watchdog_every = systemd.watchdog_interval()
+        self._watchdog_at = 0.0
+
+    # ----- inputs from other threads ----------------------------------------------
+
+    def _on_input(self, name: str, pressed: bool, t: float) -> None:
+        self._q.put(_Item("press" if pressed else "release", (name, t)))
+
+    def badge(self, uid: str) -> None:
+        self._q.put(_Item("badge", (uid,)))
+
+    def stop(self) -> None:
+        self._q.put(_Item("stop"))
+
+    def _quarantined(self, moved, reason: str) -> None:
+        log.error("ledger was corrupt (%s); moved aside to %s, starting a new ledger", reason, moved)
+        self.emit({"quarantined": str(moved), "reason": reason})
+
+    # ----- the loop -------------------------------------------------------------------
+
+    def run(self) -> None:
+        now = self.clock.monotonic()
+        self._apply(self.counter.start(now))
+        self.uplink.start()
+        self.emit({"ready": True, "ledger": self.ledger.ledger_id, "backlog": self.ledger.backlog()})
+        self.ready.set()
+        systemd.ready()
+        try:
+            while not self._stopping.is_set():
+                item = self._next_item()
+                while item is not None:
+                    self._handle(item)
+                    try:
+                        item = self._q.get_nowait()
+                    except queue.Empty:
+                        item = None
+                self._flush_acks()
+                now = self.clock.monotonic()
+                self._apply(self.counter.tick(now))
+                self.outbox.pump(now)
+                self._periodic(now)
+        finally:
+            self._shutdown()
+
+    def _next_item(self) -> _Item | None:
+        now = self.clock.monotonic()
+        deadlines = [d for d in (self.counter.next_deadline(), self.outbox.next_deadline()) if d]
+        deadlines.append(self._telemetry_at if self.outbox.connected else now + 1.0)
+        if self._watchdog_every:
+            deadlines.append(self._watchdog_at)
+        timeout = max(0.0, min(min(deadlines) - now, 1.0))
+        try:
+            return self._q.get(timeout=timeout)
+        except queue.Empty:
+            return None
+
+    def _handle(self, item: _Item) -> None:
+        now = self.clock.monotonic()
+        if item.kind == "press":
+            name, t = item.args
+            self._apply(self.counter.press(name, t))
+        elif item.kind == "release":
+            name, t = item.args
+            self._apply(self.counter.release(name, t))
+        elif item.kind == "badge":
+            self._apply(self.counter.badge(item.args[0], now))
+        elif item.kind == "msg":
+            self._message(*item.args, now=now)
+        elif item.kind == "up":
+            self._connected(now)
+        elif item.kind == "down":
+            log.warning("broker connection lost: %s", item.args[0])
+            self.outbox.connection_down()
+            self._apply(self.counter.set_online(False, now))
+            self.emit({"online": False})
+        elif item.kind == "stop":
+            self._stopping.set()
+
+    def _connected(self, now: float) -> None:
+        self.outbox.connection_up()
+        self._apply(self.counter.set_online(True, now))
+        status = make_status(True, fw=__version__, ledger=self.ledger.ledger_id, ts=self.clock.wall_ms())
+        self.uplink.publish(self.topics.status, encode(status), qos=1, retain=True)
+        self._telemetry_at = now  # right away: the service learns our backlog on reconnect
+        self.emit({"online": True})
+
+    def _message(self, topic: str, payload: bytes, *, now: float) -> None:
+        try:
+            if topic == self.topics.ack:
+                self._ack(decode_ack(payload))
+            elif topic == self.topics.cmd:
+                self._command(decode_command(payload), now)
+            elif topic == self.topics.assignment:
+                self._apply(self.counter.set_officer(_officer(decode_assignment(payload)["officer"]), now))
+            else:
+                log.warning("ignoring message on unexpected topic %s", topic)
+        except ProtocolError as e:
+            log.warning("ignoring malformed message on %s: %s (payload %r)", topic, e, payload[:200])
+
+    def _ack(self, ack: dict) -> None:
+        for r in ack["rejected"]:
+            log.error("service permanently rejected event %s: %s", r["seq"], r["reason"])
+        seqs = self._acks.setdefault(ack["ledger"], [])
+        seqs += ack["seqs"]
+        seqs += [r["seq"] for r in ack["rejected"]]
+
+    def _flush_acks(self) -> None:
+        # Acks that queued up together are deleted in one transaction: one fsync, not one each.
+        acks, self._acks = self._acks, {}
+        for ledger_id, seqs in acks.items():
+            done = self.outbox.acked(ledger_id, seqs)
+            if done:
+                self.emit({"acked": done})
+
+    def _command(self, cmd: dict, now: float) -> None:
+        kind = cmd["cmd"]
+        if kind == "display":
+            self._apply(self.counter.display_ticket(cmd["ticket"], now))
+        elif kind == "ticket":
+            self._apply(self.counter.ticket_answer(cmd["ticket"], cmd["seq"], now))
+        elif kind == "officer":
+            self._apply(self.counter.set_officer(_officer(cmd["officer"]), now))
+        elif kind == "identify":
+            self._apply(self.counter.identify(cmd["seconds"], now))
+
+    # ----- effects -------------------------------------------------------------------
+
+    def _apply(self, effects) -> None:
+        for e in effects:
+            if isinstance(e, Store):
+                self._store(e)
+            elif isinstance(e, Show):
+                self.display.show(e.text)
+            elif isinstance(e, Led):
+                if e.index == 0:
+                    self.panel.set_all_leds(e.on)
+                else:
+                    self.panel.set_led(e.index, e.on)
+            elif isinstance(e, Beep):
+                self.panel.beep(e.seconds)
+            elif isinstance(e, Finalize):
+                event = self.ledger.finalize_held(e.updates)
+                if event is not None:
+                    self.emit({"updated": event})
+            elif isinstance(e, Remember):
+                self.ledger.set_meta(e.key, e.value)
+
+    def _store(self, e: Store) -> None:
+        d = self.cfg.device
+        body = {
+            "v": 1, "type": e.type, "device": d.id, "site": d.site, "counter": d.counter,
+            "ledger": None, "seq": None, **self.clock.stamp(), **e.fields,
+        }
+        event = self.ledger.append(body, held=e.held)
+        self.emit({"stored": event})
+        self.counter.stored(event)
+
+    def _send_event(self, event: dict) -> bool:
+        return self.uplink.publish(self.topics.event, encode(event), qos=1)
+
+    # ----- periodic ------------------------------------------------------------------
+
+    def _periodic(self, now: float) -> None:
+        if self.outbox.connected and now >= self._telemetry_at:
+            self._telemetry_at = now + self.cfg.telemetry.interval_s
+            self.uplink.publish(self.topics.telemetry, encode(self.telemetry()), qos=0)
+        if self._watchdog_every and now >= self._watchdog_at:
+            self._watchdog_at = now + self._watchdog_every
+            systemd.watchdog_ping()
+
+    def telemetry(self) -> dict:
+        return make_telemetry(
+            uptime_s=round(self.clock.since_boot(), 1),
+            backlog=self.ledger.backlog(),
+            clock_ok=self.clock.synced(),
+            fw=__version__,
+            disk_free_mb=round(shutil.disk_usage(self.cfg.device.data_dir).free / 2**20, 1),
+            cpu_temp_c=cpu_temperature(),
+            ts=self.clock.wall_ms(),
+            ledger=self.ledger.ledger_id,
+            in_flight=self.outbox.in_flight,
+        )
+
+    def _shutdown(self) -> None:
+        systemd.stopping()
+        self.uplink.stop(last_words=(self.topics.status, encode(make_status(False))))
+        for closer in (self.panel.close, self.display.close, self.ledger.close):
+            try:
+                closer()
+            except Exception:  # noqa: BLE001 - close everything we can on the way out
+                log.exception("error while closing")
+
+
+def cpu_temperature() -> float | None:
+    try:
+        with open("/sys/class/thermal/thermal_zone0/temp") as f:
+            return round(int(f.read().strip()) / 1000, 1)
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,207 @@
+"""Our small interface to MQTT; paho stays behind it.
+
+We run paho's network loop in our own thread instead of `loop_start()` so reconnects
+follow our backoff policy (with jitter) rather than paho's fixed schedule.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field
+from typing import Callable
+
+from device.backoff import backoff_delay
+
+log = logging.getLogger("hailong.uplink")
+
+
+@dataclass(frozen=True)
+class UplinkSettings:
+    client_id: str
+    host: str
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    protocol: str = "5"  # or "3.1.1"
+    keepalive_s: int = 30
+    session_expiry_s: int = 604800
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    backoff_min_s: float = 1.0
+    backoff_max_s: float = 60.0
+    connect_timeout_s: float = 10.0
+    max_inflight: int = 100
+    will: tuple[str, bytes] | None = None  # retained, QoS 1
+    subscriptions: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+
+
+class MqttUplink:
+    """Connects, keeps the session, calls back on connect/disconnect/message.
+
+    Callbacks run on the uplink thread; keep them short (put work on a queue).
+    """
+
+    def __init__(
+        self,
+        settings: UplinkSettings,
+        *,
+        on_connect: Callable[[], None] = lambda: None,
+        on_disconnect: Callable[[str], None] = lambda reason: None,
+        on_message: Callable[[str, bytes], None] = lambda topic, payload: None,
+        rand: Callable[[], float] | None = None,
+    ):
+        self.settings = settings
+        self.on_connect = on_connect
+        self.on_disconnect = on_disconnect
+        self.on_message = on_message
+        self._rand = rand
+        self._stop = threading.Event()
+        self._connected = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._client = self._make_client()
+        self.last_error: str | None = None
+
+    # ----- public -------------------------------------------------------------------
+
+    @property
+    def connected(self) -> bool:
+        return self._connected.is_set()
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="mqtt-uplink", daemon=True)
+        self._thread.start()
+
+    def wait_connected(self, timeout: float) -> bool:
+        return self._connected.wait(timeout)
+
+    def publish(self, topic: str, payload: bytes, qos: int = 1, retain: bool = False) -> bool:
+        """Hand a message to the connection; False if we are not connected right now."""
+        if not self.connected:
+            return False
+        info = self._client.publish(topic, payload, qos=qos, retain=retain)
+        return info.rc == 0
+
+    def stop(self, last_words: tuple[str, bytes] | None = None, timeout: float = 5.0) -> None:
+        """Disconnect cleanly, publishing `last_words` (retained) first if connected.
+
+        A clean DISCONNECT suppresses the will, so offline status must be said explicitly.
+        """
+        if last_words and self.connected:
+            try:
+                info = self._client.publish(last_words[0], last_words[1], qos=1, retain=True)
+                info.wait_for_publish(min(timeout, 2.0))
+            except (RuntimeError, ValueError) as e:
+                log.warning("could not publish offline status: %s", e)
+        self._stop.set()
+        try:
+            self._client.disconnect()
+        except Exception:  # noqa: BLE001 - socket may already be gone; we are leaving anyway
+            pass
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    # ----- paho ---------------------------------------------------------------------
+
+    def _make_client(self):
+        import paho.mqtt.client as mqtt
+
+        s = self.settings
+        v5 = s.protocol == "5"
+        kwargs = dict(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
+            client_id=s.client_id,
+            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        )
+        if not v5:
+            kwargs["clean_session"] = False
+        client = mqtt.Client(**kwargs)
+        client.max_inflight_messages_set(s.max_inflight)
+        client.max_queued_messages_set(0)
+        client.connect_timeout = s.connect_timeout_s
+        if s.username is not None:
+            client.username_pw_set(s.username, s.password)
+        if s.tls:
+            import ssl
+
+            client.tls_set(
+                ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+        if s.will:
+            client.will_set(s.will[0], s.will[1], qos=1, retain=True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _connect_properties(self):
+        if self.settings.protocol != "5":
+            return None
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = self.settings.session_expiry_s
+        return props
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            self.last_error = f"broker refused connection: {reason_code}"
+            log.warning("%s", self.last_error)
+            return
+        self.last_error = None
+        # Subscribing again is harmless with a resumed session and needed with a fresh one.
+        for topic, qos in self.settings.subscriptions:
+            client.subscribe(topic, qos=qos)
+        self._connected.set()
+        self.on_connect()
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        was = self._connected.is_set()
+        self._connected.clear()
+        if was:
+            self.on_disconnect(str(reason_code))
+
+    def _on_message(self, client, userdata, msg):
+        try:
+            self.on_message(msg.topic, msg.payload)
+        except Exception:  # noqa: BLE001 - a bad message must never kill the network loop
+            log.exception("message handler failed for %s", msg.topic)
+
+    def _run(self) -> None:
+        import paho.mqtt.client as mqtt
+
+        s = self.settings
+        attempt = 0
+        while not self._stop.is_set():
+            try:
+                if self.settings.protocol == "5":
+                    self._client.connect(
+                        s.host, s.port, s.keepalive_s, clean_start=False,
+                        properties=self._connect_properties(),
+                    )
+                else:
+                    self._client.connect(s.host, s.port, s.keepalive_s)
+            except (OSError, ValueError) as e:
+                self.last_error = f"cannot reach {s.host}:{s.port}: {e}"
+                log.info("%s", self.last_error)
+            else:
+                while not self._stop.is_set():
+                    rc = self._client.loop(timeout=0.5)
+                    if self._connected.is_set():
+                        attempt = 0
+                    if rc != mqtt.MQTT_ERR_SUCCESS:
+                        break
+                if self._connected.is_set():
+                    self._connected.clear()
+                    self.on_disconnect(mqtt.error_string(rc))
+            if self._stop.is_set():
+                break
+            delay = backoff_delay(
+                attempt, base=s.backoff_min_s, cap=s.backoff_max_s,
+                **({"rand": self._rand} if self._rand else {}),
+            )
+            attempt += 1
+            self._stop.wait(delay)

@@ -1,0 +1,1 @@
+"""The `hailong` command: one entry point for device, service, provisioning and demo."""

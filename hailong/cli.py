@@ -1,0 +1,29 @@
+"""`hailong <area> ...`: each area's module is imported only when asked for.
+
+The Pi Zero pays for every import, so `hailong device run` must not load the service.
+"""
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+AREAS = {
+    "device": ("device.cli", "run the counter firmware and its tools"),
+    "demo": ("hailong.demo", "run a simulated counter against an embedded broker"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in AREAS:
+        parser = argparse.ArgumentParser(prog="hailong", description=__doc__.splitlines()[0])
+        parser.add_argument("area", choices=sorted(AREAS), help="; ".join(f"{k}: {v[1]}" for k, v in AREAS.items()))
+        parser.parse_args(argv[:1])
+        return 2
+    module = importlib.import_module(AREAS[argv[0]][0])
+    return int(module.main(argv[1:]) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
