@@ -92,7 +92,7 @@ def describe(ev: dict) -> str:
 def citizen_script(rng: random.Random):
     """Endless: staff calls the next ticket, the citizen is served, then rates (sometimes badly)."""
     while True:
-        yield "press next", rng.uniform(1.0, 2.0)
+        yield "press next", rng.uniform(1.5, 3.0)
         score = rng.choices([1, 2, 3, 4], weights=[1, 2, 5, 8])[0]
         yield f"press {score}", rng.uniform(0.3, 1.0)
         if rng.random() < 0.15:  # an impatient citizen presses again: recorded, flagged, not counted
@@ -108,6 +108,8 @@ def write_config(data: Path, port: int) -> Path:
         f'host = "127.0.0.1"\nport = {port}\nprotocol = "3.1.1"\n'
         "backoff_min_s = 0.2\nbackoff_max_s = 2\n"
         "[clock]\ntrust = \"always\"\n"
+        # Demo time runs fast: a citizen is served in seconds, not minutes.
+        "[rating]\ngrace_s = 1.0\nrepeat_gap_s = 3\nfeedback_s = 0.6\n"
     )
     return cfg
 
@@ -156,11 +158,16 @@ def main(argv: list[str] | None = None) -> int:
                 say(f"counter 1 stored  {describe(rec['stored'])}")
             elif "acked" in rec:
                 say(f"counter 1 ledger cleared {rec['acked']}")
+            elif rec.get("online") is True:
+                online.set()
             elif "ready" in rec:
                 say(f"counter 1 ready, ledger {rec['ledger']}, {rec['backlog']} events waiting")
 
+    online = threading.Event()
     reader = threading.Thread(target=read_device, daemon=True)
     reader.start()
+    if not online.wait(15):
+        say("the counter has not reached the broker yet; it keeps trying while citizens press")
     rng = random.Random(args.seed)
     deadline = time.monotonic() + args.duration if args.duration else None
     try:
