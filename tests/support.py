@@ -62,7 +62,14 @@ class FakeService:
         self.client.on_connect = self._on_connect
         self._subscribed = threading.Event()
         self.client.on_subscribe = lambda *a: self._subscribed.set()
-        self.client.connect(broker.host, broker.port)
+        # A persistent session, as the real service has: events published while we reconnect wait for us.
+        from paho.mqtt.packettypes import PacketTypes
+        from paho.mqtt.properties import Properties
+
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = 3600
+        self.client.reconnect_delay_set(0.1, 0.5)
+        self.client.connect(broker.host, broker.port, clean_start=False, properties=props)
         self.client.loop_start()
         if not self._subscribed.wait(10):
             raise RuntimeError("fake service could not subscribe")

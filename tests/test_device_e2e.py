@@ -114,7 +114,6 @@ def test_broker_outage_loses_nothing_and_shows_local_ticket(start_device, servic
     dev.wait("stored", lambda v: len(v) == 3)
     assert dev.of("acked") == []
     mosquitto.start()
-    service.client.reconnect()
     online(dev)
     dev.wait("acked", lambda v: sum(len(a) for a in v) == 3, timeout=30)
     keys = {(e["ledger"], e["seq"]) for e in service.events()}
@@ -221,3 +220,71 @@ def test_example_config_is_complete_and_loads(tmp_path):
     r = subprocess.run([sys.executable, "-m", "hailong.cli", "device", "example-config"],
                        capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert r.returncode == 0 and "[mqtt]" in r.stdout and "rating_buttons" in r.stdout
+
+
+def test_low_rating_reason_travels_inside_the_same_event(start_device, service):
+    dev = start_device(extra='[rating]\nreasons = ["Chờ lâu", "Thái độ", "Khác"]\nreason_window_s = 5\n')
+    online(dev)
+    dev.send("press 1")
+    dev.wait("display", lambda v: v[-1] == "?1-3")
+    assert dev.of("acked") == []  # held back while the citizen may still answer
+    dev.send("press 2")
+    (updated,) = dev.wait("updated")
+    assert updated["reason"] == "Thái độ" and updated["seq"] == dev.stored()[0]["seq"]
+    dev.wait("acked")
+    assert [(e["score"], e["reason"], e["flags"]) for e in service.events()] == [(1, "Thái độ", [])]
+
+
+def test_badge_tap_signs_the_officer_in(start_device, service):
+    dev = start_device(extra='[[officers]]\nid = "o-9"\nname = "Phạm Hà"\ncode = "09"\nbadge = "0a1b2c3d4e"\n')
+    online(dev)
+    dev.send("badge 0A1B2C3D4E", "wait 0.1", "press 3")
+    dev.wait("stored", lambda v: len(v) == 2)
+    signin, rating = dev.stored()
+    assert (signin["type"], signin["method"], signin["badge"], signin["officer"]) == ("signin", "badge", "0A1B2C3D4E", "o-9")
+    assert rating["officer"] == "o-9"
+    assert " P09" in dev.of("display")
+
+
+def test_holding_next_closes_the_counter(start_device, service):
+    dev = start_device(extra="[staff]\nhold_close_s = 0.5\n")
+    online(dev)
+    dev.send("hold next 0.8")
+    dev.wait("display", lambda v: v[-1] == " OFF")
+    assert [(e["type"], e["action"]) for e in dev.stored()] == [("call", "close")]
+
+
+def test_sigterm_flushes_says_offline_and_exits_zero(start_device, service):
+    import signal
+
+    dev = start_device()
+    online(dev)
+    dev.send("press 4")
+    dev.wait("acked")
+    dev.proc.send_signal(signal.SIGTERM)
+    assert dev.proc.wait(15) == 0
+    service.status.wait_for(lambda items: items[-1][1] == {"online": False})
+
+
+def test_tells_systemd_ready_and_pings_the_watchdog(tmp_path, mosquitto):
+    import os
+    import socket
+
+    sock_path = tmp_path / "notify.sock"
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(sock_path))
+    sock.settimeout(15)
+    dev = DeviceProcess(write_config(tmp_path, mosquitto), env={
+        "NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000",
+    })
+    try:
+        # WATCHDOG_PID is unset, so the watchdog applies to the main process, which is ours.
+        seen = set()
+        while not {"READY=1", "WATCHDOG=1"} <= seen:
+            seen.add(sock.recv(256).decode())
+        dev.quit()
+        while "STOPPING=1" not in seen:
+            seen.add(sock.recv(256).decode())
+    finally:
+        sock.close()
+        dev.close()

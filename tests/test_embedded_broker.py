@@ -36,11 +36,20 @@ class Client:
         manual_ack: bool = False,
         protocol: int = mqtt.MQTTv311,
     ) -> None:
+        # The callbacks below close over these objects, never over self or the
+        # paho client: paho closes its internal socketpair only in __del__, and
+        # a reference cycle would leave that to the cycle collector, which
+        # reports the sockets as leaked (ResourceWarning) before __del__ runs.
         self.messages: queue.Queue[mqtt.MQTTMessage] = queue.Queue()
         self.connected = threading.Event()
         self.subscribed = threading.Event()
-        self.session_present: bool | None = None
-        self.reason: mqtt.ReasonCode | None = None
+        self.connack: dict[str, object] = {}
+        messages, connected, subscribed, connack = self.messages, self.connected, self.subscribed, self.connack
+
+        def on_connect(_client, _userdata, flags, reason, _props) -> None:
+            connack.update(session_present=flags.session_present, reason=reason)
+            connected.set()
+
         self.paho = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=client_id,
@@ -50,19 +59,18 @@ class Client:
             reconnect_on_failure=False,
             manual_ack=manual_ack,
         )
-        self.paho.on_connect = self._on_connect
-        self.paho.on_subscribe = lambda *_: self.subscribed.set()
-        self.paho.on_message = lambda _c, _u, msg: self.messages.put(msg)
+        self.paho.on_connect = on_connect
+        self.paho.on_subscribe = lambda *_: subscribed.set()
+        self.paho.on_message = lambda _c, _u, msg: messages.put(msg)
         if will:
             self.paho.will_set(*will, qos=1)
         self.paho.connect("127.0.0.1", port, keepalive)
         self.paho.loop_start()
         assert self.connected.wait(TIMEOUT), f"{client_id} got no CONNACK"
 
-    def _on_connect(self, _c, _u, flags, reason, _props) -> None:
-        self.session_present = flags.session_present
-        self.reason = reason
-        self.connected.set()
+    @property
+    def session_present(self) -> bool:
+        return bool(self.connack["session_present"])
 
     def subscribe(self, topic: str) -> None:
         self.subscribed.clear()
@@ -210,7 +218,7 @@ def test_silent_client_dropped_after_keepalive(broker):
 
 def test_mqtt5_client_refused(broker):
     v5 = Client(broker.port, "counter-07", protocol=mqtt.MQTTv5)
-    assert v5.reason == "Unsupported protocol version"
+    assert v5.connack["reason"] == "Unsupported protocol version"
     v5.paho.loop_stop()
 
 
