@@ -47,7 +47,7 @@ class FakeService:
     """
 
     def __init__(self, broker, prefix: str = "hailong/v1", *, auto_ack: bool = True,
-                 client_id: str = "test-service", batch: bool = False):
+                 client_id: str = "test-service", username: str | None = None, password: str | None = None):
         self.prefix = prefix
         self.auto_ack = auto_ack
         self.received = Waiter()   # (topic, event dict)
@@ -58,6 +58,8 @@ class FakeService:
         self.client = mqtt.Client(
             mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
         )
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.on_message = self._on_message
         self.client.on_connect = self._on_connect
         self._subscribed = threading.Event()
@@ -131,7 +133,7 @@ class DeviceProcess:
     """`hailong device run --simulate` as a real child process, its JSON lines collected."""
 
     def __init__(self, config: Path, *, env: dict | None = None):
-        self.stderr_lines: list[str] = []
+        self.stderr = Waiter()
         self.lines = Waiter(dead=lambda items: bool(items) and "eof" in items[-1])
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "hailong.cli", "device", "run", "--simulate", "--config", str(config)],
@@ -155,7 +157,11 @@ class DeviceProcess:
 
     def _read_stderr(self):
         for line in self.proc.stderr:
-            self.stderr_lines.append(line.rstrip())
+            self.stderr.append(line.rstrip())
+
+    @property
+    def stderr_lines(self) -> list[str]:
+        return self.stderr.items
 
     def send(self, *commands: str) -> None:
         for c in commands:
