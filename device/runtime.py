@@ -298,6 +298,7 @@ class DeviceRuntime:
             systemd.watchdog_ping()
 
     def telemetry(self) -> dict:
+        extra = {"ledger_quarantined": str(self.ledger.quarantined)} if self.ledger.quarantined else {}
         return make_telemetry(
             uptime_s=round(self.clock.since_boot(), 1),
             backlog=self.ledger.backlog(),
@@ -308,6 +309,7 @@ class DeviceRuntime:
             ts=self.clock.wall_ms(),
             ledger=self.ledger.ledger_id,
             in_flight=self.outbox.in_flight,
+            **extra,
         )
 
     def _shutdown(self) -> None:

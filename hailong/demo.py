@@ -166,7 +166,10 @@ def main(argv: list[str] | None = None) -> int:
     online = threading.Event()
     reader = threading.Thread(target=read_device, daemon=True)
     reader.start()
-    if not online.wait(15):
+    waited = 0.0
+    while not online.wait(0.2) and not stop.is_set() and waited < 15:
+        waited += 0.2
+    if not online.is_set() and not stop.is_set():
         say("the counter has not reached the broker yet; it keeps trying while citizens press")
     rng = random.Random(args.seed)
     deadline = time.monotonic() + args.duration if args.duration else None

@@ -166,6 +166,8 @@ def test_corrupt_ledger_is_quarantined_and_device_keeps_working(tmp_path, mosqui
         q = dev.of("quarantined")
         assert len(q) == 1 and (tmp_path / "data").joinpath(q[0].split("/")[-1]).read_bytes().startswith(b"this is not")
         online(dev)
+        telemetry = service.telemetry.wait_for(lambda items: items)[0][1]
+        assert telemetry["ledger_quarantined"] == q[0]
         dev.send("press 4")
         dev.wait("acked")
     finally:
