@@ -1,22 +1,36 @@
-"""sd_notify without a dependency: READY, STOPPING, STATUS and the watchdog."""
+"""sd_notify(3) without libsystemd, for deploy/hailong-device.service.
+
+With Type=notify systemd considers the counter started only once we send
+READY=1, and with WatchdogSec= it restarts us when WATCHDOG=1 stops coming,
+which is what turns a hung GPIO or MQTT loop into a restart instead of a
+dead counter. Outside systemd every call is a harmless no-op.
+"""
 from __future__ import annotations
 
+import logging
 import os
 import socket
 
+log = logging.getLogger(__name__)
+
 
 def notify(state: str) -> bool:
-    """Send one notification; False when not started by systemd (no NOTIFY_SOCKET)."""
-    address = os.environ.get("NOTIFY_SOCKET")
-    if not address:
-        return False
+    """Send one sd_notify datagram; True if systemd's socket accepted it.
+
+    False when not started by systemd (no NOTIFY_SOCKET) or when sending
+    fails. A failure is logged, not raised: losing a status line must never
+    take down the counter, and a lost watchdog ping surfaces as a restart.
+    """
+    address = os.environ.get("NOTIFY_SOCKET", "")
     if address.startswith("@"):
-        address = "\0" + address[1:]  # abstract namespace socket
+        address = "\0" + address[1:]  # Linux abstract namespace
+    elif not address.startswith("/"):
+        return False  # unset, or a kind (vsock:) a Pi never gets
     try:
-        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
-            s.connect(address)
-            s.sendall(state.encode())
-    except OSError:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as sock:
+            sock.sendto(state.encode(), address)
+    except OSError as exc:
+        log.warning("sd_notify %r failed: %s", state, exc)
         return False
     return True
 
@@ -30,7 +44,8 @@ def stopping() -> bool:
 
 
 def status(text: str) -> bool:
-    return notify(f"STATUS={text}")
+    # One assignment per line is the protocol: a newline would end STATUS early.
+    return notify("STATUS=" + " ".join(text.splitlines()))
 
 
 def watchdog_ping() -> bool:
@@ -38,13 +53,19 @@ def watchdog_ping() -> bool:
 
 
 def watchdog_interval() -> float | None:
-    """How often to ping: half of WatchdogSec, or None when the watchdog is off for us."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    pid = os.environ.get("WATCHDOG_PID")
-    if not usec or (pid and pid != str(os.getpid())):
-        return None
+    """Seconds between watchdog pings, or None if systemd expects none from us.
+
+    Half of WatchdogSec=, as sd_watchdog_enabled(3) recommends, so one late
+    ping is not fatal. WATCHDOG_PID, when set, names the process the watchdog
+    is for; a child that inherited the environment must not ping.
+    """
     try:
-        value = int(usec)
+        usec = int(os.environ.get("WATCHDOG_USEC", ""))
+        pid = os.environ.get("WATCHDOG_PID")
+        if pid is not None and int(pid) != os.getpid():
+            return None
     except ValueError:
         return None
-    return value / 2e6 if value > 0 else None
+    if usec <= 0:
+        return None
+    return usec / 2_000_000
