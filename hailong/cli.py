@@ -17,7 +17,10 @@ AREAS = {
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in AREAS:
-        parser = argparse.ArgumentParser(prog="hailong", description=__doc__.splitlines()[0])
+        parser = argparse.ArgumentParser(
+            prog="hailong",
+            description="hailong: citizen satisfaction buttons for one-stop administrative centres.",
+        )
         parser.add_argument("area", choices=sorted(AREAS), help="; ".join(f"{k}: {v[1]}" for k, v in AREAS.items()))
         parser.parse_args(argv[:1])
         return 2

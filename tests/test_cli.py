@@ -1,0 +1,24 @@
+import subprocess
+import sys
+
+from tests.support import ROOT
+
+
+def hailong(*args):
+    return subprocess.run([sys.executable, "-m", "hailong.cli", *args], capture_output=True, text=True,
+                          cwd=ROOT, timeout=30)
+
+
+def test_unknown_area_is_an_error_with_the_choices():
+    r = hailong("frobnicate")
+    assert r.returncode == 2 and "device" in r.stderr and "demo" in r.stderr
+
+
+def test_device_run_does_not_import_the_service_or_web_stack():
+    code = (
+        "import sys, device.cli, device.runtime; "
+        "heavy = [m for m in ('amqtt', 'broker', 'broker.embedded', 'asyncio', 'luma.core') if m in sys.modules]; "
+        "print(heavy)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert r.stdout.strip() == "[]", r.stdout + r.stderr
