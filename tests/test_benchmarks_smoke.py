@@ -1,0 +1,55 @@
+"""The benchmark scripts still run (tiny sizes); their numbers are not checked here."""
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from tests.support import ROOT
+
+pytestmark = pytest.mark.slow
+
+
+def run_script(name: str, *args: str, timeout: float = 120) -> str:
+    proc = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / name), *args],
+        capture_output=True, cwd=ROOT, timeout=timeout,
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+    )
+    out = proc.stdout.decode("utf-8", "replace")
+    err = proc.stderr.decode("utf-8", "replace")
+    assert proc.returncode == 0, f"{name} exited {proc.returncode}\n--- stdout ---\n{out}\n--- stderr ---\n{err[-3000:]}"
+    return out
+
+
+def test_device_latency_runs_small(tmp_path):
+    raw = tmp_path / "latency.json"
+    out = run_script("device_latency.py", "--presses", "20", "--starts", "1", "--json", str(raw))
+    assert re.search(r"^machine : .+ cores", out, re.M)
+    assert re.search(r"^ledger  : \S+ on ", out, re.M)  # which filesystem the ledger was on
+    assert re.search(r"press→feedback p99 = [\d.]+ ms \(target ≤ 10 ms\): (PASS|FAIL)$", out, re.M)
+    assert re.search(r"process RSS = [\d.]+ MiB, peak \(VmHWM\) = [\d.]+ MiB \(target ≤ 45 MiB\): (PASS|FAIL)$",
+                     out, re.M)
+    assert re.search(r"start-up to ready \(median of 1\) = [\d.]+ s \(target ≤ 1\.5 s\): (PASS|FAIL)$", out, re.M)
+    for row in ("press→stored (all)", "press→feedback (all)", "ledger.append (commit+fsync)"):
+        assert row in out
+    data = json.loads(raw.read_text())
+    lat = data["latency"]
+    assert lat["presses"] == 20 and lat["stats"]["all_feedback"]["n"] == 20
+    assert lat["order_violations"] == 0  # feedback never came before its store
+    assert data["memory"]["after"]["VmHWM"] > 0
+
+
+def test_drain_runs_small(tmp_path):
+    raw = tmp_path / "drain.json"
+    out = run_script("drain.py", "--events", "100", "--outage", "0.2", "--json", str(raw))
+    lines = re.findall(r"^drain 100 after outage = [\d.]+ s \(target ≤ 10 s\): (PASS|FAIL)", out, re.M)
+    assert len(lines) == 2, out  # group-commit acks and one ack per event
+    results = json.loads(raw.read_text())["results"]
+    assert [r["mode"] for r in results] == ["batch", "per-event"]
+    for r in results:
+        assert r["distinct"] == 100 and r["acked_total"] == 100 and r["left_in_ledger"] == 0
