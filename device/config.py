@@ -197,7 +197,10 @@ SCHEMA: list[Key] = [
     Key("mqtt.key_file", "path", None, "Private key of cert_file.",
         must_exist=True, example="/etc/hailong/device.key"),
     _float("mqtt.backoff_min_s", 1.0, "First reconnect delay after losing the broker; doubles on each failure."),
-    _float("mqtt.backoff_max_s", 60.0, "Longest reconnect delay; must be at least backoff_min_s."),
+    _float("mqtt.backoff_max_s", 5.0,
+           "Longest reconnect delay; must be at least backoff_min_s. Each wait is jittered between half "
+           "and all of the step, so a centre's counters do not reconnect in the same second; keep it "
+           "short so a backlog starts draining soon after the broker returns."),
     _float("mqtt.connect_timeout_s", 10.0, "Seconds to wait for the broker to accept a connection."),
 
     _int("ledger.in_flight", 100, "How many unacknowledged events may be in flight to the service at once.",

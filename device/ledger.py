@@ -345,6 +345,9 @@ def _setup(conn: sqlite3.Connection, path: Path) -> str:
         created = ledger_id is None
         if created:
             ledger_id = _create_schema(conn)
+        # "Is anything held?" is asked on every send and every reason question: without
+        # this index it scans the whole backlog (1.6 ms at 10,000 events, on the press path).
+        conn.execute("CREATE INDEX IF NOT EXISTS events_held ON events (seq) WHERE held = 1")
         # A held event outlived its process: the reason window is long gone.
         conn.execute("UPDATE events SET held = 0 WHERE held = 1")
     if created:

@@ -35,6 +35,7 @@ class Outbox:
         self.connected = False
         self._in_flight: dict[int, float] = {}  # seq -> last sent at (monotonic)
         self._high = 0  # highest seq sent on this connection
+        self.more = False  # the last pump stopped early with events still due
 
     @property
     def in_flight(self) -> int:
@@ -58,8 +59,15 @@ class Outbox:
             self._in_flight.pop(seq, None)
         return self.ledger.acknowledge(ledger_id, seqs)
 
-    def pump(self, now: float) -> int:
-        """Send what is due; returns how many events were handed to the uplink."""
+    def pump(self, now: float, *, budget: int | None = None,
+             yield_to: Callable[[], bool] = lambda: False) -> int:
+        """Send what is due; returns how many events were handed to the uplink.
+
+        At most `budget` events per call, and none once `yield_to()` says something more
+        urgent (a citizen's press) is waiting: a backlog must not delay anyone's feedback.
+        `more` tells the caller whether to call again soon.
+        """
+        self.more = False
         if not self.connected:
             return 0
         sent = 0
@@ -74,6 +82,9 @@ class Outbox:
             if not batch:
                 break
             for event in batch:
+                if (budget is not None and sent >= budget) or (sent and yield_to()):
+                    self.more = True
+                    return sent
                 if not self.send(event):
                     return sent
                 self._in_flight[event["seq"]] = now

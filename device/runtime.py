@@ -33,6 +33,9 @@ log = logging.getLogger("hailong.device")
 
 Emit = Callable[[dict], None]
 
+# Events published per loop pass while draining a backlog; presses are served in between.
+SEND_BUDGET = 25
+
 
 @dataclass(frozen=True)
 class _Item:
@@ -166,13 +169,21 @@ class DeviceRuntime:
                 self._flush_acks()
                 now = self.clock.monotonic()
                 self._apply(self.counter.tick(now))
-                self.outbox.pump(now)
+                self.outbox.pump(now, budget=SEND_BUDGET, yield_to=self._inputs_waiting)
                 self._periodic(now)
         finally:
             self._shutdown()
 
+    def _inputs_waiting(self) -> bool:
+        return not self._q.empty()
+
     def _next_item(self) -> _Item | None:
         now = self.clock.monotonic()
+        if self.outbox.more:
+            try:
+                return self._q.get_nowait()
+            except queue.Empty:
+                return None
         deadlines = [d for d in (self.counter.next_deadline(), self.outbox.next_deadline()) if d]
         deadlines.append(self._telemetry_at if self.outbox.connected else now + 1.0)
         if self._watchdog_every:

@@ -152,6 +152,16 @@ class MqttUplink:
             log.warning("%s", self.last_error)
             return
         self.last_error = None
+        # Without TCP_NODELAY, Nagle holds small publishes back: the event->ack round trip was
+        # ~27 ms on loopback instead of ~3 ms, which also delays the ticket number after NEXT.
+        sock = client.socket()
+        if sock is not None:
+            import socket
+
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
         # Subscribing again is harmless with a resumed session and needed with a fresh one.
         for topic, qos in self.settings.subscriptions:
             client.subscribe(topic, qos=qos)

@@ -97,3 +97,15 @@ def test_held_event_blocks_later_ones_until_released(ledger):
     ledger.finalize_held({"reason": "Chờ lâu"})
     box.pump(1)
     assert wire.sent == [1, 2, 3]
+
+
+def test_budget_and_waiting_input_cut_a_pass_short(ledger):
+    fill(ledger, 50)
+    wire = Wire()
+    box = Outbox(ledger, wire, window=100)
+    box.connection_up()
+    assert box.pump(0, budget=10) == 10 and box.more
+    # A press is waiting: send at least one event per pass, then give way.
+    assert box.pump(0, yield_to=lambda: True) == 1 and box.more
+    assert box.pump(0) == 39 and not box.more
+    assert wire.sent == list(range(1, 51))
