@@ -189,7 +189,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"device process CPU from broker start to all acked ({r['mode']}): {r['device_cpu_s']:.2f} s "
                   f"= {r['device_cpu_share'] * 100:.0f}% of one core")
     print("all acked = the device's {\"acked\"} lines add up to N (each line is one ledger delete "
-          "transaction, fsynced); times are time.monotonic() across processes.")
+          "transaction, not fsynced: a lost delete only means a re-send); times are time.monotonic() across processes.")
     print()
     print("== targets (host machine) ==")
     for r in results:
