@@ -19,7 +19,7 @@ from device.clock import SystemClock
 from device.counter import (
     Beep, Counter, CounterSettings, Finalize, Led, Officer, Remember, Show, Store,
 )
-from device.ledger import Ledger
+from device.ledger import Ledger, LedgerError
 from device.outbox import Outbox
 from device.uplink import MqttUplink, UplinkSettings
 from protocol import ProtocolError
@@ -268,7 +268,15 @@ class DeviceRuntime:
     def _apply(self, effects) -> None:
         for e in effects:
             if isinstance(e, Store):
-                self._store(e)
+                try:
+                    self._store(e)
+                except LedgerError as err:
+                    # Feedback is a promise we cannot keep without the ledger: show the fault
+                    # and drop the rest of this batch (its LED, animation, beep) instead.
+                    log.error("could not store %s event: %s", e.type, err)
+                    self.emit({"error": f"ledger: {err}"})
+                    self.display.show(self.counter.fit("Err"))
+                    return
             elif isinstance(e, Show):
                 self.display.show(e.text)
             elif isinstance(e, Led):

@@ -1,0 +1,79 @@
+"""The runtime in-process: real ledger on disk, mock pins, a text display, no broker reachable."""
+from __future__ import annotations
+
+import threading
+
+import pytest
+from gpiozero.pins.mock import MockFactory
+
+from device.config import config_from_dict
+from device.display import TextDisplay
+from device.ledger import LedgerError
+from device.panel import Panel
+from device.runtime import DeviceRuntime
+from tests.support import Waiter
+
+
+class OfflineUplink:
+    """The broker is unreachable: nothing can be published."""
+
+    def __init__(self, settings, **callbacks):
+        self.published = []
+
+    def start(self):
+        pass
+
+    def publish(self, topic, payload, qos=1, retain=False):
+        return False
+
+    def stop(self, last_words=None, timeout=5.0):
+        pass
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    cfg = config_from_dict({
+        "device": {"id": "dev-1", "site": "s", "counter": "3", "data_dir": str(tmp_path / "data")},
+        "mqtt": {"host": "127.0.0.1"},
+        "clock": {"trust": "never"},
+    })
+    records = Waiter()
+    factory = MockFactory()
+    rt = DeviceRuntime(
+        cfg,
+        panel_factory=lambda on_input: Panel(
+            rating_pins=[5, 6, 13, 19], led_pins=[12, 16, 20, 21], next_pin=23, recall_pin=24,
+            buzzer_pin=None, pin_factory=factory, on_input=on_input),
+        display=TextDisplay(4, on_change=lambda text: records.append({"display": text})),
+        emit=records.append,
+        uplink_factory=OfflineUplink,
+    )
+    thread = threading.Thread(target=rt.run, daemon=True)
+    thread.start()
+    assert rt.ready.wait(10)
+    yield rt, records, factory
+    rt.stop()
+    thread.join(10)
+
+
+def test_offline_presses_are_stored_with_unsynced_clock_flag(runtime):
+    rt, records, factory = runtime
+    rt.panel.click("2")
+    (stored,) = records.wait_for(lambda items: [r["stored"] for r in items if "stored" in r])
+    assert stored["clock_ok"] is False and stored["score"] == 2 and stored["mono"] > 0
+    assert factory.pin(16).state is True  # LED of button 2 lit as feedback
+    assert rt.ledger.backlog() == 1
+
+
+def test_a_failed_commit_shows_err_and_gives_no_feedback(runtime):
+    rt, records, factory = runtime
+
+    def broken(body, held=False):
+        raise LedgerError("disk I/O error")
+
+    rt.ledger.append = broken
+    rt.panel.click("4")
+    records.wait_for(lambda items: any("error" in r for r in items))
+    records.wait_for(lambda items: {"display": " Err"} in items)
+    assert factory.pin(21).state is False  # no LED: we promised nothing
+    assert not any("stored" in r for r in records.items)
