@@ -10,7 +10,6 @@ import logging
 import queue
 import shutil
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -107,7 +106,6 @@ class DeviceRuntime:
         self._q: queue.Queue[_Item] = queue.Queue()
         self._stopping = threading.Event()
         self.ready = threading.Event()
-        self.started_at = time.monotonic()
 
         self.ledger = Ledger.open(cfg.ledger_path, on_quarantine=self._quarantined)
         self.counter = Counter(
@@ -169,12 +167,13 @@ class DeviceRuntime:
                 self._flush_acks()
                 now = self.clock.monotonic()
                 self._apply(self.counter.tick(now))
-                self.outbox.pump(now, budget=SEND_BUDGET, yield_to=self._inputs_waiting)
+                self.outbox.pump(now, budget=SEND_BUDGET, yield_to=self._work_waiting)
                 self._periodic(now)
         finally:
             self._shutdown()
 
-    def _inputs_waiting(self) -> bool:
+    def _work_waiting(self) -> bool:
+        # Presses, releases and acks all beat sending more of a backlog.
         return not self._q.empty()
 
     def _next_item(self) -> _Item | None:

@@ -269,7 +269,6 @@ def test_sigterm_flushes_says_offline_and_exits_zero(start_device, service):
 
 
 def test_tells_systemd_ready_and_pings_the_watchdog(tmp_path, mosquitto):
-    import os
     import socket
 
     sock_path = tmp_path / "notify.sock"
