@@ -114,7 +114,8 @@ class FakeService:
 
 
 def write_config(tmp: Path, broker, *, device_id: str = "dev-1", extra: str = "", data_dir: Path | None = None,
-                 port: int | None = None) -> Path:
+                 port: int | None = None, mqtt: str = "") -> Path:
+    """A device config for `broker`; `mqtt` adds lines to [mqtt], `extra` adds whole sections."""
     data_dir = data_dir or tmp / "data"
     path = tmp / f"{device_id}.toml"
     path.write_text(
@@ -123,6 +124,7 @@ def write_config(tmp: Path, broker, *, device_id: str = "dev-1", extra: str = ""
         "[mqtt]\n"
         f'host = "127.0.0.1"\nport = {port or broker.port}\n'
         "backoff_min_s = 0.1\nbackoff_max_s = 0.5\n"
+        + mqtt +
         "[clock]\ntrust = \"always\"\n"
         + extra
     )

@@ -42,8 +42,7 @@ def test_doctor_reports_refused_credentials(tmp_path):
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "dev-1", "right"], check=True, capture_output=True)
     broker = Mosquitto(tmp_path / "m", extra=f"password_file {pw}\n", anonymous=False).start()
     try:
-        cfg = write_config(tmp_path, broker, extra="")
-        cfg.write_text(cfg.read_text().replace("[mqtt]\n", '[mqtt]\npassword = "wrong"\n'))
+        cfg = write_config(tmp_path, broker, mqtt='password = "wrong"\n')
         r = run_doctor(cfg)
         assert r.returncode == 1 and rows(r.stdout)["broker"] == "FAIL"
         assert "refused 'dev-1'" in r.stdout

@@ -45,11 +45,14 @@ def tls_broker(tmp_path):
     broker.stop()
 
 
+def tls_config(tmp_path, broker, ca: str):
+    return write_config(tmp_path, broker, port=broker.tls_port,
+                        mqtt=f'tls = true\nca_file = "{broker.certs / ca}"\npassword = "s3cret"\n')
+
+
 def test_device_delivers_over_tls_with_password(tmp_path, tls_broker):
     service = FakeService(tls_broker, username="test-service", password="svc")
-    cfg = write_config(tmp_path, tls_broker, port=tls_broker.tls_port, extra="")
-    cfg.write_text(cfg.read_text().replace(
-        "[mqtt]\n", f'[mqtt]\ntls = true\nca_file = "{tls_broker.certs / "ca.crt"}"\npassword = "s3cret"\n'))
+    cfg = tls_config(tmp_path, tls_broker, "ca.crt")
     dev = DeviceProcess(cfg)
     try:
         dev.wait_ready()
@@ -63,9 +66,7 @@ def test_device_delivers_over_tls_with_password(tmp_path, tls_broker):
 
 
 def test_device_refuses_a_server_signed_by_another_ca(tmp_path, tls_broker):
-    cfg = write_config(tmp_path, tls_broker, port=tls_broker.tls_port, extra="")
-    cfg.write_text(cfg.read_text().replace(
-        "[mqtt]\n", f'[mqtt]\ntls = true\nca_file = "{tls_broker.certs / "other-ca.crt"}"\npassword = "s3cret"\n'))
+    cfg = tls_config(tmp_path, tls_broker, "other-ca.crt")
     dev = DeviceProcess(cfg)
     try:
         dev.wait_ready()
