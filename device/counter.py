@@ -183,14 +183,13 @@ class Counter:
         known = self.badges.get(uid)
         effects: list[Effect] = self._end_reason(now)
         leaving = self.officer
+        same = leaving is not None and known is not None and known.id == leaving.id
         if leaving is not None:
             effects.append(self._store("signout", now, method="badge", badge=uid))
             self.officer = None
-        if known is not None and (leaving is None or known.id != leaving.id):
+        if not same:
+            # An unknown badge is recorded too (officer null): the service may resolve it.
             self.officer = known
-            effects.append(self._store("signin", now, method="badge", badge=uid))
-        elif leaving is None:
-            # Unknown badge: record the tap; the service may resolve it and send `officer`.
             effects.append(self._store("signin", now, method="badge", badge=uid))
         effects += self._remember_officer()
         effects += self._announce_officer(now)

@@ -276,3 +276,12 @@ def test_text_is_fitted_to_the_display(width, ticket, shown):
 def test_out_of_scale_button_is_ignored():
     r = Rig(scale=3)
     assert r.click("4") == [] and r.click("5") == []
+
+
+def test_unknown_badge_while_signed_in_signs_out_and_records_the_tap():
+    r = Rig()
+    r.do("badge", "AB12")
+    out = r.do("badge", "FFFF")
+    assert [(s.type, s.fields["officer"], s.fields["badge"]) for s in stores(out)] == [
+        ("signout", "anna", "FFFF"), ("signin", None, "FFFF")]
+    assert r.c.officer is None
