@@ -186,6 +186,7 @@ class MqttUplink:
         s = self.settings
         attempt = 0
         while not self._stop.is_set():
+            self.last_error = None
             try:
                 if self.settings.protocol == "5":
                     self._client.connect(
@@ -198,15 +199,24 @@ class MqttUplink:
                 self.last_error = f"cannot reach {s.host}:{s.port}: {e}"
                 log.info("%s", self.last_error)
             else:
+                accepted = False
                 while not self._stop.is_set():
                     rc = self._client.loop(timeout=0.5)
                     if self._connected.is_set():
                         attempt = 0
+                        accepted = True
                     if rc != mqtt.MQTT_ERR_SUCCESS:
                         break
                 if self._connected.is_set():
                     self._connected.clear()
                     self.on_disconnect(mqtt.error_string(rc))
+                elif not accepted and not self._stop.is_set() and self.last_error is None:
+                    # E.g. TLS 1.3: a broker that rejects our client certificate hangs up
+                    # only after the handshake, so connect() itself succeeded.
+                    self.last_error = (
+                        f"{s.host}:{s.port} closed the connection before accepting us: {mqtt.error_string(rc)}"
+                    )
+                    log.info("%s", self.last_error)
             if self._stop.is_set():
                 break
             delay = backoff_delay(

@@ -1,4 +1,4 @@
-"""The counter talks to Mosquitto over TLS with username/password, and refuses an untrusted server."""
+"""The counter talks to Mosquitto over TLS (password or client certificate), and refuses an untrusted server."""
 import shutil
 import subprocess
 
@@ -21,6 +21,9 @@ def make_ca_and_server(d):
     (d / "san.ext").write_text("subjectAltName=IP:127.0.0.1\n")
     run("x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
         "-days", "2", "-extfile", "san.ext", "-out", "server.crt")
+    run("req", "-newkey", "rsa:2048", "-nodes", "-subj", "/CN=dev-1", "-keyout", "dev-1.key", "-out", "dev-1.csr")
+    run("x509", "-req", "-in", "dev-1.csr", "-CA", "ca.crt", "-CAkey", "ca.key", "-CAcreateserial",
+        "-days", "2", "-out", "dev-1.crt")
 
 
 @pytest.fixture
@@ -31,15 +34,17 @@ def tls_broker(tmp_path):
     pw = tmp_path / "passwd"
     subprocess.run(["mosquitto_passwd", "-b", "-c", str(pw), "dev-1", "s3cret"], check=True, capture_output=True)
     subprocess.run(["mosquitto_passwd", "-b", str(pw), "test-service", "svc"], check=True, capture_output=True)
-    tls_port = free_port()
+    tls_port, mtls_port = free_port(), free_port()
+    server_tls = f"cafile {certs / 'ca.crt'}\ncertfile {certs / 'server.crt'}\nkeyfile {certs / 'server.key'}\n"
     broker = Mosquitto(tmp_path / "m", anonymous=False, extra=(
         f"password_file {pw}\n"
-        f"listener {tls_port} 127.0.0.1\n"
-        f"cafile {certs / 'ca.crt'}\ncertfile {certs / 'server.crt'}\nkeyfile {certs / 'server.key'}\n"
+        f"listener {tls_port} 127.0.0.1\n" + server_tls
+        + f"listener {mtls_port} 127.0.0.1\n" + server_tls + "require_certificate true\n"
     ))
     # The plain listener stays for the stand-in service; the device only gets the TLS port.
     broker.start()
     broker.tls_port = tls_port
+    broker.mtls_port = mtls_port
     broker.certs = certs
     yield broker
     broker.stop()
@@ -75,5 +80,36 @@ def test_device_refuses_a_server_signed_by_another_ca(tmp_path, tls_broker):
         dev.stderr.wait_for(lambda lines: any("certificate verify failed" in line for line in lines),
                             timeout=15, what="a TLS verification error in the log")
         assert dev.of("online") == [] and dev.of("acked") == []
+    finally:
+        dev.close()
+
+
+def test_device_presents_its_client_certificate(tmp_path, tls_broker):
+    service = FakeService(tls_broker, username="test-service", password="svc")
+    certs = tls_broker.certs
+    cfg = write_config(tmp_path, tls_broker, port=tls_broker.mtls_port, mqtt=(
+        f'tls = true\nca_file = "{certs / "ca.crt"}"\npassword = "s3cret"\n'
+        f'cert_file = "{certs / "dev-1.crt"}"\nkey_file = "{certs / "dev-1.key"}"\n'))
+    dev = DeviceProcess(cfg)
+    try:
+        dev.wait_ready()
+        dev.wait("online", lambda v: v[-1] is True)
+        dev.send("press 4")
+        dev.wait("acked")
+        assert [e["score"] for e in service.events()] == [4]
+    finally:
+        dev.close()
+        service.close()
+
+
+def test_listener_requiring_a_certificate_refuses_a_device_without_one(tmp_path, tls_broker):
+    cfg = write_config(tmp_path, tls_broker, port=tls_broker.mtls_port,
+                       mqtt=f'tls = true\nca_file = "{tls_broker.certs / "ca.crt"}"\npassword = "s3cret"\n')
+    dev = DeviceProcess(cfg)
+    try:
+        dev.wait_ready()
+        dev.stderr.wait_for(lambda lines: sum("closed the connection before accepting us" in line for line in lines) >= 2,
+                            timeout=15, what="repeated refused TLS handshakes in the log")
+        assert dev.of("online") == []
     finally:
         dev.close()
