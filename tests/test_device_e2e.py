@@ -289,3 +289,42 @@ def test_tells_systemd_ready_and_pings_the_watchdog(tmp_path, mosquitto):
     finally:
         sock.close()
         dev.close()
+
+
+def test_single_keys_work_on_a_terminal(tmp_path, mosquitto, service):
+    import json
+    import os
+    import pty
+    import subprocess
+    import sys as _sys
+
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [_sys.executable, "-m", "hailong.cli", "device", "run", "--simulate",
+         "--config", str(write_config(tmp_path, mosquitto))],
+        stdin=slave, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, cwd=ROOT,
+    )
+    os.close(slave)
+    import threading
+
+    watchdog = threading.Timer(20, proc.kill)  # a broken device must fail this test, not hang it
+    watchdog.start()
+    try:
+        records = []
+        for line in proc.stdout:
+            records.append(json.loads(line))
+            if records[-1].get("online") is True:
+                break
+        os.write(master, b"3")
+        for line in proc.stdout:
+            records.append(json.loads(line))
+            if "stored" in records[-1]:
+                break
+        assert records[-1]["stored"]["score"] == 3
+        os.write(master, b"q")
+        assert proc.wait(15) == 0
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
