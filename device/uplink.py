@@ -59,6 +59,7 @@ class MqttUplink:
         self._rand = rand
         self._stop = threading.Event()
         self._connected = threading.Event()
+        self._down = threading.Event()
         self._thread: threading.Thread | None = None
         self._client = self._make_client()
         self.last_error: str | None = None
@@ -94,6 +95,11 @@ class MqttUplink:
                 info.wait_for_publish(min(timeout, 2.0))
             except (RuntimeError, ValueError) as e:
                 log.warning("could not publish offline status: %s", e)
+        if self.connected:
+            # Let our loop thread write the DISCONNECT before it stops, else the broker
+            # sees a dropped socket and publishes the will on top of our last words.
+            self._client.disconnect()
+            self._down.wait(min(timeout, 2.0))
         self._stop.set()
         try:
             self._client.disconnect()
@@ -134,6 +140,11 @@ class MqttUplink:
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
+        # Only our loop thread may write to the socket: without this, paho's publish()
+        # writes directly from the caller's thread, and two threads writing one socket can
+        # interleave partial packets when the send buffer fills (e.g. draining a backlog).
+        # With it, publish() queues the packet and wakes our loop(), which writes it.
+        client.on_socket_register_write = lambda client, userdata, sock: None
         return client
 
     def _connect_properties(self):
@@ -152,6 +163,7 @@ class MqttUplink:
             log.warning("%s", self.last_error)
             return
         self.last_error = None
+        self._down.clear()
         # Without TCP_NODELAY, Nagle holds small publishes back: the event->ack round trip was
         # ~27 ms on loopback instead of ~3 ms, which also delays the ticket number after NEXT.
         sock = client.socket()
@@ -171,6 +183,7 @@ class MqttUplink:
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         was = self._connected.is_set()
         self._connected.clear()
+        self._down.set()
         if was:
             self.on_disconnect(str(reason_code))
 
