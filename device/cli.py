@@ -8,7 +8,17 @@ import signal
 import sys
 import threading
 
-from device.errors import ConfigError
+from device.errors import ConfigError, HardwareError
+
+_HINT = "on a laptop add --simulate; on a Pi install hailong[pi] and run `hailong device doctor`"
+
+
+def _open(what: str, make):
+    """Build a hardware adapter, turning whatever the driver raises into one clear error."""
+    try:
+        return make()
+    except Exception as e:  # noqa: BLE001 - drivers raise anything from ImportError to OSError
+        raise HardwareError(f"cannot open the {what}: {type(e).__name__}: {e} ({_HINT})") from e
 
 
 def _emitter(stream):
@@ -34,21 +44,21 @@ def cmd_run(args) -> int:
     emit = _emitter(sys.stdout) if simulate else (lambda record: logging.getLogger("hailong.device").debug("%s", record))
     d, p = cfg.display, cfg.pins
     scale = cfg.rating.scale
-    display = make_display(
+    display = _open(f"{d.kind} display on SPI {d.spi_port}.{d.spi_device}", lambda: make_display(
         d.kind, width=cfg.display_width, digits=d.digits, cascaded=d.cascaded,
         spi_port=d.spi_port, spi_device=d.spi_device, brightness=d.brightness, rotate=d.rotate,
         simulate=simulate, on_change=lambda text: emit({"display": text}),
-    )
-    pin_factory = default_pin_factory(simulate)
+    ))
+    pin_factory = _open("GPIO pin factory", lambda: default_pin_factory(simulate))
 
     def panel_factory(on_input):
-        return Panel(
+        return _open("buttons and LEDs (GPIO)", lambda: Panel(
             rating_pins=list(p.rating_buttons[:scale]),
             led_pins=list(p.rating_leds[:scale]),
             next_pin=p.next_button, recall_pin=p.recall_button,
             buzzer_pin=cfg.buzzer.pin if cfg.buzzer.enabled else None,
             pull_up=p.pull_up, bounce_s=p.bounce_s, pin_factory=pin_factory, on_input=on_input,
-        )
+        ))
 
     runtime = DeviceRuntime(cfg, panel_factory=panel_factory, display=display, emit=emit)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -111,8 +121,13 @@ def main(argv: list[str] | None = None) -> int:
         level=getattr(logging, str(args.log_level).upper(), logging.INFO),
         stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    from device.ledger import LedgerError
+
     try:
         return args.func(args)
     except ConfigError as e:
         print(str(e), file=sys.stderr)
         return 2
+    except (HardwareError, LedgerError) as e:
+        print(f"hailong device: {e}", file=sys.stderr)
+        return 1

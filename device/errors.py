@@ -23,3 +23,7 @@ class ConfigError(DeviceError, ValueError):
     def __str__(self) -> str:
         where = f" in {self.source}" if self.source else ""
         return "\n".join([f"config error{where}:", *(f"  {key}: {reason}" for key, reason in self.problems)])
+
+
+class HardwareError(DeviceError, RuntimeError):
+    """A part of the counter (GPIO, display, serial port) could not be opened."""

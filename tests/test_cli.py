@@ -22,3 +22,13 @@ def test_device_run_does_not_import_the_service_or_web_stack():
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert r.stdout.strip() == "[]", r.stdout + r.stderr
+
+
+def test_missing_hardware_is_a_clear_error_not_a_traceback(tmp_path):
+    cfg = tmp_path / "d.toml"
+    cfg.write_text('[device]\nid = "d1"\nsite = "s"\ncounter = "1"\ndata_dir = "%s"\n[mqtt]\nhost = "127.0.0.1"\n'
+                   % (tmp_path / "data"))
+    r = hailong("device", "run", "--config", str(cfg))
+    assert r.returncode == 1, r.stderr
+    assert r.stderr.startswith("hailong device: cannot open the ") and "--simulate" in r.stderr
+    assert "Traceback" not in r.stderr
