@@ -10,6 +10,7 @@ import sys
 
 AREAS = {
     "device": ("device.cli", "run the counter firmware and its tools"),
+    "broker": ("broker.cli", "run the central service (MQTT ingest and store)"),
     "demo": ("hailong.demo", "run a simulated counter against an embedded broker"),
 }
 

@@ -114,13 +114,13 @@ class FakeService:
 
 
 def write_config(tmp: Path, broker, *, device_id: str = "dev-1", extra: str = "", data_dir: Path | None = None,
-                 port: int | None = None, mqtt: str = "") -> Path:
+                 port: int | None = None, mqtt: str = "", counter: str = "3") -> Path:
     """A device config for `broker`; `mqtt` adds lines to [mqtt], `extra` adds whole sections."""
     data_dir = data_dir or tmp / "data"
     path = tmp / f"{device_id}.toml"
     path.write_text(
         "[device]\n"
-        f'id = "{device_id}"\nsite = "kien-thuy"\ncounter = "3"\ndata_dir = "{data_dir}"\n'
+        f'id = "{device_id}"\nsite = "kien-thuy"\ncounter = "{counter}"\ndata_dir = "{data_dir}"\n'
         "[mqtt]\n"
         f'host = "127.0.0.1"\nport = {port or broker.port}\n'
         "backoff_min_s = 0.1\nbackoff_max_s = 0.5\n"

@@ -1,0 +1,261 @@
+"""MQTT ingest: commit first, then ack — the MQTT message and the device's ledger.
+
+Messages arrive on paho's thread and are only queued there. One worker thread takes
+them in groups (up to `batch_max`, waiting at most `batch_wait_ms` to fill a group),
+commits the whole group in one transaction, and only then acknowledges: the MQTT
+PUBACK (paho `manual_ack`) and the `ack` message that lets each device delete exactly
+those events. A crash between commit and ack only causes a re-send, which the store
+recognises as a duplicate and which is acked again.
+"""
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+from protocol import ProtocolError
+from protocol.codec import encode
+from protocol.messages import decode_status, decode_telemetry, make_ack
+from protocol.topics import Topics, subscription
+
+log = logging.getLogger("hailong.ingest")
+
+
+@dataclass(frozen=True)
+class IngestSettings:
+    host: str = "127.0.0.1"
+    port: int = 1883
+    username: str | None = None
+    password: str | None = None
+    protocol: str = "5"
+    client_id: str = "hailong-service"
+    prefix: str = "hailong/v1"
+    tls: bool = False
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    session_expiry_s: int = 604800
+    batch_max: int = 500
+    batch_wait_ms: int = 20
+    ticket_fresh_s: float = 5.0
+    timezone: str = "Asia/Ho_Chi_Minh"
+
+
+@dataclass
+class _Msg:
+    topic: str
+    payload: bytes
+    mid: int
+    qos: int
+    dup: bool
+    received_ms: int
+
+
+@dataclass
+class Metrics:
+    """Counters for /metrics; written by the worker thread only."""
+
+    ingested: int = 0
+    duplicates: int = 0
+    rejected: int = 0
+    batches: int = 0
+    last_lag_ms: int = 0
+    tickets: int = 0
+    online: dict[str, bool] = field(default_factory=dict)
+
+
+class Ingest:
+    def __init__(self, store, settings: IngestSettings, *, now_ms: Callable[[], int] | None = None):
+        self.store = store
+        self.s = settings
+        self.metrics = Metrics()
+        self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+        self._q: queue.Queue[_Msg | None] = queue.Queue()
+        self._stop = threading.Event()
+        self.connected = threading.Event()
+        self.failed = threading.Event()
+        self.failure: BaseException | None = None
+        self._worker = threading.Thread(target=self._work, name="ingest", daemon=True)
+        self._client = self._make_client()
+
+    # ----- lifecycle ---------------------------------------------------------------
+
+    def start(self) -> "Ingest":
+        self._worker.start()
+        s = self.s
+        if s.protocol == "5":
+            from paho.mqtt.packettypes import PacketTypes
+            from paho.mqtt.properties import Properties
+
+            props = Properties(PacketTypes.CONNECT)
+            props.SessionExpiryInterval = s.session_expiry_s
+            self._client.connect_async(s.host, s.port, keepalive=30, clean_start=False, properties=props)
+        else:
+            self._client.connect_async(s.host, s.port, keepalive=30)
+        self._client.loop_start()
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Finish the group in hand, then disconnect; unacked messages come back next time."""
+        self._stop.set()
+        self._q.put(None)
+        self._worker.join(timeout)
+        self._client.disconnect()
+        self._client.loop_stop()
+
+    def publish(self, device: str, kind: str, payload: dict, *, retain: bool = False) -> None:
+        topic = Topics(device, self.s.prefix).topic(kind)
+        self._client.publish(topic, encode(payload), qos=1, retain=retain)
+
+    # ----- paho ---------------------------------------------------------------------
+
+    def _make_client(self):
+        import paho.mqtt.client as mqtt
+
+        s = self.s
+        kwargs = dict(
+            callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id,
+            protocol=mqtt.MQTTv5 if s.protocol == "5" else mqtt.MQTTv311, manual_ack=True,
+        )
+        if s.protocol != "5":
+            kwargs["clean_session"] = False
+        client = mqtt.Client(**kwargs)
+        if s.username:
+            client.username_pw_set(s.username, s.password)
+        if s.tls:
+            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file)
+        client.reconnect_delay_set(0.5, 5)
+        client.max_inflight_messages_set(1000)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_message = self._on_message
+        return client
+
+    def _on_connect(self, client, userdata, flags, reason_code, properties):
+        if reason_code.is_failure:
+            log.error("broker refused the service: %s", reason_code)
+            return
+        p = self.s.prefix
+        client.subscribe([(subscription("event", p), 1), (subscription("status", p), 1),
+                          (subscription("telemetry", p), 0)])
+        self.connected.set()
+        log.info("ingest connected to %s:%s", self.s.host, self.s.port)
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties):
+        self.connected.clear()
+        log.warning("ingest lost the broker: %s", reason_code)
+
+    def _on_message(self, client, userdata, msg):
+        self._q.put(_Msg(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.dup), self._now_ms()))
+
+    # ----- the worker ---------------------------------------------------------------
+
+    def _next_group(self) -> list[_Msg]:
+        first = self._q.get()
+        if first is None:
+            return []
+        group = [first]
+        deadline = time.monotonic() + self.s.batch_wait_ms / 1000
+        while len(group) < self.s.batch_max:
+            left = deadline - time.monotonic()
+            try:
+                item = self._q.get(timeout=left) if left > 0 else self._q.get_nowait()
+            except queue.Empty:
+                break
+            if item is None:
+                self._stop.set()
+                break
+            group.append(item)
+        return group
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            group = self._next_group()
+            if not group:
+                continue
+            try:
+                self._process(group)
+            except Exception as e:  # noqa: BLE001 - nothing was acked, so nothing is lost
+                # Carrying on would leave these messages unacked in this session forever;
+                # stopping lets the supervisor restart us and the broker redeliver them.
+                log.exception("could not commit a group of %d messages; stopping without acking", len(group))
+                self.failure = e
+                self.failed.set()
+                return
+
+    def _process(self, group: list[_Msg]) -> None:
+        from broker.store import Incoming
+
+        events, others = [], []
+        for m in group:
+            parts = m.topic.split("/")
+            (events if parts[-1] == "event" else others).append((parts[-2], parts[-1], m))
+        if events:
+            outcomes = self.store.ingest([Incoming(d, m.payload, m.received_ms) for d, _, m in events])
+            self._answer(events, outcomes)
+        for device, kind, m in others:
+            self._health(device, kind, m)
+        for _, _, m in events + others:
+            if m.qos:
+                self._client.ack(m.mid, m.qos)
+        self.metrics.batches += 1
+
+    def _answer(self, events, outcomes) -> None:
+        acks: dict[tuple[str, str], dict] = {}
+        now = self._now_ms()
+        for (device, _, m), out in zip(events, outcomes):
+            self.metrics.last_lag_ms = now - m.received_ms
+            if out.status == "stored":
+                self.metrics.ingested += 1
+            elif out.status == "duplicate":
+                self.metrics.duplicates += 1
+            else:
+                self.metrics.rejected += 1
+                log.warning("rejected event from %s: %s", device, out.reason)
+            if out.ledger is None or out.seq is None:
+                continue  # too broken to name: dead-lettered, nothing the device can delete
+            entry = acks.setdefault((out.device, out.ledger), {"seqs": [], "rejected": []})
+            if out.status == "rejected":
+                entry["rejected"].append({"seq": out.seq, "reason": out.reason[:200]})
+            else:
+                entry["seqs"].append(out.seq)
+            if out.status == "stored" and self._wants_ticket(out.event, m):
+                self._send_ticket(out.event)
+        for (device, ledger), entry in acks.items():
+            self.publish(device, "ack", make_ack(ledger, entry["seqs"], entry["rejected"]))
+
+    def _wants_ticket(self, ev: dict, m: _Msg) -> bool:
+        """A live NEXT gets a number; a replayed one (backlog after an outage) does not."""
+        if ev["type"] != "call" or ev["action"] != "next":
+            return False
+        if not self.metrics.online.get(ev["device"], False):
+            return False
+        if ev["clock_ok"]:
+            return m.received_ms - ev["ts"] <= self.s.ticket_fresh_s * 1000
+        return not m.dup
+
+    def _send_ticket(self, ev: dict) -> None:
+        from datetime import datetime, timezone
+        from zoneinfo import ZoneInfo
+
+        day = datetime.fromtimestamp(self._now_ms() / 1000, timezone.utc).astimezone(
+            ZoneInfo(self.s.timezone)).date().isoformat()
+        number = self.store.next_ticket(ev["site"], day)
+        self.publish(ev["device"], "cmd", {"cmd": "ticket", "ticket": str(number), "seq": ev["seq"]})
+        self.metrics.tickets += 1
+
+    def _health(self, device: str, kind: str, m: _Msg) -> None:
+        try:
+            if kind == "status":
+                if not m.payload:
+                    return  # a cleared retained status
+                status = decode_status(m.payload)
+                self.metrics.online[device] = bool(status["online"])
+                self.store.device_status(device, status, m.received_ms)
+            elif kind == "telemetry":
+                self.store.device_telemetry(device, decode_telemetry(m.payload), m.received_ms)
+        except ProtocolError as e:
+            log.warning("ignoring malformed %s from %s: %s", kind, device, e)
