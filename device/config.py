@@ -2,30 +2,28 @@
 
 `SCHEMA` lists every key with its type, default (or REQUIRED), constraints and a
 description. Loading, validation, docs/device-config.md and the example config
-(`hailong device example-config`) are all generated from it, so they cannot drift.
+(`hailong device example-config`) are all generated from it by the shared machinery in
+hailong/configschema.py, so they cannot drift. Validation collects every problem before
+failing, and unknown keys are errors with a suggestion.
 
-Validation collects every problem before failing: an installer at a counter should
-fix the file once, not once per mistake. Unknown keys are errors with a suggestion,
-because a typo'd key would otherwise silently fall back to its default.
+This module adds what is the device's own: its keys and dataclasses, the rules that
+span several keys (pins above all) and the officer roster.
 
 Run `python -m device.config --write-docs` after changing the schema.
 """
 from __future__ import annotations
 
-import argparse
-import difflib
-import json
-import math
 import re
 import sys
-import textwrap
-import tomllib
-from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from device.errors import ConfigError
+from hailong.configschema import (
+    FILE_KEY, MQTT_PROTOCOLS, REQUIRED, TOPIC_PREFIX_RULE, Key, Problems, Schema, as_written,
+    config_tool, is_topic_prefix, not_both, read_secret_file, together, toml_literal,
+)
 
 __all__ = [
     "REQUIRED", "SCHEMA", "SECTIONS", "FILE_KEY", "DOCS_PATH", "DEFAULT_LABELS", "Key",
@@ -35,16 +33,8 @@ __all__ = [
     "load_config", "config_from_dict", "example_config", "config_reference_markdown",
 ]
 
-FILE_KEY = "<file>"  # the problem key for faults of the file itself (unreadable, bad TOML)
 DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "device-config.md"
 
-
-class _Required:
-    def __repr__(self) -> str:
-        return "REQUIRED"
-
-
-REQUIRED: Any = _Required()
 
 DEFAULT_LABELS: dict[int, tuple[str, ...]] = {
     3: ("Không hài lòng", "Hài lòng", "Rất hài lòng"),
@@ -60,63 +50,6 @@ _UART_PINS = (14, 15)
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HEX_RE = re.compile(r"[0-9A-Fa-f]+")
-
-
-@dataclass(frozen=True)
-class Key:
-    """One configuration key: what it is for, its type, default and constraints."""
-
-    path: str                     # dotted, e.g. "mqtt.port"; roster keys are "officers.<name>"
-    kind: str                     # str | int | float | bool | path | choice | list[int] | list[str]
-    default: Any                  # REQUIRED, None (unset, or derived from other keys) or a value
-    doc: str
-    lo: int | float | None = None  # numbers: value bounds; strings: length; lists: each item
-    hi: int | float | None = None
-    lo_open: bool = False         # for "> 0" timeouts, where 0 would mean "never wait"
-    choices: Mapping[Any, Any] | None = None  # accepted spelling -> normalised value
-    check: Callable[[Any], Any] | None = None  # extra rule; `rule_text` must describe it
-    rule_text: str | None = None
-    default_text: str | None = None  # documents a default derived from other keys
-    example: Any = None           # shown in the example config when there is no default
-    recommended: bool = False     # optional, but the example config sets it live
-    must_exist: bool = False      # paths that must name an existing file
-
-    @property
-    def section(self) -> str:
-        return self.path.split(".", 1)[0]
-
-    @property
-    def name(self) -> str:
-        return self.path.split(".", 1)[1]
-
-    @property
-    def rule(self) -> str:
-        """What a valid value looks like, phrased to follow "must be"."""
-        if self.rule_text:
-            return self.rule_text
-        if self.kind == "bool":
-            return "true or false"
-        if self.kind == "path":
-            return "a non-empty path"
-        if self.kind == "choice":
-            return "one of " + ", ".join(_toml(v) for v in dict.fromkeys(self.choices.values()))
-        item = self.kind.removeprefix("list[").removesuffix("]")
-        noun = {"int": "integer", "float": "number", "str": "string"}[item]
-        if item == "str":
-            if self.lo == 1 and self.hi is None:
-                noun, bounds = "non-empty string", ""
-            else:
-                bounds = f"of {self.lo}..{self.hi} characters" if self.hi is not None else ""
-        elif self.lo is not None and self.hi is not None:
-            bounds = f"{self.lo}..{self.hi}"
-        elif self.lo is not None:
-            bounds = f"{'>' if self.lo_open else '>='} {self.lo}"
-        else:
-            bounds = ""
-        if self.kind.startswith("list["):
-            return f"a list of {noun}s {bounds}".strip()
-        article = "an" if noun[0] in "aeiou" else "a"
-        return f"{article} {noun} {bounds}".strip()
 
 
 def _str(path, default, doc, lo=1, hi=64, **kw) -> Key:
@@ -179,10 +112,9 @@ SCHEMA: list[Key] = [
         example="/etc/hailong/mqtt-password", recommended=True),
     Key("mqtt.protocol", "choice", "5",
         'MQTT protocol version: "5" or "3.1.1" (5, "v5", "311" and "v311" are accepted too).',
-        choices={"5": "5", "v5": "5", 5: "5", "3.1.1": "3.1.1", "311": "3.1.1", "v311": "3.1.1"}),
+        choices=MQTT_PROTOCOLS),
     _str("mqtt.prefix", "hailong/v1", "Topic prefix shared by all hailong topics.", hi=None,
-         check=lambda v: v.strip("/") == v and not set("+#") & set(v),
-         rule_text='a non-empty topic prefix without "+", "#" or a leading/trailing "/"'),
+         check=is_topic_prefix, rule_text=TOPIC_PREFIX_RULE),
     _int("mqtt.keepalive_s", 30, "Seconds between keepalive pings; bounds how fast a dead link is noticed.",
          lo=5, hi=600),
     _int("mqtt.session_expiry_s", 604800,
@@ -293,8 +225,7 @@ _CROSS_RULES = [
 ]
 
 
-def _keys(section: str) -> list[Key]:
-    return [k for k in SCHEMA if k.section == section]
+_SCHEMA = Schema(SECTIONS, SCHEMA, ConfigError, arrays=frozenset(_ARRAY_SECTIONS))
 
 
 # --- the parsed configuration -------------------------------------------------------------
@@ -448,150 +379,38 @@ class DeviceConfig:
 
 # --- loading and validation ----------------------------------------------------------------
 
-class _Invalid(Exception):
-    pass
-
-
 def load_config(path: str | Path) -> DeviceConfig:
     """Read and validate a TOML config file; raise ConfigError listing every problem."""
     path = Path(path).absolute()
-    try:
-        with path.open("rb") as f:
-            data = tomllib.load(f)
-    except OSError as e:
-        raise ConfigError([(FILE_KEY, f"cannot read: {e.strerror or e}")], path) from None
-    except tomllib.TOMLDecodeError as e:
-        raise ConfigError([(FILE_KEY, f"invalid TOML: {e}")], path) from None
-    return config_from_dict(data, base_dir=path.parent, source=path)
+    return config_from_dict(_SCHEMA.load_toml(path), base_dir=path.parent, source=path)
 
 
 def config_from_dict(data: dict, base_dir: Path | None = None, *,
                      source: Path | None = None) -> DeviceConfig:
     """Validate parsed TOML. Relative paths are resolved against base_dir (kept as is without it)."""
     base = Path(base_dir) if base_dir is not None else None
-    if not isinstance(data, dict):
-        raise ConfigError([(FILE_KEY, f"must be a table of sections, got {_got(data)}")], source)
-    problems: list[tuple[str, str]] = []
-    for name in data:
-        if name not in SECTIONS:
-            problems.append((name, _unknown(name, list(SECTIONS), "")))
-    values: dict[str, Any] = {}
-    for section in SECTIONS:
-        if section in _ARRAY_SECTIONS:
-            continue
-        table = data.get(section, {})
-        if not isinstance(table, dict):
-            problems.append((section, f"must be a table ([{section}]), got {_got(table)}"))
-            continue
-        values.update(_read_table(table, section, section, base, problems))
+    values, problems = _SCHEMA.read(data, base, source)
     roster = _read_officers(data.get("officers", []), base, problems)
     _fill_derived_defaults(values)
     _check_across(values, problems)
-    _read_password_file(values, problems)
+    read_secret_file(values, "mqtt.password_file", "mqtt.password", problems)
     if problems:
         raise ConfigError(problems, source)
-    sections = {name: cls(**{k.name: values[k.path] for k in _keys(name)})
+    sections = {name: _SCHEMA.make(cls, name, values)
                 for name, cls in _SECTION_TYPES.items() if name not in _ARRAY_SECTIONS}
-    officers = tuple(Officer(**{k.name: o[k.path] for k in _keys("officers")}) for o in roster)
+    officers = tuple(_SCHEMA.make(Officer, "officers", o) for o in roster)
     return DeviceConfig(**sections, officers=officers, source=source)
 
 
-def _read_table(table: dict, section: str, label: str, base: Path | None,
-                problems: list[tuple[str, str]]) -> dict[str, Any]:
-    """Check one table against its section's keys; return {key.path: value} for the valid ones."""
-    keys = _keys(section)
-    names = [k.name for k in keys]
-    for name in table:
-        if name not in names:
-            problems.append((f"{label}.{name}", _unknown(name, names, f"{label}.")))
-    values: dict[str, Any] = {}
-    for key in keys:
-        where = f"{label}.{key.name}"
-        if key.name not in table:
-            if key.default is REQUIRED:
-                problems.append((where, "required key is missing"))
-            else:
-                # Copy list defaults so no caller can mutate the schema.
-                values[key.path] = tuple(key.default) if isinstance(key.default, list) else key.default
-            continue
-        raw = table[key.name]
-        try:
-            value = _parse(key, raw, base)
-        except _Invalid:
-            problems.append((where, f"must be {key.rule}, got {_got(raw)}"))
-            continue
-        if key.must_exist and not value.is_file():
-            problems.append((where, f"file not found: {value}"))
-        values[key.path] = value
-    return values
-
-
-def _parse(key: Key, raw: Any, base: Path | None) -> Any:
-    if key.kind == "choice":
-        spelling = raw.lower() if isinstance(raw, str) else raw
-        # bool is excluded because True == 1 would otherwise match an integer choice.
-        if isinstance(spelling, bool) or not isinstance(spelling, (str, int)) or spelling not in key.choices:
-            raise _Invalid
-        return key.choices[spelling]
-    if key.kind.startswith("list["):
-        item_kind = key.kind[5:-1]
-        if not isinstance(raw, list) or not all(_valid(key, item_kind, item) for item in raw):
-            raise _Invalid
-        return tuple(raw)
-    if not _valid(key, key.kind, raw):
-        raise _Invalid
-    if key.kind == "float":
-        return float(raw)
-    if key.kind == "path":
-        path = Path(raw)
-        return base / path if base is not None and not path.is_absolute() else path
-    return raw
-
-
-def _valid(key: Key, kind: str, value: Any) -> bool:
-    if kind == "bool":
-        return isinstance(value, bool)
-    if kind in ("int", "float"):
-        # bool is an int subclass, but `port = true` is a mistake, not 1.
-        types = int if kind == "int" else (int, float)
-        if isinstance(value, bool) or not isinstance(value, types):
-            return False
-        if isinstance(value, float) and not math.isfinite(value):  # TOML allows inf and nan
-            return False
-        size = value
-    elif isinstance(value, str):
-        size = len(value)
-        if kind == "path" and not value:
-            return False
-    else:
-        return False
-    if key.lo is not None and (size <= key.lo if key.lo_open else size < key.lo):
-        return False
-    if key.hi is not None and size > key.hi:
-        return False
-    return key.check is None or bool(key.check(value))
-
-
-def _unknown(name: str, candidates: list[str], prefix: str) -> str:
-    guess = difflib.get_close_matches(name, candidates, n=1)
-    if guess:
-        return f"unknown key (did you mean {prefix}{guess[0]}?)"
-    # Not a typo but maybe the right key in the wrong table, e.g. `port` under [device].
-    elsewhere = [k.path for k in SCHEMA if k.name == name and k.section not in _ARRAY_SECTIONS]
-    if elsewhere:
-        return f"unknown key (did you mean {elsewhere[0]}?)"
-    return "unknown key"
-
-
-def _read_officers(raw: Any, base: Path | None, problems: list[tuple[str, str]]) -> list[dict]:
+def _read_officers(raw: Any, base: Path | None, problems: Problems) -> list[dict]:
     if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
-        problems.append(("officers", f"must be an array of tables ([[officers]]), got {_got(raw)}"))
+        problems.append(("officers", f"must be an array of tables ([[officers]]), got {as_written(raw)}"))
         return []
     roster = []
     first_with: dict[tuple[str, str], str] = {}  # (field, value) -> label of the first officer
     for i, table in enumerate(raw):
         label = f"officers[{i}]"
-        officer = _read_table(table, "officers", label, base, problems)
+        officer = _SCHEMA.read_table(table, "officers", label, base, problems)
         if officer.get("officers.badge") is not None:
             officer["officers.badge"] = officer["officers.badge"].upper()
         for name in ("id", "badge"):
@@ -614,34 +433,14 @@ def _fill_derived_defaults(v: dict[str, Any]) -> None:
         v["rating.labels"] = DEFAULT_LABELS[v["rating.scale"]]
 
 
-def _read_password_file(v: dict[str, Any], problems: list[tuple[str, str]]) -> None:
-    # Read now rather than at connect time, so a missing secret shows up with the other
-    # config problems at start-up instead of as a broker refusal much later.
-    password_file = v.get("mqtt.password_file")
-    if password_file is None:
-        return
-    try:
-        secret = password_file.read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeError) as e:
-        problems.append(("mqtt.password_file", f"cannot read {password_file}: {getattr(e, 'strerror', None) or e}"))
-        return
-    if not secret:
-        problems.append(("mqtt.password_file", f"{password_file} is empty"))
-    elif v.get("mqtt.password") is None:
-        v["mqtt.password"] = secret
-
-
-def _check_across(v: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+def _check_across(v: dict[str, Any], problems: Problems) -> None:
     """Rules that involve several keys; each runs only if its keys are individually valid."""
     def have(*paths: str) -> bool:
         return all(p in v for p in paths)
 
     add = problems.append
-    if v.get("mqtt.password_file") is not None and v.get("mqtt.password") is not None:
-        add(("mqtt.password_file", "set either mqtt.password or mqtt.password_file, not both"))
-    if have("mqtt.cert_file", "mqtt.key_file") and (v["mqtt.cert_file"] is None) != (v["mqtt.key_file"] is None):
-        missing, given = ("key_file", "cert_file") if v["mqtt.key_file"] is None else ("cert_file", "key_file")
-        add((f"mqtt.{missing}", f"must be set together with mqtt.{given}"))
+    not_both(v, "mqtt.password", "mqtt.password_file", problems)
+    together(v, "mqtt.cert_file", "mqtt.key_file", problems)
     if have("mqtt.backoff_min_s", "mqtt.backoff_max_s") and v["mqtt.backoff_max_s"] < v["mqtt.backoff_min_s"]:
         add(("mqtt.backoff_max_s",
              f"must be >= mqtt.backoff_min_s ({v['mqtt.backoff_min_s']}), got {v['mqtt.backoff_max_s']}"))
@@ -664,7 +463,7 @@ def _check_across(v: dict[str, Any], problems: list[tuple[str, str]]) -> None:
     _check_pins(v, problems)
 
 
-def _check_pins(v: dict[str, Any], problems: list[tuple[str, str]]) -> None:
+def _check_pins(v: dict[str, Any], problems: Problems) -> None:
     owner: dict[int, str] = {}  # pin -> who already uses it, as the message should name it
     if v.get("display.kind", "none") != "none" and "display.spi_port" in v:
         port = v["display.spi_port"]
@@ -690,106 +489,36 @@ def _check_pins(v: dict[str, Any], problems: list[tuple[str, str]]) -> None:
             owner[pin] = key
 
 
-def _got(value: Any) -> str:
-    """Show a bad value the way it would look in the TOML file where that is clearer."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, dict):
-        return "a table"
-    return repr(value)
-
-
-def _toml(value: Any) -> str:
-    """A TOML literal for schema values (strings, numbers, booleans and lists of them)."""
-    if isinstance(value, (tuple, list)):
-        return "[" + ", ".join(_toml(v) for v in value) + "]"
-    # JSON strings, numbers and booleans are valid TOML; keep Vietnamese readable.
-    return json.dumps(value, ensure_ascii=False)
-
-
 # --- generated text ------------------------------------------------------------------------
 
 def example_config() -> str:
     """A complete, commented config: required keys with example values, the rest at defaults."""
-    out = ["# hailong device configuration.",
-           "# Generated from device/config.py (`hailong device example-config`); every key is shown.",
-           "# Keys marked Required must be set; the others show their defaults, and commented-out",
-           "# keys are unset. Relative paths are relative to this file. Reference: docs/device-config.md"]
-    for section, about in SECTIONS.items():
-        roster = section in _ARRAY_SECTIONS
-        out += ["", *_comment(about), f"# [[{section}]]" if roster else f"[{section}]"]
-        for key in _keys(section):
-            if not roster:
-                out.append("")
-            out += _comment(key.doc + (" Required." if key.default is REQUIRED else ""))
-            if key.default is REQUIRED or key.recommended or (roster and key.example is not None):
-                line = f"{key.name} = {_toml(key.example)}"
-            elif key.default is None:
-                line = f"# {key.name} = {_toml(key.example)}"
-            else:
-                line = f"{key.name} = {_toml(key.default)}"
-            out.append(f"# {line}" if roster and not line.startswith("#") else line)
-    return "\n".join(out) + "\n"
-
-
-def _comment(text: str) -> list[str]:
-    return textwrap.wrap(text, width=88, initial_indent="# ", subsequent_indent="# ",
-                         break_on_hyphens=False)
+    return _SCHEMA.example([
+        "# hailong device configuration.",
+        "# Generated from device/config.py (`hailong device example-config`); every key is shown.",
+        "# Keys marked Required must be set; the others show their defaults, and commented-out",
+        "# keys are unset. Relative paths are relative to this file. Reference: docs/device-config.md"])
 
 
 def config_reference_markdown() -> str:
     """The contents of docs/device-config.md."""
-    out = ["# Device configuration reference", "",
-           "<!-- Generated from device/config.py by `python -m device.config --write-docs`; do not edit. -->",
-           "",
-           "Each counter's Raspberry Pi reads one TOML file. `hailong device example-config` prints a "
-           "complete commented example. Validation reports every problem at once, each with its dotted "
-           "key; unknown keys are errors (with a suggestion) so a typo cannot silently fall back to a "
-           "default. Relative paths are resolved against the config file's directory."]
-    for section, about in SECTIONS.items():
-        title = f"[[{section}]]" if section in _ARRAY_SECTIONS else f"[{section}]"
-        out += ["", f"## `{title}`", "", about, "",
-                "| Key | Type | Default | Description |", "|---|---|---|---|"]
-        for key in _keys(section):
-            name = f"{section}[].{key.name}" if section in _ARRAY_SECTIONS else key.path
-            kind = re.sub(r"^an? ", "", key.rule)
-            if key.default is REQUIRED:
-                default = "**required**"
-            elif key.default_text:
-                default = key.default_text
-            elif key.default is None:
-                default = "unset"
-            else:
-                default = f"`{_toml(key.default)}`"
-            out.append("| " + " | ".join(cell.replace("|", "\\|")
-                                         for cell in (f"`{name}`", kind, default, key.doc)) + " |")
-        if section == "rating":
-            out += ["", "Default `rating.labels` by `rating.scale`:", ""]
-            out += [f"- {scale}: `{_toml(labels)}`" for scale, labels in DEFAULT_LABELS.items()]
-    out += ["", "## Rules across keys", ""] + [f"- {rule}" for rule in _CROSS_RULES]
-    return "\n".join(out) + "\n"
+    preamble = [
+        "# Device configuration reference", "",
+        "<!-- Generated from device/config.py by `python -m device.config --write-docs`; do not edit. -->",
+        "",
+        "Each counter's Raspberry Pi reads one TOML file. `hailong device example-config` prints a "
+        "complete commented example. Validation reports every problem at once, each with its dotted "
+        "key; unknown keys are errors (with a suggestion) so a typo cannot silently fall back to a "
+        "default. Relative paths are resolved against the config file's directory."]
+    labels = ["", "Default `rating.labels` by `rating.scale`:", "",
+              *(f"- {scale}: `{toml_literal(labels)}`" for scale, labels in DEFAULT_LABELS.items())]
+    return _SCHEMA.markdown(preamble, {"rating": labels}, _CROSS_RULES)
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m device.config", description="Device configuration tools.")
-    action = parser.add_mutually_exclusive_group(required=True)
-    action.add_argument("--write-docs", action="store_true", help=f"regenerate {DOCS_PATH.name}")
-    action.add_argument("--example", action="store_true", help="print the example config")
-    action.add_argument("--check", metavar="FILE", help="validate a config file")
-    args = parser.parse_args(argv)
-    if args.write_docs:
-        DOCS_PATH.write_text(config_reference_markdown(), encoding="utf-8")
-        print(f"wrote {DOCS_PATH}")
-    elif args.example:
-        sys.stdout.write(example_config())
-    else:
-        try:
-            load_config(args.check)
-        except ConfigError as e:
-            print(e, file=sys.stderr)
-            return 1
-        print(f"{args.check}: ok")
-    return 0
+    return config_tool(argv, prog="python -m device.config", description="Device configuration tools.",
+                       docs_path=DOCS_PATH, markdown=config_reference_markdown, example=example_config,
+                       load=load_config, error=ConfigError)
 
 
 if __name__ == "__main__":
