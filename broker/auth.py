@@ -1,0 +1,326 @@
+"""Who may use the HTTP API: users with passwords and API tokens, each with a role.
+
+Both live in the service's own SQLite file, in `auth_*` tables this module creates and
+migrates itself, so `hailong broker user add` / `token create` work the same whether or
+not the service is running: WAL lets the CLI write while the service reads, and the
+busy timeout absorbs the moments when both write.
+
+Roles are ranked: admin > manager > viewer. A principal may do what its role or any
+lower role may do.
+"""
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+import sqlite3
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+__all__ = [
+    "ROLES", "TOKEN_PREFIX", "MIN_PASSWORD", "AuthError", "Principal", "Auth",
+    "check_role", "generate_password", "token_prefix",
+]
+
+ROLES = ("viewer", "manager", "admin")  # lowest first: the index is the rank
+TOKEN_PREFIX = "hl_"
+MIN_PASSWORD = 10
+SCHEMA_VERSION = 1
+
+_NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
+# Enough of a token to recognise it in a list and to revoke it by, without the rest:
+# 8 of its 43 random characters leave over 200 bits unknown.
+_SHOWN = len(TOKEN_PREFIX) + 8
+
+MIGRATIONS: list[str] = [
+    # 1: users with a persisted lockout, tokens stored only as hashes.
+    """
+    CREATE TABLE auth_users (
+        name            TEXT PRIMARY KEY,
+        role            TEXT NOT NULL CHECK (role IN ('viewer', 'manager', 'admin')),
+        password_hash   TEXT NOT NULL,
+        created_ms      INTEGER NOT NULL,
+        failures        INTEGER NOT NULL DEFAULT 0,
+        locked_until_ms INTEGER NOT NULL DEFAULT 0,
+        last_login_ms   INTEGER
+    );
+    CREATE TABLE auth_tokens (
+        id           INTEGER PRIMARY KEY,
+        name         TEXT NOT NULL,
+        role         TEXT NOT NULL CHECK (role IN ('viewer', 'manager', 'admin')),
+        token_hash   TEXT NOT NULL UNIQUE,
+        shown        TEXT NOT NULL,
+        created_ms   INTEGER NOT NULL,
+        revoked_ms   INTEGER,
+        last_used_ms INTEGER
+    );
+    -- A revoked token keeps its row (for the audit trail) but frees its name.
+    CREATE UNIQUE INDEX auth_tokens_live_name ON auth_tokens (name) WHERE revoked_ms IS NULL;
+    """,
+]
+
+
+class AuthError(ValueError):
+    """A request the auth store cannot carry out: bad role or name, duplicate, unknown token."""
+
+
+@dataclass(frozen=True)
+class Principal:
+    """An authenticated caller. `via` says how: "token", or "password" (later: the dashboard session)."""
+
+    name: str
+    role: str
+    via: str = "token"
+
+    def allows(self, role: str) -> bool:
+        return ROLES.index(self.role) >= ROLES.index(check_role(role))
+
+
+def check_role(role: str) -> str:
+    if role not in ROLES:
+        raise AuthError(f"unknown role {role!r}: expected one of {', '.join(reversed(ROLES))}")
+    return role
+
+
+def _check_name(name: str, what: str) -> str:
+    if not isinstance(name, str) or not _NAME_RE.match(name):
+        raise AuthError(f"bad {what} name {name!r}: 1-64 characters of A-Z a-z 0-9 _ . @ -, "
+                        "starting with a letter or digit")
+    return name
+
+
+def generate_password() -> str:
+    """A password nobody has to invent: 144 random bits in 24 URL-safe characters."""
+    return secrets.token_urlsafe(18)
+
+
+def token_prefix(token: str) -> str:
+    """The part of a token that `list_tokens` shows and `revoke_token` accepts."""
+    return token[:_SHOWN]
+
+
+def _token_hash(token: str) -> str:
+    # A token is 256 random bits, so nobody can guess it from its hash: a fast hash is
+    # enough, and a slow KDF (right for passwords, which people choose) would only make
+    # every API request slow.
+    return hashlib.sha256(token.encode("utf-8")).hexdigest()
+
+
+class Auth:
+    """Users and tokens in the SQLite file at `path`; safe to share between threads."""
+
+    def __init__(self, path: str | Path, *, lockout_attempts: int = 5, lockout_minutes: float = 15,
+                 clock: Callable[[], float] = time.time, hasher: PasswordHasher | None = None):
+        self.path = Path(path)
+        self.lockout_attempts = lockout_attempts
+        self.lockout_ms = int(lockout_minutes * 60_000)
+        self._clock = clock
+        # argon2id with the library's defaults (64 MiB, 3 passes): memory-hard, so a stolen
+        # database costs an attacker real hardware per guess.
+        self._hasher = hasher or PasswordHasher()
+        self._dummy: str | None = None
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
+            self._db.row_factory = sqlite3.Row
+            # Both the CLI and the service write here; wait for the other rather than fail.
+            self._db.execute("PRAGMA busy_timeout = 10000")
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._migrate()
+        except (OSError, sqlite3.Error) as e:
+            raise AuthError(f"cannot open the auth tables in {self.path}: {e}") from e
+
+    @classmethod
+    def from_config(cls, cfg, **kwargs) -> "Auth":
+        return cls(cfg.store.path, lockout_attempts=cfg.auth.lockout_attempts,
+                   lockout_minutes=cfg.auth.lockout_minutes, **kwargs)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> "Auth":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _now_ms(self) -> int:
+        return int(self._clock() * 1000)
+
+    # ----- schema ----------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        with self._lock:
+            db = self._db
+            db.execute("BEGIN IMMEDIATE")  # two processes starting at once must not both migrate
+            try:
+                db.execute("CREATE TABLE IF NOT EXISTS auth_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                row = db.execute("SELECT value FROM auth_meta WHERE key = 'schema_version'").fetchone()
+                version = int(row["value"]) if row else 0
+                if version > len(MIGRATIONS):
+                    raise AuthError(f"{self.path}: auth schema version {version} is newer than this software "
+                                    f"({len(MIGRATIONS)}); upgrade hailong")
+                for sql in MIGRATIONS[version:]:
+                    for statement in filter(str.strip, sql.split(";")):
+                        db.execute(statement)
+                db.execute("INSERT OR REPLACE INTO auth_meta (key, value) VALUES ('schema_version', ?)",
+                           (str(len(MIGRATIONS)),))
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+
+    def schema_version(self) -> int:
+        with self._lock:
+            row = self._db.execute("SELECT value FROM auth_meta WHERE key = 'schema_version'").fetchone()
+        return int(row["value"])
+
+    # ----- users -------------------------------------------------------------------------
+
+    def add_user(self, name: str, role: str, password: str) -> None:
+        _check_name(name, "user")
+        check_role(role)
+        if not isinstance(password, str) or len(password) < MIN_PASSWORD:
+            raise AuthError(f"password too short: at least {MIN_PASSWORD} characters")
+        hashed = self._hasher.hash(password)
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO auth_users (name, role, password_hash, created_ms) VALUES (?, ?, ?, ?)",
+                                 (name, role, hashed, self._now_ms()))
+            except sqlite3.IntegrityError:
+                raise AuthError(f"user {name!r} already exists") from None
+
+    def verify_password(self, name: str, password: str) -> Principal | None:
+        """The user's principal if `password` is right and the account is not locked, else None.
+
+        After `lockout_attempts` wrong passwords in a row the account refuses even the right
+        one for `lockout_minutes`; the count lives in the database, so restarting the
+        service does not reset it.
+        """
+        with self._lock:
+            row = self._db.execute("SELECT * FROM auth_users WHERE name = ?", (name,)).fetchone()
+        if row is None:
+            # Verifying anyway keeps the timing the same, so response time does not tell
+            # which user names exist.
+            if self._dummy is None:
+                self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
+            self._check(self._dummy, password)
+            return None
+        now = self._now_ms()
+        if row["locked_until_ms"] > now:
+            return None
+        ok = self._check(row["password_hash"], password)
+        with self._lock:
+            if ok:
+                self._db.execute("UPDATE auth_users SET failures = 0, locked_until_ms = 0, last_login_ms = ? "
+                                 "WHERE name = ?", (now, name))
+                if self._hasher.check_needs_rehash(row["password_hash"]):
+                    self._db.execute("UPDATE auth_users SET password_hash = ? WHERE name = ?",
+                                     (self._hasher.hash(password), name))
+                return Principal(name, row["role"], "password")
+            # A lock that has run out starts a fresh count; the increment is done in SQL so
+            # that concurrent failures (CLI and service, two threads) are all counted.
+            self._db.execute(
+                "UPDATE auth_users SET "
+                "failures = CASE WHEN locked_until_ms > 0 AND locked_until_ms <= :now THEN 1 ELSE failures + 1 END, "
+                "locked_until_ms = CASE WHEN locked_until_ms > 0 AND locked_until_ms <= :now THEN 0 "
+                "ELSE locked_until_ms END WHERE name = :name",
+                {"now": now, "name": name})
+            self._db.execute("UPDATE auth_users SET locked_until_ms = :until WHERE name = :name "
+                             "AND failures >= :n AND locked_until_ms = 0",
+                             {"until": now + self.lockout_ms, "name": name, "n": self.lockout_attempts})
+        return None
+
+    def _check(self, hashed: str, password: str) -> bool:
+        try:
+            return self._hasher.verify(hashed, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            return False
+
+    def locked_until_ms(self, name: str) -> int | None:
+        """When the user's lockout ends (ms since epoch), or None if not locked."""
+        with self._lock:
+            row = self._db.execute("SELECT locked_until_ms FROM auth_users WHERE name = ?", (name,)).fetchone()
+        if row is None or row["locked_until_ms"] <= self._now_ms():
+            return None
+        return row["locked_until_ms"]
+
+    def list_users(self) -> list[dict]:
+        with self._lock:
+            rows = self._db.execute("SELECT name, role, created_ms, last_login_ms, failures, locked_until_ms "
+                                    "FROM auth_users ORDER BY name").fetchall()
+        now = self._now_ms()
+        return [{"name": r["name"], "role": r["role"], "created_ms": r["created_ms"],
+                 "last_login_ms": r["last_login_ms"], "locked": r["locked_until_ms"] > now} for r in rows]
+
+    # ----- tokens --------------------------------------------------------------------------
+
+    def create_token(self, role: str, name: str | None = None) -> str:
+        """Create a token and return it; this is the only time the secret exists in clear."""
+        check_role(role)
+        token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+        shown = token_prefix(token)
+        name = _check_name(name, "token") if name is not None else f"{role}-{shown[len(TOKEN_PREFIX):]}"
+        with self._lock:
+            try:
+                self._db.execute("INSERT INTO auth_tokens (name, role, token_hash, shown, created_ms) "
+                                 "VALUES (?, ?, ?, ?, ?)", (name, role, _token_hash(token), shown, self._now_ms()))
+            except sqlite3.IntegrityError:
+                raise AuthError(f"a token named {name!r} already exists: revoke it first or choose another name") \
+                    from None
+        return token
+
+    def verify_token(self, token: str) -> Principal | None:
+        if not isinstance(token, str) or not token.startswith(TOKEN_PREFIX) or len(token) > 200:
+            return None
+        digest = _token_hash(token)
+        # The lookup by hash can only leak timing about the hash, which tells an attacker
+        # nothing about any token; the final compare is constant-time anyway.
+        with self._lock:
+            row = self._db.execute("SELECT id, name, role, token_hash FROM auth_tokens "
+                                   "WHERE token_hash = ? AND revoked_ms IS NULL", (digest,)).fetchone()
+            if row is None or not hmac.compare_digest(row["token_hash"], digest):
+                return None
+            now = self._now_ms()
+            # Recorded at minute granularity: a write per request would contend with ingest.
+            self._db.execute("UPDATE auth_tokens SET last_used_ms = ? WHERE id = ? "
+                             "AND (last_used_ms IS NULL OR last_used_ms < ?)", (now, row["id"], now - 60_000))
+        return Principal(row["name"], row["role"], "token")
+
+    def revoke_token(self, name_or_prefix: str) -> list[str]:
+        """Revoke the live token with this name, or whose shown prefix (see list_tokens) starts so.
+
+        Returns the names revoked; AuthError if none or, for a prefix, more than one matches.
+        """
+        now = self._now_ms()
+        with self._lock:
+            rows = self._db.execute("SELECT id, name FROM auth_tokens WHERE revoked_ms IS NULL AND name = ?",
+                                    (name_or_prefix,)).fetchall()
+            if not rows and name_or_prefix.startswith(TOKEN_PREFIX) and len(name_or_prefix) >= len(TOKEN_PREFIX) + 4:
+                # Also accepts the whole token, whose first characters are its shown prefix.
+                key = name_or_prefix[:_SHOWN]
+                rows = self._db.execute("SELECT id, name FROM auth_tokens WHERE revoked_ms IS NULL "
+                                        "AND substr(shown, 1, ?) = ?", (len(key), key)).fetchall()
+            if not rows:
+                raise AuthError(f"no live token named or starting with {name_or_prefix!r}")
+            if len(rows) > 1:
+                raise AuthError(f"{name_or_prefix!r} matches {len(rows)} tokens: give more of the prefix or the name")
+            self._db.execute("UPDATE auth_tokens SET revoked_ms = ? WHERE id = ?", (now, rows[0]["id"]))
+        return [rows[0]["name"]]
+
+    def list_tokens(self) -> list[dict]:
+        """Every token, revoked ones included; never the secret, only its first characters."""
+        with self._lock:
+            rows = self._db.execute("SELECT name, role, shown, created_ms, revoked_ms, last_used_ms "
+                                    "FROM auth_tokens ORDER BY created_ms, id").fetchall()
+        return [{"name": r["name"], "role": r["role"], "prefix": r["shown"], "created_ms": r["created_ms"],
+                 "last_used_ms": r["last_used_ms"], "revoked": r["revoked_ms"] is not None} for r in rows]

@@ -1,0 +1,232 @@
+"""`hailong broker ...`: run the central service, manage API users and tokens, print an example config.
+
+Output rule for scripts: the secret a command creates (a token, a generated password) is
+the only thing on stdout; everything else (what was done, warnings) goes to stderr.
+"""
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+
+
+def ingest_settings(cfg):
+    from broker.ingest import IngestSettings
+
+    m = cfg.mqtt
+    return IngestSettings(
+        host=m.embedded_bind if m.embedded else m.host, port=m.port,
+        username=None if m.embedded else m.username, password=None if m.embedded else m.password,
+        protocol=m.protocol, client_id=m.client_id, prefix=m.prefix, tls=m.tls and not m.embedded,
+        ca_file=str(m.ca_file) if m.ca_file else None,
+        cert_file=str(m.cert_file) if m.cert_file else None,
+        key_file=str(m.key_file) if m.key_file else None,
+        session_expiry_s=m.session_expiry_s, batch_max=m.batch_max, batch_wait_ms=m.batch_wait_ms,
+        ticket_fresh_s=cfg.service.ticket_fresh_s, timezone=cfg.service.timezone,
+    )
+
+
+def cmd_run(args) -> int:
+    # Handlers before anything slow (the web stack takes a while to import): a SIGTERM
+    # during start-up must still mean "stop cleanly", not die half-started.
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+
+    from broker.api import ApiServer, ApiServerError, create_app
+    from broker.auth import Auth
+    from broker.config import load_config
+    from broker.ingest import Ingest
+    from broker.store import Store
+
+    cfg = load_config(args.config)
+    log = logging.getLogger("hailong.broker")
+    embedded = None
+    if cfg.mqtt.embedded:
+        from broker.embedded import EmbeddedBroker, EmbeddedBrokerError
+
+        try:
+            embedded = EmbeddedBroker(cfg.mqtt.embedded_bind, cfg.mqtt.port).start()
+        except EmbeddedBrokerError as e:
+            print(f"hailong broker: {e}", file=sys.stderr)
+            return 1
+        log.info("embedded MQTT broker on %s:%s", cfg.mqtt.embedded_bind, embedded.port)
+    store = Store.open(cfg.store.url)
+    auth = Auth.from_config(cfg)
+    ingest = Ingest(store, ingest_settings(cfg))
+    api = ApiServer(create_app(store=store, ingest=ingest, auth=auth, cfg=cfg), cfg.http.host, cfg.http.port)
+    started = False
+    try:
+        # Claim the port before connecting to MQTT: a second copy of the service started by
+        # mistake must fail here, not first take over the running one's MQTT session.
+        api.bind()
+        ingest.start()
+        started = True
+        api.start()
+        log.info("service running: store %s, API on %s/api/v1/docs", cfg.store.url, api.url)
+        while not stop.wait(0.2) and not ingest.failed.is_set() and not api.failed:
+            pass
+    except ApiServerError as e:
+        print(f"hailong broker: {e}", file=sys.stderr)
+        return 1
+    finally:
+        # The API goes first, so no request sees a half-stopped ingest or a closed store.
+        api.stop()
+        if started:
+            ingest.stop()
+        auth.close()
+        store.close()
+        if embedded is not None:
+            embedded.stop()
+    return 1 if ingest.failed.is_set() or api.failed else 0
+
+
+def cmd_example_config(args) -> int:
+    from broker.config import example_config
+
+    sys.stdout.write(example_config())
+    return 0
+
+
+def _open_auth(args):
+    from broker.auth import Auth
+    from broker.config import load_config
+
+    return Auth.from_config(load_config(args.config))
+
+
+def _when(ms: int | None) -> str:
+    if ms is None:
+        return "-"
+    from datetime import datetime, timezone
+
+    return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _print_table(rows: list[dict], columns: list[str], as_json: bool) -> None:
+    if as_json:
+        import json
+
+        sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
+        return
+    cells = [[str(_when(r[c]) if c.endswith("_ms") else r[c]) for c in columns] for r in rows]
+    heads = [c.removesuffix("_ms") for c in columns]
+    widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(heads)]
+    for row in [heads] + cells:
+        print("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip())
+
+
+def cmd_user_add(args) -> int:
+    from broker.auth import generate_password
+
+    if args.password_stdin:
+        line = sys.stdin.readline()
+        password = line[:-1] if line.endswith("\n") else line
+        if not password:
+            print("hailong broker: --password-stdin: no password on stdin", file=sys.stderr)
+            return 2
+    else:
+        password = generate_password()
+    with _open_auth(args) as auth:
+        auth.add_user(args.name, args.role, password)
+    if not args.password_stdin:
+        print(password)
+        print(f"user {args.name!r} ({args.role}) added; the password above is shown only this once",
+              file=sys.stderr)
+    else:
+        print(f"user {args.name!r} ({args.role}) added", file=sys.stderr)
+    return 0
+
+
+def cmd_user_list(args) -> int:
+    with _open_auth(args) as auth:
+        _print_table(auth.list_users(), ["name", "role", "locked", "created_ms", "last_login_ms"], args.json)
+    return 0
+
+
+def cmd_token_create(args) -> int:
+    from broker.auth import token_prefix
+
+    with _open_auth(args) as auth:
+        token = auth.create_token(args.role, args.name)
+    print(token)
+    label = repr(args.name) if args.name else f"listed as {token_prefix(token)}"
+    print(f"{args.role} token {label} created; it is shown only this once", file=sys.stderr)
+    return 0
+
+
+def cmd_token_revoke(args) -> int:
+    with _open_auth(args) as auth:
+        for name in auth.revoke_token(args.name):
+            print(f"token {name!r} revoked", file=sys.stderr)
+    return 0
+
+
+def cmd_token_list(args) -> int:
+    with _open_auth(args) as auth:
+        _print_table(auth.list_tokens(), ["name", "role", "prefix", "revoked", "created_ms", "last_used_ms"],
+                     args.json)
+    return 0
+
+
+def _auth_commands(sub) -> None:
+    from broker.auth import ROLES
+
+    roles = list(reversed(ROLES))
+
+    def add(parent, name, func, help):
+        p = parent.add_parser(name, help=help)
+        p.add_argument("--config", required=True, help="service TOML config file (the auth tables live in its store)")
+        p.set_defaults(func=func)
+        return p
+
+    user = sub.add_parser("user", help="API and dashboard users").add_subparsers(dest="user_command", required=True)
+    p = add(user, "add", cmd_user_add, "add a user; prints a generated password once unless --password-stdin")
+    p.add_argument("name")
+    p.add_argument("--role", required=True, choices=roles)
+    p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    p = add(user, "list", cmd_user_list, "list users")
+    p.add_argument("--json", action="store_true")
+
+    token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
+    p = add(token, "create", cmd_token_create, "create a token and print it (only it, only this once) on stdout")
+    p.add_argument("--role", required=True, choices=roles)
+    p.add_argument("--name", help="a name to list and revoke it by (default: role and prefix)")
+    p = add(token, "revoke", cmd_token_revoke, "revoke a token by name or by its listed prefix")
+    p.add_argument("name")
+    p = add(token, "list", cmd_token_list, "list tokens (never their secrets)")
+    p.add_argument("--json", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hailong broker", description="The central service.")
+    parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run the service: MQTT ingest, store and HTTP API")
+    run.add_argument("--config", required=True, help="service TOML config file")
+    run.set_defaults(func=cmd_run)
+    ex = sub.add_parser("example-config", help="print a complete commented config")
+    ex.set_defaults(func=cmd_example_config)
+    _auth_commands(sub)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    from broker.auth import AuthError
+    from device.errors import ConfigError
+
+    args = build_parser().parse_args(argv)
+    logging.basicConfig(
+        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
+        stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(str(e), file=sys.stderr)
+        return 2
+    except AuthError as e:
+        print(f"hailong broker: {e}", file=sys.stderr)
+        return 2
