@@ -52,6 +52,7 @@ class _Msg:
     qos: int
     dup: bool
     received_ms: int
+    online: bool = False  # the sender's last known status when this arrived
 
 
 @dataclass
@@ -191,8 +192,16 @@ class Ingest:
 
         events, others = [], []
         for m in group:
-            parts = m.topic.split("/")
-            (events if parts[-1] == "event" else others).append((parts[-2], parts[-1], m))
+            device, kind = m.topic.split("/")[-2:]
+            if kind == "status":
+                self._note_online(device, m)
+            if kind == "event":
+                # Whether the device was online when this event arrived, in arrival order
+                # (its status often comes in the same group, just before its first NEXT).
+                m.online = self.metrics.online.get(device, False)
+                events.append((device, kind, m))
+            else:
+                others.append((device, kind, m))
         if events:
             outcomes = self.store.ingest([Incoming(d, m.payload, m.received_ms) for d, _, m in events])
             self._answer(events, outcomes)
@@ -231,7 +240,7 @@ class Ingest:
         """A live NEXT gets a number; a replayed one (backlog after an outage) does not."""
         if ev["type"] != "call" or ev["action"] != "next":
             return False
-        if not self.metrics.online.get(ev["device"], False):
+        if not m.online:
             return False
         if ev["clock_ok"]:
             return m.received_ms - ev["ts"] <= self.s.ticket_fresh_s * 1000
@@ -247,14 +256,19 @@ class Ingest:
         self.publish(ev["device"], "cmd", {"cmd": "ticket", "ticket": str(number), "seq": ev["seq"]})
         self.metrics.tickets += 1
 
+    def _note_online(self, device: str, m: _Msg) -> None:
+        try:
+            if m.payload:  # empty: a cleared retained status
+                self.metrics.online[device] = bool(decode_status(m.payload)["online"])
+        except ProtocolError:
+            pass  # reported by _health
+
     def _health(self, device: str, kind: str, m: _Msg) -> None:
         try:
             if kind == "status":
                 if not m.payload:
-                    return  # a cleared retained status
-                status = decode_status(m.payload)
-                self.metrics.online[device] = bool(status["online"])
-                self.store.device_status(device, status, m.received_ms)
+                    return
+                self.store.device_status(device, decode_status(m.payload), m.received_ms)
             elif kind == "telemetry":
                 self.store.device_telemetry(device, decode_telemetry(m.payload), m.received_ms)
         except ProtocolError as e:

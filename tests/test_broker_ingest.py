@@ -1,0 +1,182 @@
+"""The service's ingest against a real Mosquitto and the real counter firmware (simulated pins)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from datetime import date, timedelta
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from broker.ingest import Ingest, IngestSettings
+from broker.store import Store
+from protocol.codec import encode
+from protocol.events import make_event
+from tests.mosquitto import free_port
+from tests.support import ROOT, DeviceProcess, Waiter, write_config
+
+WIDE = ((date.today() - timedelta(days=2)).isoformat(), (date.today() + timedelta(days=2)).isoformat())
+
+
+@pytest.fixture
+def service(tmp_path, mosquitto):
+    store = Store.open(tmp_path / "service" / "hailong.db")
+    ingest = Ingest(store, IngestSettings(host=mosquitto.host, port=mosquitto.port, batch_wait_ms=5)).start()
+    assert ingest.connected.wait(10)
+    yield store, ingest
+    ingest.stop()
+    store.close()
+
+
+@pytest.fixture
+def counters(tmp_path, mosquitto):
+    started = []
+
+    def start(n, extra="[rating]\nrepeat_gap_s = 0\n"):
+        for i in range(1, n + 1):
+            cfg = write_config(tmp_path, mosquitto, device_id=f"dev-{i}", counter=str(i),
+                               data_dir=tmp_path / f"data-{i}", extra=extra)
+            dev = DeviceProcess(cfg)
+            started.append(dev)
+            dev.wait_ready()
+            dev.wait("online", lambda v: v[-1] is True)
+        return started
+
+    yield start
+    for dev in started:
+        dev.close()
+
+
+def all_acked(dev):
+    n = len(dev.stored())
+    dev.wait("acked", lambda v: sum(map(len, v)) >= n, timeout=30)
+
+
+def test_presses_on_several_counters_are_counted_exactly(service, counters):
+    store, ingest = service
+    dev1, dev2 = counters(2)
+    dev1.send("press 4", "press 4", "press 3", "press 1", "chord 2 3")
+    dev2.send("press 2", "press 4")
+    dev1.wait("stored", lambda v: len(v) == 6)
+    dev2.wait("stored", lambda v: len(v) == 2)
+    all_acked(dev1)
+    all_acked(dev2)
+    rows = {r["key"]: r for r in store.satisfaction("counter", *WIDE)["rows"]}
+    c1, c2 = rows["kien-thuy/1"], rows["kien-thuy/2"]
+    # dev-1: 4, 4, 3, 1 counted; the chord gives 2 (counted: first of the chord) and 3 (flagged).
+    assert c1["counts"] == {"1": 1, "2": 1, "3": 1, "4": 2} and c1["ratings"] == 5 and c1["flagged"] == 1
+    assert c1["satisfied"] == 3 and c1["rate"] == 0.6
+    assert c2["counts"] == {"1": 0, "2": 1, "3": 0, "4": 1} and c2["ratings"] == 2
+    assert ingest.metrics.ingested == 8 and ingest.metrics.rejected == 0
+
+
+def test_live_next_gets_the_sites_next_ticket_number(service, counters):
+    store, ingest = service
+    (dev,) = counters(1, extra="")
+    dev.send("press next")
+    dev.wait("display", lambda v: v[-1] == "   1")
+    dev.send("wait 0.2", "press next")
+    dev.wait("display", lambda v: v[-1] == "   2")
+    assert ingest.metrics.tickets == 2
+
+
+def test_bad_messages_are_dead_lettered_and_the_sender_told(service, mosquitto):
+    store, ingest = service
+    acks = Waiter()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="dev-x", protocol=mqtt.MQTTv5)
+    client.on_message = lambda c, u, m: acks.append(json.loads(m.payload))
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    try:
+        client.subscribe("hailong/v1/dev-x/ack", qos=1)
+        assert subscribed.wait(5)
+        common = dict(site="s", counter="1", ledger="0123456789abcdef", ts=1_700_000_000_000, clock_ok=True,
+                      boot="b", mono=1.0)
+        spoofed = make_event("rating", device="dev-y", seq=1, score=4, scale=4, **common)
+        valid = make_event("rating", device="dev-x", seq=2, score=3, scale=4, **common)
+        bad_score = dict(valid, seq=3, score=9)
+        for payload in (b"{not json", b"x" * 70_000, encode(spoofed), json.dumps(bad_score).encode(), encode(valid)):
+            client.publish("hailong/v1/dev-x/event", payload, qos=1).wait_for_publish(5)
+        def named(items):
+            return {s for a in items for s in a["seqs"]} | {r["seq"] for a in items for r in a.get("rejected", [])}
+
+        acks.wait_for(lambda items: named(items) >= {1, 2, 3}, what="acks naming seqs 1, 2 and 3")
+        got = acks.items
+        rejected = {r["seq"]: r["reason"] for a in got for r in a.get("rejected", [])}
+        assert set(rejected) == {1, 3} and "spoof" in rejected[1] and "score" in rejected[3]
+        assert 2 in {s for a in got for s in a["seqs"]}
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    letters = store.dead_letters()
+    assert len(letters) == 4 and ingest.metrics.rejected == 4 and ingest.metrics.ingested == 1
+
+
+def write_service_config(tmp_path, broker):
+    cfg = tmp_path / "broker.toml"
+    http_port = free_port()
+    cfg.write_text(
+        "[mqtt]\nembedded = false\n"
+        f'host = "127.0.0.1"\nport = {broker.port}\nbatch_wait_ms = 5\n'
+        f'[store]\nurl = "sqlite:///{tmp_path / "service" / "hailong.db"}"\n'
+        f"[http]\nport = {http_port}\n"
+    )
+    return cfg, http_port
+
+
+def start_service(cfg, http_port):
+    """The service as a real process; returns once /healthz says ingest and store are up."""
+    import httpx
+
+    proc = subprocess.Popen([sys.executable, "-m", "hailong.cli", "broker", "run", "--config", str(cfg)],
+                            cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    ok = Waiter(dead=lambda items: proc.poll() is not None)
+
+    def probe():
+        while proc.poll() is None and not ok.items:
+            try:
+                if httpx.get(f"http://127.0.0.1:{http_port}/healthz", timeout=1).status_code == 200:
+                    ok.append(True)
+            except httpx.HTTPError:
+                threading.Event().wait(0.05)  # the service is still starting
+
+    threading.Thread(target=probe, daemon=True).start()
+    ok.wait_for(lambda items: items, timeout=30, what="service /healthz")
+    return proc
+
+
+def test_sigkill_of_the_service_mid_stream_loses_and_doubles_nothing(tmp_path, mosquitto, counters):
+    cfg, http_port = write_service_config(tmp_path, mosquitto)
+    svc = start_service(cfg, http_port)
+    presses = 150
+    try:
+        (dev,) = counters(1)
+        script = []
+        for i in range(presses):
+            script += [f"press {1 + i % 4}", "wait 0.02"]
+        dev.send(*script)
+        dev.wait("acked", lambda v: sum(map(len, v)) >= 20, timeout=30)
+        svc.kill()  # in the middle of the stream: presses keep coming
+        svc.wait(10)
+        at_kill = len(dev.stored())
+        assert at_kill < presses - 10, "the stream ended before the kill; make it longer"
+        dev.wait("stored", lambda v: len(v) >= at_kill + 10, timeout=30)  # presses while the service is dead
+        svc = start_service(cfg, http_port)
+        dev.wait("stored", lambda v: len(v) == presses, timeout=60)
+        all_acked(dev)
+    finally:
+        if svc.poll() is None:
+            svc.terminate()
+            assert svc.wait(15) == 0, svc.stderr.read()
+    store = Store.open(tmp_path / "service" / "hailong.db")
+    try:
+        rows = store.satisfaction("counter", *WIDE)["rows"]
+        assert [r["ratings"] for r in rows] == [presses]
+        assert rows[0]["counts"] == {str(k): presses // 4 + (1 if k <= presses % 4 else 0) for k in range(1, 5)}
+        assert len(store.events(limit=1000)) == presses
+    finally:
+        store.close()
