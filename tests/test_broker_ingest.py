@@ -180,3 +180,41 @@ def test_sigkill_of_the_service_mid_stream_loses_and_doubles_nothing(tmp_path, m
         assert len(store.events(limit=1000)) == presses
     finally:
         store.close()
+
+
+def test_small_site_runs_on_the_embedded_broker(tmp_path):
+    """`[mqtt] embedded = true`: the service brings its own MQTT broker (3.1.1); a counter delivers to it."""
+
+    class Embedded:
+        host, port = "127.0.0.1", free_port()
+
+    cfg = tmp_path / "broker.toml"
+    http_port = free_port()
+    cfg.write_text(
+        f"[mqtt]\nembedded = true\nport = {Embedded.port}\nbatch_wait_ms = 5\n"
+        f'[store]\nurl = "sqlite:///{tmp_path / "service" / "hailong.db"}"\n'
+        f"[http]\nport = {http_port}\n"
+    )
+    svc = start_service(cfg, http_port)
+    dev = DeviceProcess(write_config(tmp_path, Embedded, mqtt='protocol = "3.1.1"\n', counter="1",
+                                     extra="[rating]\nrepeat_gap_s = 0\n"))
+    try:
+        dev.wait_ready()
+        dev.wait("online", lambda v: v[-1] is True, timeout=20)
+        dev.send("press 4", "press 2", "press next")
+        dev.wait("stored", lambda v: len(v) == 3)
+        all_acked(dev)
+        dev.wait("display", lambda v: v[-1] == "   1")  # the service's ticket, through amqtt
+    finally:
+        dev.close()
+        svc.terminate()
+        assert svc.wait(15) == 0, svc.stderr.read()
+    with Store.open(tmp_path / "service" / "hailong.db") as store:
+        (row,) = store.satisfaction("counter", *WIDE)["rows"]
+        assert row["counts"] == {"1": 0, "2": 1, "3": 0, "4": 1}
+
+
+def test_broker_example_config_loads_once_its_secrets_exist(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "hailong.cli", "broker", "example-config"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=30)
+    assert r.returncode == 0 and "[store]" in r.stdout and "embedded" in r.stdout
