@@ -10,7 +10,7 @@ import sys
 
 AREAS = {
     "device": ("device.cli", "run the counter firmware and its tools"),
-    "broker": ("broker.cli", "run the central service (MQTT ingest and store)"),
+    "broker": ("broker.cli", "run the central service (MQTT ingest, store, HTTP API) and manage its users and tokens"),
     "demo": ("hailong.demo", "run a simulated counter against an embedded broker"),
 }
 
