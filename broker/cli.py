@@ -215,18 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from broker.auth import AuthError
-    from device.errors import ConfigError
+    from hailong.cli import dispatch
 
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return args.func(args)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    except AuthError as e:
-        print(f"hailong broker: {e}", file=sys.stderr)
-        return 2
+    return dispatch(build_parser(), argv, prog="hailong broker", errors={(AuthError,): 2})

@@ -8,7 +8,7 @@ import signal
 import sys
 import threading
 
-from device.errors import ConfigError, HardwareError
+from device.errors import HardwareError
 
 _HINT = "on a laptop add --simulate; on a Pi install hailong[pi] and run `hailong device doctor`"
 
@@ -116,18 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
     from device.ledger import LedgerError
+    from hailong.cli import dispatch
 
-    try:
-        return args.func(args)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    except (HardwareError, LedgerError) as e:
-        print(f"hailong device: {e}", file=sys.stderr)
-        return 1
+    return dispatch(build_parser(), argv, prog="hailong device", errors={(HardwareError, LedgerError): 1})
