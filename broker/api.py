@@ -27,6 +27,7 @@ from pydantic import BaseModel, Field, field_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.auth import Principal
+from broker.registry import InUse
 from protocol import ProtocolError
 from protocol.messages import MAX_IDENTIFY_SECONDS, make_assignment, make_command
 from protocol.topics import DEVICE_ID_RE
@@ -213,80 +214,6 @@ def _validation_text(exc: RequestValidationError) -> str:
 # ----- registry reads the store lacks ------------------------------------------------------
 
 
-class _Registry:
-    """Lists, single reads and deletes of sites, counters and officers.
-
-    The store (broker/store.py) has upserts but no list/get/delete for its registry
-    tables yet, so these few queries run here on its connections, through its own
-    read/write transactions (and locks). They belong in the store; move them when it grows them.
-    """
-
-    def __init__(self, store):
-        self.store = store
-
-    def _rows(self, sql: str, args: tuple = ()) -> list[tuple]:
-        with self.store._read() as db:
-            return db.execute(sql, args).fetchall()
-
-    def sites(self) -> list[dict]:
-        return [dict(zip(("id", "name", "tz"), r)) for r in self._rows("SELECT id, name, tz FROM sites ORDER BY id")]
-
-    def site(self, site: str) -> dict | None:
-        rows = self._rows("SELECT id, name, tz FROM sites WHERE id = ?", (site,))
-        return dict(zip(("id", "name", "tz"), rows[0])) if rows else None
-
-    def counters(self, site: str | None = None) -> list[dict]:
-        sql = "SELECT site, counter, name, device FROM counters"
-        rows = self._rows(sql + (" WHERE site = ?" if site is not None else "") + " ORDER BY site, counter",
-                          (site,) if site is not None else ())
-        return [dict(zip(("site", "counter", "name", "device"), r)) for r in rows]
-
-    def counter(self, site: str, counter: str) -> dict | None:
-        rows = self._rows("SELECT site, counter, name, device FROM counters WHERE site = ? AND counter = ?",
-                          (site, counter))
-        return dict(zip(("site", "counter", "name", "device"), rows[0])) if rows else None
-
-    def officers(self) -> list[dict]:
-        rows = self._rows("SELECT id, name, code, unit, badge FROM officers ORDER BY id")
-        return [dict(zip(("id", "name", "code", "unit", "badge"), r)) for r in rows]
-
-    def officer(self, officer: str) -> dict | None:
-        rows = self._rows("SELECT id, name, code, unit, badge FROM officers WHERE id = ?", (officer,))
-        return dict(zip(("id", "name", "code", "unit", "badge"), rows[0])) if rows else None
-
-    def delete_site(self, site: str) -> None:
-        with self.store._write() as db:
-            (n,) = db.execute("SELECT count(*) FROM counters WHERE site = ?", (site,)).fetchone()
-            if n:
-                # Counters without their site would be stranded in reports; make it explicit.
-                raise HTTPException(409, f"site {site!r} still has {n} counter(s): delete them first")
-            db.execute("DELETE FROM sites WHERE id = ?", (site,))
-        self.store._zones.pop(site, None)
-
-    def delete_counter(self, site: str, counter: str) -> None:
-        # Events and assignment history stay: they are facts about the past.
-        with self.store._write() as db:
-            db.execute("DELETE FROM counters WHERE site = ? AND counter = ?", (site, counter))
-
-    def delete_officer(self, officer: str) -> None:
-        with self.store._write() as db:
-            db.execute("DELETE FROM officers WHERE id = ?", (officer,))
-
-    def device(self, device: str) -> dict | None:
-        return next((d for d in self.store.devices() if d["device"] == device), None)
-
-    def device_at(self, site: str, counter: str) -> str | None:
-        """The device serving a counter: the registry's binding, else the one device that claims it."""
-        row = self.counter(site, counter)
-        if row is not None and row["device"]:
-            return row["device"]
-        claims = [d for d in self.store.devices() if d["site"] == site and d["counter"] == counter]
-        registered = [d for d in claims if d["registered"]]
-        if registered:
-            return registered[0]["device"]
-        return claims[0]["device"] if len(claims) == 1 else None
-
-
 # ----- the app ------------------------------------------------------------------------------------
 
 
@@ -300,7 +227,6 @@ def create_app(*, store, ingest, auth, cfg) -> FastAPI:
     app.state.principal_resolvers = []
     tz = getattr(cfg.service, "timezone", "Asia/Ho_Chi_Minh")
     satisfied_from = getattr(cfg.service, "satisfied_from", 0) or None  # 0: the store's default
-    reg = _Registry(store)
 
     @app.exception_handler(RequestValidationError)
     def _invalid(request: Request, exc: RequestValidationError):
@@ -399,7 +325,7 @@ def create_app(*, store, ingest, auth, cfg) -> FastAPI:
         after: Annotated[int | None, Query(ge=0, description="the `next` of the previous page")] = None,
     ):
         """Stored events in storage order, a page at a time: pass `next` back as `after`."""
-        days_in = (reg.site(site) or {}).get("tz", tz) if site is not None else tz
+        days_in = (store.site(site) or {}).get("tz", tz) if site is not None else tz
         rows = store.events(device=device, site=site, counter=counter, officer=officer, type=type,
                             since_ms=_instant(since, "since", days_in, end=False),
                             until_ms=_instant(until, "until", days_in, end=True),
@@ -422,85 +348,88 @@ def create_app(*, store, ingest, auth, cfg) -> FastAPI:
 
     @app.get(f"{API}/sites", tags=["registry"])
     def list_sites(_: Annotated[Principal, Viewer]):
-        return {"items": reg.sites()}
+        return {"items": store.sites()}
 
     @app.get(f"{API}/sites/{{site_id}}", tags=["registry"])
     def get_site(_: Annotated[Principal, Viewer], site_id: str):
-        return _found(reg.site(site_id), f"site {site_id!r}")
+        return _found(store.site(site_id), f"site {site_id!r}")
 
     @app.post(f"{API}/sites", tags=["registry"], status_code=201)
     def create_site(_: Annotated[Principal, Admin], body: SiteIn):
-        if reg.site(body.id) is not None:
+        if store.site(body.id) is not None:
             raise HTTPException(409, f"site {body.id!r} already exists; PUT {API}/sites/{body.id} changes it")
         store.upsert_site(body.id, body.name, tz=body.tz or tz)
-        return reg.site(body.id)
+        return store.site(body.id)
 
     @app.put(f"{API}/sites/{{site_id}}", tags=["registry"])
     def put_site(_: Annotated[Principal, Admin], site_id: Annotated[str, Path(pattern=ID_PATTERN)], body: SiteBody):
         store.upsert_site(site_id, body.name, tz=body.tz or tz)
-        return reg.site(site_id)
+        return store.site(site_id)
 
     @app.delete(f"{API}/sites/{{site_id}}", tags=["registry"], status_code=204)
     def delete_site(_: Annotated[Principal, Admin], site_id: str):
-        _found(reg.site(site_id), f"site {site_id!r}")
-        reg.delete_site(site_id)
+        _found(store.site(site_id), f"site {site_id!r}")
+        try:
+            store.delete_site(site_id)
+        except InUse as e:
+            raise HTTPException(409, str(e)) from None
         return Response(status_code=204)
 
     @app.get(f"{API}/counters", tags=["registry"])
     def list_counters(_: Annotated[Principal, Viewer], site: str | None = None):
-        return {"items": reg.counters(site)}
+        return {"items": store.counters(site)}
 
     @app.get(f"{API}/counters/{{site_id}}/{{counter_id}}", tags=["registry"])
     def get_counter(_: Annotated[Principal, Viewer], site_id: str, counter_id: str):
-        return _found(reg.counter(site_id, counter_id), f"counter {site_id}/{counter_id}")
+        return _found(store.counter(site_id, counter_id), f"counter {site_id}/{counter_id}")
 
     @app.post(f"{API}/counters", tags=["registry"], status_code=201)
     def create_counter(_: Annotated[Principal, Admin], body: CounterIn):
-        _found(reg.site(body.site), f"site {body.site!r} (create it first)")
-        if reg.counter(body.site, body.counter) is not None:
+        _found(store.site(body.site), f"site {body.site!r} (create it first)")
+        if store.counter(body.site, body.counter) is not None:
             raise HTTPException(409, f"counter {body.site}/{body.counter} already exists; "
                                      f"PUT {API}/counters/{body.site}/{body.counter} changes it")
         store.upsert_counter(body.site, body.counter, body.name, device=body.device)
-        return reg.counter(body.site, body.counter)
+        return store.counter(body.site, body.counter)
 
     @app.put(f"{API}/counters/{{site_id}}/{{counter_id}}", tags=["registry"])
     def put_counter(_: Annotated[Principal, Admin], site_id: str,
                     counter_id: Annotated[str, Path(pattern=ID_PATTERN)], body: CounterBody):
-        _found(reg.site(site_id), f"site {site_id!r} (create it first)")
+        _found(store.site(site_id), f"site {site_id!r} (create it first)")
         store.upsert_counter(site_id, counter_id, body.name, device=body.device)
-        return reg.counter(site_id, counter_id)
+        return store.counter(site_id, counter_id)
 
     @app.delete(f"{API}/counters/{{site_id}}/{{counter_id}}", tags=["registry"], status_code=204)
     def delete_counter(_: Annotated[Principal, Admin], site_id: str, counter_id: str):
-        _found(reg.counter(site_id, counter_id), f"counter {site_id}/{counter_id}")
-        reg.delete_counter(site_id, counter_id)
+        _found(store.counter(site_id, counter_id), f"counter {site_id}/{counter_id}")
+        store.delete_counter(site_id, counter_id)
         return Response(status_code=204)
 
     @app.get(f"{API}/officers", tags=["registry"])
     def list_officers(_: Annotated[Principal, Viewer]):
-        return {"items": reg.officers()}
+        return {"items": store.officers()}
 
     @app.get(f"{API}/officers/{{officer_id}}", tags=["registry"])
     def get_officer(_: Annotated[Principal, Viewer], officer_id: str):
-        return _found(reg.officer(officer_id), f"officer {officer_id!r}")
+        return _found(store.officer(officer_id), f"officer {officer_id!r}")
 
     @app.post(f"{API}/officers", tags=["registry"], status_code=201)
     def create_officer(_: Annotated[Principal, Admin], body: OfficerIn):
-        if reg.officer(body.id) is not None:
+        if store.officer(body.id) is not None:
             raise HTTPException(409, f"officer {body.id!r} already exists; PUT {API}/officers/{body.id} changes it")
         store.upsert_officer(body.id, body.name, body.code, body.unit, body.badge)
-        return reg.officer(body.id)
+        return store.officer(body.id)
 
     @app.put(f"{API}/officers/{{officer_id}}", tags=["registry"])
     def put_officer(_: Annotated[Principal, Admin],
                     officer_id: Annotated[str, Path(min_length=1, max_length=64)], body: OfficerBody):
         store.upsert_officer(officer_id, body.name, body.code, body.unit, body.badge)
-        return reg.officer(officer_id)
+        return store.officer(officer_id)
 
     @app.delete(f"{API}/officers/{{officer_id}}", tags=["registry"], status_code=204)
     def delete_officer(_: Annotated[Principal, Admin], officer_id: str):
-        _found(reg.officer(officer_id), f"officer {officer_id!r}")
-        reg.delete_officer(officer_id)
+        _found(store.officer(officer_id), f"officer {officer_id!r}")
+        store.delete_officer(officer_id)
         return Response(status_code=204)
 
     # ----- talking to counters ------------------------------------------------------------------
@@ -510,14 +439,14 @@ def create_app(*, store, ingest, auth, cfg) -> FastAPI:
                         device_id: Annotated[str, Path(pattern=DEVICE_PATTERN)], body: DeviceIn):
         """Say which site and counter a device serves."""
         store.register_device(device_id, body.site, body.counter)
-        return _found(reg.device(device_id), f"device {device_id!r}")
+        return _found(store.device(device_id), f"device {device_id!r}")
 
     @app.post(f"{API}/assignments", tags=["devices"])
     def assign(_: Annotated[Principal, Manager], body: AssignmentIn):
         """Put an officer (or nobody) at a counter: recorded, then sent to the counter's device (retained)."""
         officer = None
         if body.officer is not None:
-            row = _found(reg.officer(body.officer), f"officer {body.officer!r} (add it under {API}/officers first)")
+            row = _found(store.officer(body.officer), f"officer {body.officer!r} (add it under {API}/officers first)")
             officer = {"id": row["id"], "name": row["name"], "code": row["code"]}
         try:
             payload = make_assignment(officer)
@@ -525,7 +454,7 @@ def create_app(*, store, ingest, auth, cfg) -> FastAPI:
             raise HTTPException(422, f"officer {body.officer!r} cannot be shown on a counter: {e}") from None
         at = body.at if body.at is not None else _now_ms()
         store.assign(body.site, body.counter, body.officer, at)
-        device = reg.device_at(body.site, body.counter)
+        device = store.device_at(body.site, body.counter)
         result = {"site": body.site, "counter": body.counter, "officer": body.officer, "at": at,
                   "recorded": True, "device": device, "published": device is not None, "assignment": payload}
         if device is None:
@@ -537,7 +466,7 @@ def create_app(*, store, ingest, auth, cfg) -> FastAPI:
         return result
 
     def _command(device_id: str, command: dict) -> dict:
-        _found(reg.device(device_id), f"device {device_id!r}")
+        _found(store.device(device_id), f"device {device_id!r}")
         ingest.publish(device_id, "cmd", command)
         return {"device": device_id, "published": True, "command": command}
 

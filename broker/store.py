@@ -28,6 +28,7 @@ from typing import Callable, Iterator
 from zoneinfo import ZoneInfo
 
 from broker import stats
+from broker.registry import RegistryQueries
 from broker.timefix import DEFAULT_TZ, boot_offset, corrected_ts, local_day, parse_day, zone
 from protocol import ProtocolError
 from protocol.codec import MAX_INT, decode
@@ -182,7 +183,7 @@ def _translated(method):
     return wrapper
 
 
-class Store:
+class Store(RegistryQueries):
     path: Path
 
     def __init__(self, path: Path, db: sqlite3.Connection, reader: sqlite3.Connection) -> None:
