@@ -53,3 +53,16 @@ def test_drain_runs_small(tmp_path):
     assert [r["mode"] for r in results] == ["batch", "per-event"]
     for r in results:
         assert r["distinct"] == 100 and r["acked_total"] == 100 and r["left_in_ledger"] == 0
+
+
+@pytest.mark.slow
+def test_service_benchmarks_run_small():
+    root = ROOT
+    r = subprocess.run([sys.executable, "benchmarks/ingest.py", "--events", "400", "--devices", "4"],
+                       capture_output=True, text=True, cwd=root, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "ingest ratio B/A = " in r.stdout and "400 stored" in r.stdout
+    r = subprocess.run([sys.executable, "benchmarks/query.py", "--ratings", "20000", "--repeats", "3"],
+                       capture_output=True, text=True, cwd=root, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert "monthly officer query p50 = " in r.stdout and "over 20,000 ratings" in r.stdout
