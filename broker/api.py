@@ -308,6 +308,20 @@ def create_app(*, store, ingest, auth, cfg) -> FastAPI:
         except ValueError as e:  # e.g. service.satisfied_from above this period's scale
             raise HTTPException(422, str(e)) from None
 
+    @app.get(f"{API}/reasons", tags=["figures"])
+    def reasons(
+        _: Annotated[Principal, Viewer],
+        officer: Annotated[str, Query(description="officer id; empty for unattributed ratings")],
+        date_from: Annotated[str, Query(alias="from", description="first day, YYYY-MM-DD, site-local")],
+        date_to: Annotated[str, Query(alias="to", description="last day, inclusive")],
+    ):
+        """Reasons citizens chose after a low rating for this officer, most frequent first."""
+        first, last = _day(date_from, "from"), _day(date_to, "to")
+        if first > last:
+            raise HTTPException(422, f"from ({first}) is after to ({last})")
+        return {"officer": officer or None,
+                "items": store.low_reasons(officer or None, first.isoformat(), last.isoformat())}
+
     @app.get(f"{API}/devices", tags=["devices"])
     def devices(_: Annotated[Principal, Viewer]):
         return {"items": store.devices()}

@@ -233,6 +233,8 @@ class Ingest:
                 entry["seqs"].append(out.seq)
             if out.status == "stored" and self._wants_ticket(out.event, m):
                 self._send_ticket(out.event)
+            if out.status == "stored":
+                self._resolve_badge(out.event)
         for (device, ledger), entry in acks.items():
             self.publish(device, "ack", make_ack(ledger, entry["seqs"], entry["rejected"]))
 
@@ -245,6 +247,15 @@ class Ingest:
         if ev["clock_ok"]:
             return m.received_ms - ev["ts"] <= self.s.ticket_fresh_s * 1000
         return not m.dup
+
+    def _resolve_badge(self, ev: dict) -> None:
+        """A badge the counter does not know: tell it whose it is, if the registry knows."""
+        if ev["type"] != "signin" or ev["officer"] is not None or not ev.get("badge"):
+            return
+        officer = self.store.officer_by_badge(ev["badge"])
+        if officer is not None:
+            self.publish(ev["device"], "cmd", {"cmd": "officer", "officer": {
+                "id": officer["id"], "name": officer["name"], "code": officer["code"] or officer["id"][:8]}})
 
     def _send_ticket(self, ev: dict) -> None:
         from datetime import datetime, timezone

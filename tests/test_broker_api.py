@@ -504,3 +504,14 @@ def test_broker_run_serves_the_api_and_stops_cleanly(tmp_path, mosquitto):
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(20) == 0, proc.stderr.read()
+
+
+def test_low_rating_reasons_per_officer(service, counters):
+    c = counters("dev-1")
+    c.send(rating(c, 1, "o1", reason="Chờ lâu"), rating(c, 1, "o1", reason="Chờ lâu"),
+           rating(c, 2, "o1", reason="Thái độ"), rating(c, 4, "o1"), rating(c, 1, "o2", reason="Khác"))
+    api = service.client("viewer")
+    r = api.get("/api/v1/reasons", params={"officer": "o1", **WIDE})
+    assert r.status_code == 200
+    assert r.json() == {"officer": "o1", "items": [{"reason": "Chờ lâu", "count": 2}, {"reason": "Thái độ", "count": 1}]}
+    assert service.client(None).get("/api/v1/reasons", params={"officer": "o1", **WIDE}).status_code == 401

@@ -218,3 +218,41 @@ def test_broker_example_config_prints_every_section():
     r = subprocess.run([sys.executable, "-m", "hailong.cli", "broker", "example-config"],
                        capture_output=True, text=True, cwd=ROOT, timeout=30)
     assert r.returncode == 0 and "[store]" in r.stdout and "embedded" in r.stdout
+
+
+def test_a_badge_the_counter_does_not_know_is_resolved_by_the_registry(service, counters):
+    store, ingest = service
+    store.upsert_officer("o-12", "Trần Văn Bình", code="12", badge="0A1B2C3D4E")
+    (dev,) = counters(1)
+    dev.send("badge 0a1b2c3d4e")
+    dev.wait("display", lambda v: " P12" in v)
+    dev.send("wait 0.3", "press 4")
+    dev.wait("stored", lambda v: any(e["type"] == "rating" for e in v))
+    events = dev.stored()
+    assert [(e["type"], e.get("method"), e["officer"]) for e in events] == [
+        ("signin", "badge", None),        # the tap, recorded before anyone knew whose badge it was
+        ("signin", "central", "o-12"),    # the service's answer
+        ("rating", None, "o-12"),
+    ]
+
+
+def test_a_replayed_next_gets_no_ticket(tmp_path, mosquitto, counters):
+    store = Store.open(tmp_path / "service" / "hailong.db")
+    ingest = Ingest(store, IngestSettings(host=mosquitto.host, port=mosquitto.port, batch_wait_ms=5,
+                                          ticket_fresh_s=0.5)).start()
+    try:
+        assert ingest.connected.wait(10)
+        (dev,) = counters(1, extra="")
+        mosquitto.stop()
+        dev.wait("online", lambda v: v[-1] is False)
+        dev.send("press next", "wait 1.0")
+        dev.wait("display", lambda v: v[-1] == "L001")
+        mosquitto.start()
+        all_acked_after = dev.wait("acked", lambda v: sum(map(len, v)) >= 1, timeout=30)
+        assert all_acked_after
+        calls = [e for e in store.events(limit=10) if e["event"]["type"] == "call"]
+        assert len(calls) == 1 and ingest.metrics.tickets == 0
+        assert dev.of("display")[-1] == "L001"
+    finally:
+        ingest.stop()
+        store.close()
