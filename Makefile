@@ -18,15 +18,19 @@ $(STAMP): pyproject.toml | $(PY)
 
 venv: $(STAMP)
 
-# Mosquitto is a real test peer; install it when we can (root, apt), otherwise say what is missing.
+# Mosquitto and Chromium are real test peers; install them when we can (root, apt),
+# otherwise say what is missing.
 system-deps:
-	@if ! command -v mosquitto >/dev/null 2>&1 && ! test -x /usr/sbin/mosquitto; then \
+	@missing=""; \
+	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto mosquitto-clients"; \
+	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
-	    echo "installing mosquitto with apt-get"; \
-	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto mosquitto-clients >/dev/null \
-	      || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q mosquitto mosquitto-clients >/dev/null); \
+	    echo "installing$$missing with apt-get"; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
+	      || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null); \
 	  else \
-	    echo "mosquitto is missing: install it (e.g. sudo apt-get install mosquitto) and run make test again" >&2; exit 1; \
+	    echo "missing:$$missing; install them (e.g. sudo apt-get install$$missing) and run make test again" >&2; exit 1; \
 	  fi; \
 	fi
 
