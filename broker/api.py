@@ -28,6 +28,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.auth import Principal
 from broker.registry import InUse
+from broker.reports import month_range, satisfaction_csv, satisfaction_xlsx
 from protocol import ProtocolError
 from protocol.messages import MAX_IDENTIFY_SECONDS, make_assignment, make_command
 from protocol.topics import DEVICE_ID_RE
@@ -307,6 +308,57 @@ def create_app(*, store, ingest, auth, cfg) -> FastAPI:
                                       satisfied_from=satisfied_from)
         except ValueError as e:  # e.g. service.satisfied_from above this period's scale
             raise HTTPException(422, str(e)) from None
+
+    # ----- monthly report files (broker/reports.py builds them from the satisfaction dict) ------
+
+    XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
+
+    def _month_report(group: str, month: str, site: str | None) -> dict:
+        try:
+            first, last = month_range(month)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+        try:  # the very call GET /satisfaction makes for from=first, to=last
+            return store.satisfaction(group, first.isoformat(), last.isoformat(), site=site,
+                                      satisfied_from=satisfied_from)
+        except ValueError as e:
+            raise HTTPException(422, str(e)) from None
+
+    def _attachment(body: bytes, media_type: str, group: str, month: str, ext: str) -> Response:
+        name = f"hailong-satisfaction-{group}-{month}.{ext}"
+        return Response(body, media_type=media_type,
+                        headers={"Content-Disposition": f'attachment; filename="{name}"',
+                                 "Cache-Control": "no-store"})
+
+    @app.get(f"{API}/reports/satisfaction.xlsx", tags=["figures"], response_class=Response,
+             responses={200: {"content": {XLSX: {}}, "description": "an Excel workbook"}})
+    def satisfaction_report_xlsx(
+        _: Annotated[Principal, Viewer],
+        group: Annotated[Literal["officer", "counter"], Query(description="rows per officer or counter")],
+        month: Annotated[str, Query(description="the month, YYYY-MM (site-local days)")],
+        site: Annotated[str | None, Query(description="only this site")] = None,
+    ):
+        """The month's satisfaction figures as an Excel workbook (Vietnamese headings, a totals row)."""
+        report = _month_report(group, month, site)
+        site_name = None if site is None else ((store.site(site) or {}).get("name") or site)
+        from broker.timefix import zone
+
+        body = satisfaction_xlsx(report, centre=cfg.service.name, group=group, month=month,
+                                 generated_at=datetime.now(zone(tz)), site=site_name)
+        return _attachment(body, XLSX, group, month, "xlsx")
+
+    @app.get(f"{API}/reports/satisfaction.csv", tags=["figures"], response_class=Response,
+             responses={200: {"content": {"text/csv": {}}, "description": "UTF-8 CSV with a BOM"}})
+    def satisfaction_report_csv(
+        _: Annotated[Principal, Viewer],
+        group: Annotated[Literal["officer", "counter"], Query(description="rows per officer or counter")],
+        month: Annotated[str, Query(description="the month, YYYY-MM (site-local days)")],
+        site: Annotated[str | None, Query(description="only this site")] = None,
+    ):
+        """The month's satisfaction figures as CSV: UTF-8 with a BOM, CRLF, rates as fractions."""
+        report = _month_report(group, month, site)
+        body = satisfaction_csv(report, centre=cfg.service.name, group=group, month=month)
+        return _attachment(body, "text/csv; charset=utf-8", group, month, "csv")
 
     @app.get(f"{API}/reasons", tags=["figures"])
     def reasons(
