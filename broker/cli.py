@@ -56,7 +56,18 @@ def cmd_run(args) -> int:
     store = Store.open(cfg.store.url)
     auth = Auth.from_config(cfg)
     ingest = Ingest(store, ingest_settings(cfg))
-    api = ApiServer(create_app(store=store, ingest=ingest, auth=auth, cfg=cfg), cfg.http.host, cfg.http.port)
+    app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg)
+    from broker.web import mount_dashboard
+
+    try:
+        mount_dashboard(app, store=store, ingest=ingest, auth=auth, cfg=cfg)
+    except RuntimeError as e:  # e.g. the session secret cannot be written in service.data_dir
+        print(f"hailong broker: {e}", file=sys.stderr)
+        store.close()
+        if embedded is not None:
+            embedded.stop()
+        return 1
+    api = ApiServer(app, cfg.http.host, cfg.http.port)
     started = False
     try:
         # Claim the port before connecting to MQTT: a second copy of the service started by

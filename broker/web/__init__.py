@@ -1,0 +1,14 @@
+"""The managers' dashboard: server-rendered pages on the service's HTTP port (see docs/dashboard.md).
+
+`broker.store` imports this package for its query mixin, so FastAPI and Jinja are only
+imported when the dashboard is actually mounted.
+"""
+from __future__ import annotations
+
+__all__ = ["mount_dashboard"]
+
+
+def mount_dashboard(app, *, store, ingest, auth, cfg) -> None:
+    from broker.web.app import mount_dashboard as mount
+
+    mount(app, store=store, ingest=ingest, auth=auth, cfg=cfg)

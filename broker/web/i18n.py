@@ -1,0 +1,167 @@
+"""The dashboard's one translation catalogue: message id -> {"vi": ..., "en": ...}.
+
+Vietnamese is the default; English is chosen with the `lang` cookie (/lang/en).
+Every label on every page goes through `t`; tests/test_web_dashboard.py checks that
+every id used in the templates and in broker/web exists in both languages.
+"""
+from __future__ import annotations
+
+LANGS = ("vi", "en")
+DEFAULT_LANG = "vi"
+
+CATALOGUE: dict[str, dict[str, str]] = {
+    # chrome
+    "app.title": {"vi": "Đánh giá mức độ hài lòng", "en": "Citizen satisfaction"},
+    "nav.overview": {"vi": "Tổng quan", "en": "Overview"},
+    "nav.officers": {"vi": "Cán bộ", "en": "Officers"},
+    "nav.devices": {"vi": "Quầy và thiết bị", "en": "Counters and devices"},
+    "nav.misuse": {"vi": "Bấm bất thường", "en": "Misuse"},
+    "nav.reports": {"vi": "Báo cáo", "en": "Reports"},
+    "nav.logout": {"vi": "Đăng xuất", "en": "Log out"},
+    "nav.signed_in_as": {"vi": "Đăng nhập:", "en": "Signed in as"},
+    "lang.vi": {"vi": "Tiếng Việt", "en": "Tiếng Việt"},
+    "lang.en": {"vi": "English", "en": "English"},
+    "role.admin": {"vi": "quản trị", "en": "admin"},
+    "role.manager": {"vi": "quản lý", "en": "manager"},
+    "role.viewer": {"vi": "xem", "en": "viewer"},
+    # login
+    "login.title": {"vi": "Đăng nhập", "en": "Sign in"},
+    "login.user": {"vi": "Tên đăng nhập", "en": "User name"},
+    "login.password": {"vi": "Mật khẩu", "en": "Password"},
+    "login.submit": {"vi": "Đăng nhập", "en": "Sign in"},
+    "login.wrong": {"vi": "Sai tên đăng nhập hoặc mật khẩu.", "en": "Wrong user name or password."},
+    "login.locked": {"vi": "Tài khoản tạm khoá do nhập sai nhiều lần. Thử lại sau {until}.",
+                     "en": "Account locked after too many failed attempts. Try again after {until}."},
+    "login.expired": {"vi": "Phiên làm việc đã hết hạn, vui lòng tải lại trang và thử lại.",
+                      "en": "The form expired; reload the page and try again."},
+    "error.csrf": {"vi": "Yêu cầu không hợp lệ (thiếu mã bảo vệ). Tải lại trang và thử lại.",
+                   "en": "Invalid request (missing protection token). Reload the page and try again."},
+    "error.forbidden": {"vi": "Bạn không có quyền thực hiện thao tác này.",
+                        "en": "You are not allowed to do this."},
+    "error.not_found": {"vi": "Không tìm thấy.", "en": "Not found."},
+    "error.title": {"vi": "Lỗi", "en": "Error"},
+    "error.back": {"vi": "Quay lại", "en": "Back"},
+    # overview
+    "overview.title": {"vi": "Tổng quan", "en": "Overview"},
+    "period.today": {"vi": "Hôm nay", "en": "Today"},
+    "period.week": {"vi": "Tuần này", "en": "This week"},
+    "period.month": {"vi": "Tháng này", "en": "This month"},
+    "period.this_month": {"vi": "Tháng này", "en": "This month"},
+    "period.last_month": {"vi": "Tháng trước", "en": "Last month"},
+    "period.label": {"vi": "Kỳ", "en": "Period"},
+    "period.show": {"vi": "Xem", "en": "Show"},
+    "fig.ratings": {"vi": "Lượt đánh giá", "en": "Ratings"},
+    "fig.rate": {"vi": "Tỷ lệ hài lòng", "en": "Satisfaction rate"},
+    "fig.index": {"vi": "Chỉ số hài lòng", "en": "Satisfaction index"},
+    "fig.wilson": {"vi": "Cận dưới Wilson", "en": "Wilson lower bound"},
+    "fig.flagged": {"vi": "Bị đánh dấu", "en": "Flagged"},
+    "fig.mean": {"vi": "Điểm trung bình", "en": "Mean score"},
+    "fig.served": {"vi": "Lượt phục vụ", "en": "Served"},
+    "fig.rank": {"vi": "Hạng", "en": "Rank"},
+    "fig.name": {"vi": "Họ tên", "en": "Name"},
+    "fig.levels": {"vi": "Phân bố mức đánh giá", "en": "Ratings per level"},
+    "fig.count": {"vi": "Số lượt", "en": "Count"},
+    "fig.none": {"vi": "—", "en": "—"},
+    "live.title": {"vi": "Đánh giá mới nhất", "en": "Latest ratings"},
+    "live.empty": {"vi": "Chưa có đánh giá nào.", "en": "No ratings yet."},
+    "live.counter": {"vi": "Quầy", "en": "Counter"},
+    "flag.repeat": {"vi": "bấm lặp", "en": "repeat"},
+    "flag.chord": {"vi": "bấm nhiều nút", "en": "several buttons"},
+    "unattributed": {"vi": "(không rõ)", "en": "(unknown)"},
+    # officers
+    "officers.title": {"vi": "Xếp hạng cán bộ", "en": "Officer ranking"},
+    "officers.empty": {"vi": "Chưa có đánh giá trong kỳ này.", "en": "No ratings in this period."},
+    "officers.note": {"vi": "Xếp hạng theo cận dưới Wilson 95% của tỷ lệ hài lòng; lượt bị đánh dấu không được tính.",
+                      "en": "Ranked by the 95% Wilson lower bound of the satisfaction rate; flagged presses are not counted."},
+    "officer.title": {"vi": "Cán bộ", "en": "Officer"},
+    "officer.trend": {"vi": "Diễn biến theo ngày", "en": "Daily trend"},
+    "officer.reasons": {"vi": "Lý do chưa hài lòng", "en": "Reasons for low ratings"},
+    "officer.no_reasons": {"vi": "Không có lý do nào được chọn.", "en": "No reasons given."},
+    "officer.reason": {"vi": "Lý do", "en": "Reason"},
+    "officer.calls": {"vi": "Lượt gọi số", "en": "Queue calls"},
+    "officer.counters": {"vi": "Các quầy đã làm việc", "en": "Counters worked"},
+    "officer.day": {"vi": "Ngày", "en": "Day"},
+    "officer.back": {"vi": "← Danh sách cán bộ", "en": "← All officers"},
+    "action.next": {"vi": "Gọi số tiếp", "en": "Next"},
+    "action.recall": {"vi": "Gọi lại", "en": "Recall"},
+    "action.close": {"vi": "Đóng quầy", "en": "Close"},
+    # devices
+    "devices.title": {"vi": "Quầy và thiết bị", "en": "Counters and devices"},
+    "devices.device": {"vi": "Thiết bị", "en": "Device"},
+    "devices.counter": {"vi": "Quầy", "en": "Counter"},
+    "devices.status": {"vi": "Trạng thái", "en": "Status"},
+    "devices.online": {"vi": "Trực tuyến", "en": "Online"},
+    "devices.offline": {"vi": "Mất kết nối", "en": "Offline"},
+    "devices.unknown": {"vi": "Chưa rõ", "en": "Unknown"},
+    "devices.last_seen": {"vi": "Lần cuối", "en": "Last seen"},
+    "devices.backlog": {"vi": "Tồn đọng", "en": "Backlog"},
+    "devices.clock": {"vi": "Đồng hồ", "en": "Clock"},
+    "devices.clock_ok": {"vi": "Đã đồng bộ", "en": "Synced"},
+    "devices.clock_bad": {"vi": "Chưa đồng bộ", "en": "Not synced"},
+    "devices.fw": {"vi": "Phần mềm", "en": "Firmware"},
+    "devices.unregistered": {"vi": "Chưa đăng ký", "en": "Unregistered"},
+    "devices.identify": {"vi": "Nháy đèn", "en": "Identify"},
+    "devices.none": {"vi": "Chưa có thiết bị nào.", "en": "No devices yet."},
+    "devices.officer": {"vi": "Cán bộ đang trực", "en": "Officer on duty"},
+    "devices.assign": {"vi": "Phân công cán bộ", "en": "Assign an officer"},
+    "devices.assign_submit": {"vi": "Phân công", "en": "Assign"},
+    "devices.nobody": {"vi": "(không ai)", "en": "(nobody)"},
+    "devices.counters": {"vi": "Quầy", "en": "Counters"},
+    "msg.identify_sent": {"vi": "Đã gửi lệnh nháy đèn tới {device}.", "en": "Identify sent to {device}."},
+    "msg.assigned": {"vi": "Đã phân công và gửi tới quầy.", "en": "Assigned and sent to the counter."},
+    "msg.assigned_not_sent": {"vi": "Đã ghi nhận, nhưng quầy chưa có thiết bị nên chưa gửi được.",
+                              "en": "Recorded, but the counter has no device yet, so nothing was sent."},
+    "msg.bad_request": {"vi": "Dữ liệu không hợp lệ.", "en": "Invalid input."},
+    # misuse
+    "misuse.title": {"vi": "Bấm bất thường", "en": "Button misuse"},
+    "misuse.note": {"vi": "Các lượt bấm bị đánh dấu (bấm lặp, bấm nhiều nút) được giữ riêng và không tính vào kết quả.",
+                    "en": "Flagged presses (repeats, several buttons at once) are kept aside and never counted."},
+    "misuse.by_counter": {"vi": "Theo quầy", "en": "By counter"},
+    "misuse.by_hour": {"vi": "Theo giờ trong ngày", "en": "By hour of day"},
+    "misuse.hour": {"vi": "Giờ", "en": "Hour"},
+    "misuse.share": {"vi": "Tỷ lệ bị đánh dấu", "en": "Flagged share"},
+    "misuse.none": {"vi": "Không có lượt bấm bất thường trong kỳ này.", "en": "No flagged presses in this period."},
+    "misuse.total": {"vi": "Tổng", "en": "Total"},
+    # reports
+    "reports.title": {"vi": "Báo cáo tháng", "en": "Monthly reports"},
+    "reports.month": {"vi": "Tháng", "en": "Month"},
+    "reports.by_officer": {"vi": "Theo cán bộ", "en": "Per officer"},
+    "reports.by_counter": {"vi": "Theo quầy", "en": "Per counter"},
+    "reports.xlsx": {"vi": "Tải Excel (XLSX)", "en": "Download Excel (XLSX)"},
+    "reports.csv": {"vi": "Tải CSV", "en": "Download CSV"},
+    # level labels, per scale
+    "level.3.1": {"vi": "Không hài lòng", "en": "Dissatisfied"},
+    "level.3.2": {"vi": "Hài lòng", "en": "Satisfied"},
+    "level.3.3": {"vi": "Rất hài lòng", "en": "Very satisfied"},
+    "level.4.1": {"vi": "Không hài lòng", "en": "Dissatisfied"},
+    "level.4.2": {"vi": "Bình thường", "en": "Neutral"},
+    "level.4.3": {"vi": "Hài lòng", "en": "Satisfied"},
+    "level.4.4": {"vi": "Rất hài lòng", "en": "Very satisfied"},
+    "level.5.1": {"vi": "Rất không hài lòng", "en": "Very dissatisfied"},
+    "level.5.2": {"vi": "Không hài lòng", "en": "Dissatisfied"},
+    "level.5.3": {"vi": "Bình thường", "en": "Neutral"},
+    "level.5.4": {"vi": "Hài lòng", "en": "Satisfied"},
+    "level.5.5": {"vi": "Rất hài lòng", "en": "Very satisfied"},
+}
+
+
+def pick_lang(code: str | None) -> str:
+    return code if code in LANGS else DEFAULT_LANG
+
+
+def t(msg_id: str, lang: str = DEFAULT_LANG, **fields) -> str:
+    """The message in `lang`; the id itself if it is missing (the test makes sure none is)."""
+    entry = CATALOGUE.get(msg_id)
+    text = msg_id if entry is None else entry.get(lang) or entry[DEFAULT_LANG]
+    return text.format(**fields) if fields else text
+
+
+def level_label(scale: int | None, score: int | None, lang: str = DEFAULT_LANG) -> str:
+    """"Hài lòng" etc. for a score on a 3-, 4- or 5-level scale; the number itself otherwise."""
+    key = f"level.{scale}.{score}"
+    return t(key, lang) if key in CATALOGUE else str(score)
+
+
+def translator(lang: str):
+    lang = pick_lang(lang)
+    return lambda msg_id, **fields: t(msg_id, lang, **fields)

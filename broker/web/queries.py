@@ -1,0 +1,150 @@
+"""Read-only queries the dashboard needs, mixed into Store (like broker.registry.RegistryQueries).
+
+All of them read the rollups (rating_days/months, call_days) or walk the events table by
+its primary key from the newest end, so a page stays fast with millions of events.
+The one exception, flagged presses by hour, uses the partial index `events_flagged`
+(flagged rows only), created by the store's migration 2.
+"""
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+from datetime import datetime
+
+from broker import stats
+from broker.timefix import DEFAULT_TZ, zone
+
+
+def _periods(first: str, last: str):
+    from broker.store import _periods as split  # whole months from the month tables, the rest by day
+
+    return split(first, last)
+
+
+class DashboardQueries:
+    """Mixed into Store; runs on its read transaction (`self._read()`)."""
+
+    # ----- overview ------------------------------------------------------------------
+
+    def rating_totals(self, first: str, last: str, *, satisfied_from: int | None = None) -> dict:
+        """Figures over every site and counter for the days first..last (inclusive), from the rollups."""
+        parts, args = [], []
+        for period, a, b in _periods(first, last):
+            parts.append(f"SELECT scale, score, flagged, n FROM rating_{period}s WHERE {period} BETWEEN ? AND ?")
+            args += [a, b]
+        sql = f"SELECT scale, score, flagged, sum(n) FROM ({' UNION ALL '.join(parts)}) GROUP BY scale, score, flagged"
+        with self._read() as db:
+            rows = db.execute(sql, args).fetchall()
+        counts: dict[int, dict[int, int]] = {}
+        by_scale: Counter[int] = Counter()
+        flagged = 0
+        for scale, score, flag, n in rows:
+            by_scale[scale] += n
+            per = counts.setdefault(scale, {})
+            if flag:
+                flagged += n
+            else:
+                per[score] = per.get(score, 0) + n
+        if not by_scale:
+            return {"scale": None, "ratings": 0, "counts": {}, "satisfied": 0, "rate": None, "mean": None,
+                    "index": None, "wilson_lower": 0.0, "flagged": 0}
+        scale = max(by_scale, key=lambda s: (by_scale[s], s))
+        return {"scale": scale, **stats.summarize_scales(counts, scale, flagged, satisfied_from)}
+
+    def latest_ratings(self, limit: int = 20, after_id: int | None = None) -> list[dict]:
+        """The newest ratings, newest first; with after_id, those stored after it, oldest first."""
+        base = ("SELECT e.id, e.ts, e.site, e.counter, e.officer, o.name, e.scale, e.score, e.flagged, e.body,"
+                " c.name FROM events AS e LEFT JOIN officers AS o ON o.id = e.officer"
+                " LEFT JOIN counters AS c ON c.site = e.site AND c.counter = e.counter WHERE e.type = 'rating'")
+        with self._read() as db:
+            if after_id is None:
+                rows = db.execute(base + " ORDER BY e.id DESC LIMIT ?", (limit,)).fetchall()
+            else:
+                rows = db.execute(base + " AND e.id > ? ORDER BY e.id LIMIT ?", (after_id, limit)).fetchall()
+        out = []
+        for id_, ts, site, counter, officer, name, scale, score, flagged, body, counter_name in rows:
+            try:
+                flags = list(json.loads(body).get("flags") or [])
+            except ValueError:
+                flags = []
+            out.append({"id": id_, "ts": ts, "site": site, "counter": counter, "counter_name": counter_name or "",
+                        "officer": officer, "officer_name": name or officer, "scale": scale, "score": score,
+                        "flagged": bool(flagged), "flags": flags})
+        return out
+
+    def last_event_id(self) -> int:
+        with self._read() as db:
+            return db.execute("SELECT coalesce(max(id), 0) FROM events").fetchone()[0]
+
+    # ----- one officer ---------------------------------------------------------------
+
+    def officer_days(self, officer: str | None, first: str, last: str) -> list[tuple]:
+        """(day, scale, score, flagged, n) of the officer's ratings per day; officer None: unattributed."""
+        with self._read() as db:
+            return db.execute(
+                "SELECT day, scale, score, flagged, sum(n) FROM rating_days WHERE day BETWEEN ? AND ?"
+                " AND officer = ? GROUP BY day, scale, score, flagged ORDER BY day",
+                (first, last, officer or "")).fetchall()
+
+    def officer_calls(self, officer: str | None, first: str, last: str) -> dict[str, int]:
+        with self._read() as db:
+            rows = db.execute("SELECT action, sum(n) FROM call_days WHERE day BETWEEN ? AND ? AND officer = ?"
+                              " GROUP BY action", (first, last, officer or "")).fetchall()
+        return dict(rows)
+
+    def officer_counters(self, officer: str | None, first: str, last: str) -> list[dict]:
+        """Counters where the officer has ratings or calls in the period, with how many of each."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT site, counter, sum(r), sum(c) FROM ("
+                " SELECT site, counter, n AS r, 0 AS c FROM rating_days WHERE day BETWEEN ? AND ? AND officer = ?"
+                " UNION ALL"
+                " SELECT site, counter, 0, n FROM call_days WHERE day BETWEEN ? AND ? AND officer = ?)"
+                " GROUP BY site, counter ORDER BY site, counter",
+                (first, last, officer or "", first, last, officer or "")).fetchall()
+            names = dict(((s, c), n) for s, c, n in db.execute("SELECT site, counter, name FROM counters"))
+        return [{"site": s, "counter": c, "name": names.get((s, c)) or "", "ratings": r, "calls": k}
+                for s, c, r, k in rows]
+
+    # ----- misuse --------------------------------------------------------------------
+
+    def flagged_by_counter(self, first: str, last: str) -> list[dict]:
+        """Per counter: flagged presses and all presses in the period, from the rollups."""
+        parts, args = [], []
+        for period, a, b in _periods(first, last):
+            parts.append(f"SELECT site, counter, flagged, n FROM rating_{period}s WHERE {period} BETWEEN ? AND ?")
+            args += [a, b]
+        with self._read() as db:
+            rows = db.execute(
+                f"SELECT site, counter, sum(CASE WHEN flagged THEN n ELSE 0 END), sum(n)"
+                f" FROM ({' UNION ALL '.join(parts)}) GROUP BY site, counter", args).fetchall()
+            names = dict(((s, c), n) for s, c, n in db.execute("SELECT site, counter, name FROM counters"))
+        out = [{"site": s, "counter": c, "name": names.get((s, c)) or "", "flagged": f, "presses": total,
+                "share": f / total if total else None} for s, c, f, total in rows if f]
+        return sorted(out, key=lambda r: (-r["flagged"], r["site"], r["counter"]))
+
+    def flagged_by_hour(self, first: str, last: str, default_tz: str = DEFAULT_TZ) -> dict[tuple[str, str], Counter]:
+        """(site, counter) -> Counter(local hour of day -> flagged presses) for the days first..last."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT site, counter, ts / 3600000, count(*) FROM events INDEXED BY events_flagged"
+                " WHERE flagged = 1 AND day BETWEEN ? AND ? GROUP BY site, counter, ts / 3600000",
+                (first, last)).fetchall()
+            zones = dict(db.execute("SELECT id, tz FROM sites").fetchall())
+        out: dict[tuple[str, str], Counter] = defaultdict(Counter)
+        for site, counter, hour_epoch, n in rows:
+            tz = zone(zones.get(site) or default_tz)
+            hour = datetime.fromtimestamp(hour_epoch * 3600, tz).hour
+            out[site, counter][hour] += n
+        return out
+
+    # ----- counters and devices ------------------------------------------------------
+
+    def current_assignments(self) -> dict[tuple[str, str], str | None]:
+        """(site, counter) -> the officer assigned now (latest change point), None for nobody."""
+        with self._read() as db:
+            rows = db.execute(
+                "SELECT a.site, a.counter, a.officer FROM assignments AS a"
+                " JOIN (SELECT site, counter, max(start_ms) AS m FROM assignments GROUP BY site, counter) AS l"
+                " ON l.site = a.site AND l.counter = a.counter AND l.m = a.start_ms").fetchall()
+        return {(s, c): o for s, c, o in rows}
