@@ -44,7 +44,8 @@ bench: venv system-deps
 	$(PY) benchmarks/device_latency.py
 	$(PY) benchmarks/drain.py
 	$(PY) benchmarks/ingest.py
-	$(PY) benchmarks/query.py   # generates 10 million ratings (~8 min, ~4 GB); --db FILE to reuse
+	$(PY) benchmarks/query.py --db .bench/hailong-10m.db   # generates 10 million ratings once (~8 min, ~4 GB)
+	$(PY) benchmarks/pages.py --db .bench/hailong-10m.db
 
 chaos: venv system-deps
 	HAILONG_CHAOS_ROUNDS=50 $(PY) -m pytest -q tests/test_device_crash.py

@@ -66,3 +66,11 @@ def test_service_benchmarks_run_small():
                        capture_output=True, text=True, cwd=root, timeout=120)
     assert r.returncode == 0, r.stderr
     assert "monthly officer query p50 = " in r.stdout and "over 20,000 ratings" in r.stdout
+
+
+@pytest.mark.slow
+def test_pages_benchmark_runs_small():
+    r = subprocess.run([sys.executable, "benchmarks/pages.py", "--ratings", "20000", "--repeats", "2"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "every page p50 <= 300 ms with 20,000 ratings:" in r.stdout

@@ -2,7 +2,7 @@
 
 All of them read the rollups (rating_days/months, call_days) or walk the events table by
 its primary key from the newest end, so a page stays fast with millions of events.
-The one exception, flagged presses by hour, uses the partial index `events_flagged`
+The one exception, flagged presses by hour, uses the partial covering index `events_flagged_hours`
 (flagged rows only), created by the store's migration 2.
 """
 from __future__ import annotations
@@ -127,7 +127,7 @@ class DashboardQueries:
         """(site, counter) -> Counter(local hour of day -> flagged presses) for the days first..last."""
         with self._read() as db:
             rows = db.execute(
-                "SELECT site, counter, ts / 3600000, count(*) FROM events INDEXED BY events_flagged"
+                "SELECT site, counter, ts / 3600000, count(*) FROM events INDEXED BY events_flagged_hours"
                 " WHERE flagged = 1 AND day BETWEEN ? AND ? GROUP BY site, counter, ts / 3600000",
                 (first, last)).fetchall()
             zones = dict(db.execute("SELECT id, tz FROM sites").fetchall())
