@@ -12,7 +12,7 @@ $(PY):
 
 $(STAMP): pyproject.toml | $(PY)
 	$(PIP) install --quiet --upgrade pip
-	$(PIP) install --quiet -e '.[broker,test]'
+	$(PIP) install --quiet -e '.[broker,provision,test]'
 	rm -f $(VENV)/.installed-*
 	touch $@
 
