@@ -95,6 +95,55 @@ def cmd_doctor(args) -> int:
     return run_doctor(load_config(args.config), simulate=args.simulate, out=sys.stdout)
 
 
+def cmd_agent(args) -> int:
+    """The provisioning agent on a serial port, with this counter's own buttons, display and badge reader."""
+    from pathlib import Path
+
+    from device.agent import Agent
+    from device.config import config_from_dict, load_config
+    from device.display import make_display
+    from device.doctor import PASS, check_broker
+    from device.panel import Panel, default_pin_factory
+
+    bundle = Path(args.bundle_dir)
+    installed = bundle / "device.toml"
+    # Before the first push there is no config yet: the hardware defaults still apply.
+    cfg = load_config(installed) if installed.exists() else config_from_dict({
+        "device": {"id": "unprovisioned", "site": "-", "counter": "-", "data_dir": str(bundle)},
+        "mqtt": {"host": "localhost"}})
+    d, p, scale = cfg.display, cfg.pins, cfg.rating.scale
+    display = _open("display", lambda: make_display(
+        d.kind, width=cfg.display_width, digits=d.digits, cascaded=d.cascaded, spi_port=d.spi_port,
+        spi_device=d.spi_device, brightness=d.brightness, rotate=d.rotate, simulate=args.simulate))
+    agent_ref: list = []
+    panel = _open("buttons and LEDs (GPIO)", lambda: Panel(
+        rating_pins=list(p.rating_buttons[:scale]), led_pins=list(p.rating_leds[:scale]),
+        next_pin=p.next_button, recall_pin=p.recall_button,
+        buzzer_pin=cfg.buzzer.pin if cfg.buzzer.enabled else None, pull_up=p.pull_up,
+        pin_factory=default_pin_factory(args.simulate),
+        on_input=lambda *a: agent_ref[0].on_input(*a) if agent_ref else None))
+
+    def broker_check():
+        if not installed.exists():
+            return False, "not provisioned yet"
+        result, detail = check_broker(load_config(installed))  # the freshly pushed credentials
+        return result == PASS, detail
+
+    agent = Agent(args.port, bundle_dir=bundle, key_file=bundle / "provisioning-key", panel=panel,
+                  display=display, broker_check=broker_check, baudrate=args.baud)
+    agent_ref.append(agent)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    agent.start()
+    logging.getLogger("hailong.agent").info("provisioning agent on %s, bundle %s", args.port, bundle)
+    stop.wait()
+    agent.stop()
+    panel.close()
+    display.close()
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="hailong device", description="Counter firmware.")
     parser.add_argument("--log-level", default="INFO", help="DEBUG, INFO, WARNING or ERROR (default INFO)")
@@ -108,6 +157,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.set_defaults(func=cmd_run)
     ex = sub.add_parser("example-config", help="print a complete commented config")
     ex.set_defaults(func=cmd_example_config)
+    ag = sub.add_parser("agent", help="answer the technician's laptop on a serial port (provisioning, self-test)")
+    ag.add_argument("--port", required=True, help="serial port, e.g. /dev/ttyGS0 (USB gadget) or /dev/serial0")
+    ag.add_argument("--baud", type=int, default=115200)
+    ag.add_argument("--bundle-dir", default="/etc/hailong", help="where the device's bundle is installed")
+    ag.add_argument("--simulate", action="store_true", help="mock pins and a text display")
+    ag.set_defaults(func=cmd_agent)
     doc = sub.add_parser("doctor", help="check GPIO, display, broker, clock and ledger")
     doc.add_argument("--config", required=True)
     doc.add_argument("--simulate", action="store_true", help="check with mock pins and no SPI")

@@ -12,6 +12,7 @@ import sys
 AREAS = {
     "device": ("device.cli", "run the counter firmware and its tools"),
     "broker": ("broker.cli", "run the central service (MQTT ingest, store, HTTP API) and manage its users and tokens"),
+    "provision": ("provisioning.cli", "the technician's tool: identities, broker files, boot partition, serial console"),
     "demo": ("hailong.demo", "run a simulated counter against an embedded broker"),
 }
 
