@@ -100,7 +100,12 @@ class Ingest:
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Finish the group in hand, then disconnect; unacked messages come back next time."""
+        """Finish the group in hand, then disconnect; unacked messages come back next time.
+
+        Safe to call twice, or on an ingest that never started.
+        """
+        if self._worker.ident is None or (self._stop.is_set() and not self._worker.is_alive()):
+            return  # never started, or already stopped
         self._stop.set()
         self._q.put(None)
         self._worker.join(timeout)

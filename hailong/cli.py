@@ -13,7 +13,7 @@ AREAS = {
     "device": ("device.cli", "run the counter firmware and its tools"),
     "broker": ("broker.cli", "run the central service (MQTT ingest, store, HTTP API) and manage its users and tokens"),
     "provision": ("provisioning.cli", "the technician's tool: identities, broker files, boot partition, serial console"),
-    "demo": ("hailong.demo", "run a simulated counter against an embedded broker"),
+    "demo": ("hailong.demo", "run the whole system on this machine: service, dashboard and simulated counters"),
 }
 
 

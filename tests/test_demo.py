@@ -1,51 +1,154 @@
-"""`hailong demo` runs the real firmware against the embedded broker and stops cleanly."""
+"""`hailong demo`: the real service, four real counters and simulated citizens in one command.
+
+The demo's headless JSON lines report every press the counters stored (with its flags),
+so these tests add up the counted ratings independently of the store and compare them with
+what the service's HTTP API says.
+"""
+from __future__ import annotations
+
+import json
 import signal
+import socket
 import subprocess
 import sys
+import threading
+import urllib.request
+from collections import Counter
+from datetime import date, timedelta
 
 from tests.mosquitto import free_port
-from tests.support import ROOT
+from tests.support import ROOT, Waiter
 
 
-def test_demo_runs_for_a_duration_and_commits_events(tmp_path):
-    r = subprocess.run(
-        [sys.executable, "-m", "hailong.cli", "demo", "--duration", "6", "--seed", "1",
-         "--port", str(free_port()), "--data", str(tmp_path / "demo")],
-        capture_output=True, text=True, cwd=ROOT, timeout=60,
-    )
-    assert r.returncode == 0, r.stderr
-    out = r.stdout
-    assert "counter 1 ready" in out
-    assert "signin ticket=None officer=can-bo-07" in out  # the demo officer was assigned centrally
-    assert "rating" in out and "ledger cleared" in out
-    committed = int(out.strip().splitlines()[-1].split("demo stopped: ")[1].split()[0])
-    assert committed >= 3
+def demo_args(data, *extra: str, port: int | None = None) -> list[str]:
+    return [sys.executable, "-m", "hailong.cli", "demo", "--headless", "--port", str(port or free_port()),
+            "--mqtt-port", str(free_port()), "--data", str(data), *extra]
+
+
+class RunningDemo:
+    """A demo process whose JSON lines are collected on a thread, to wait for without sleeping."""
+
+    def __init__(self, args: list[str]):
+        self.lines = Waiter(dead=lambda items: bool(items) and items[-1].get("event") == "eof")
+        self.stderr: list[str] = []
+        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        self._out = threading.Thread(target=self._read, daemon=True)
+        self._err = threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True)
+        self._out.start()
+        self._err.start()
+
+    def _read(self):
+        for line in self.proc.stdout:
+            self.lines.append(json.loads(line))  # every stdout line must be one JSON object
+        self.lines.append({"event": "eof"})
+
+    def wait_event(self, predicate, timeout: float = 40, what: str = "event") -> dict:
+        found = self.lines.wait_for(lambda items: next((r for r in items if predicate(r)), None), timeout, what)
+        return found
+
+    def finish(self, timeout: float = 40) -> int:
+        code = self.proc.wait(timeout)
+        self._out.join(5)
+        self._err.join(5)
+        return code
+
+    def events(self, kind: str) -> list[dict]:
+        return [r for r in self.lines.items if r.get("event") == kind]
+
+    def kill(self):
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait(10)
+
+
+def api_get(url: str, token: str):
+    req = urllib.request.Request(url, headers={"Authorization": f"Bearer {token}"})
+    with urllib.request.urlopen(req, timeout=10) as r:
+        return json.loads(r.read())
+
+
+def test_demo_counts_every_citizen_press_and_reuses_its_data(tmp_path):
+    data = tmp_path / "demo"
+    run = subprocess.run(demo_args(data, "--duration", "20", "--seed", "1"),
+                         capture_output=True, text=True, cwd=ROOT, timeout=90)
+    assert run.returncode == 0, run.stderr
+    lines = [json.loads(line) for line in run.stdout.splitlines()]
+    started = next(r for r in lines if r["event"] == "started")
+    assert started["url"].startswith("http://127.0.0.1:")
+    assert started["login"]["user"] == "demo" and started["login"]["role"] == "manager"
+    assert started["reused"] is False and len(started["counters"]) == 4
+
+    ratings = [r for r in lines if r["event"] == "stored" and r["type"] == "rating"]
+    counted = [r for r in ratings if r["counted"]]
+    assert all(r["counted"] == (not r["flags"]) for r in ratings)
+    assert {r["counter"] for r in counted} == {1, 2, 3, 4}, "every counter had counted ratings"
+    assert any(r["flags"] for r in ratings), "the citizens misused the buttons sometimes"
+    assert any(r["score"] <= 2 for r in counted) and any(r["score"] == 4 for r in counted)
+    officer_of = {c["counter"]: c["officer"]["id"] for c in started["counters"]}
+    assert all(r["officer"] == officer_of[r["counter"]] for r in ratings), "each counter's officer was assigned"
+    expected = Counter(r["officer"] for r in counted)
+    expected_flagged = Counter(r["officer"] for r in ratings if r["flags"])
+
+    stopped = next(r for r in lines if r["event"] == "counters_stopped")
+    assert stopped["offline"] == [1, 2, 3, 4] and set(stopped["exit_codes"].values()) == {0}
+    summary = lines[-1]
+    assert summary["event"] == "summary" and summary["drained"] is True
+    assert {row["key"]: row["ratings"] for row in summary["officers"]} == expected
+
+    # A second run reuses the data folder: same login, the first run's ratings still there,
+    # and the HTTP API (no citizens this time: --rate 0) reports exactly what the citizens pressed.
+    second = RunningDemo(demo_args(data, "--rate", "0"))
+    try:
+        again = second.wait_event(lambda r: r.get("event") == "started", what="second start")
+        assert again["reused"] is True and again["store_counts"]["events"] > 0
+        assert again["login"] == started["login"] and again["api_token"] == started["api_token"]
+        day = date.fromisoformat(summary["day"])
+        figures = api_get(f"{again['url']}/api/v1/satisfaction?group=officer&from={day - timedelta(days=1)}"
+                          f"&to={day + timedelta(days=1)}", again["api_token"])
+        assert {row["key"]: row["ratings"] for row in figures["rows"]} == expected
+        assert {row["key"]: row["flagged"] for row in figures["rows"] if row["flagged"]} == expected_flagged
+        devices = api_get(f"{again['url']}/api/v1/devices", again["api_token"])
+        assert {d["device"] for d in devices["items"]} >= {f"demo-c{n}" for n in range(1, 5)}
+        second.proc.send_signal(signal.SIGINT)
+        assert second.finish() == 0, "".join(second.stderr)
+    finally:
+        second.kill()
+
+    # --fresh wipes it: a new store, a new login.
+    third = subprocess.run(demo_args(data, "--fresh", "--rate", "0", "--duration", "0.5", "--counters", "1"),
+                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert third.returncode == 0, third.stderr
+    fresh = next(r for r in map(json.loads, third.stdout.splitlines()) if r["event"] == "started")
+    assert fresh["reused"] is False and fresh["store_counts"]["events"] == 0
+    assert fresh["login"]["password"] != started["login"]["password"]
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path):
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "hailong.cli", "demo", "--port", str(free_port()), "--data", str(tmp_path / "d")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-    )
-    for line in proc.stdout:
-        if "ledger cleared" in line:
-            break
-    proc.send_signal(signal.SIGINT)
-    rest = proc.stdout.read()
-    assert proc.wait(30) == 0
-    assert "is offline" in rest and "demo stopped" in rest
+    demo = RunningDemo(demo_args(tmp_path / "d", "--rate", "60", "--seed", "2"))
+    try:
+        demo.wait_event(lambda r: r.get("event") == "stored" and r.get("type") == "rating", what="a rating")
+        demo.proc.send_signal(signal.SIGINT)
+        assert demo.finish() == 0, "".join(demo.stderr)
+    finally:
+        demo.kill()
+    stopped = demo.events("counters_stopped")
+    assert stopped and stopped[0]["offline"] == [1, 2, 3, 4], stopped
+    assert set(stopped[0]["exit_codes"].values()) == {0}
+    assert demo.events("summary")
+
+    from broker.store import Store
+
+    with Store.open(tmp_path / "d" / "hailong.db") as store:
+        assert {d["device"]: d["online"] for d in store.devices()} == {f"demo-c{n}": False for n in range(1, 5)}
 
 
 def test_demo_reports_a_taken_port(tmp_path):
-    import socket
-
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         s.listen()
         port = s.getsockname()[1]
-        r = subprocess.run(
-            [sys.executable, "-m", "hailong.cli", "demo", "--duration", "1", "--port", str(port),
-             "--data", str(tmp_path / "d")],
-            capture_output=True, text=True, cwd=ROOT, timeout=60,
-        )
-    assert r.returncode == 1 and "already in use" in r.stderr and "--port" in r.stderr
+        r = subprocess.run(demo_args(tmp_path / "d", "--duration", "1", port=port),
+                           capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert r.returncode == 1
+    assert "already in use" in r.stderr and "--port" in r.stderr and str(port) in r.stderr
+    assert not (tmp_path / "d").exists(), "nothing was started or created"
