@@ -260,7 +260,15 @@ def _external(name: str):
                   file=sys.stderr)
             return 2
         # Its own parser reads the rest of the command line (it also accepts a Namespace).
-        return int(getattr(module, f"main_{name}")(list(args.rest)) or 0)
+        if name != "serial":
+            return int(module.main_badge(list(args.rest)) or 0)
+        inv = Inventory(Path(args.inventory) if args.inventory else default_inventory_dir())
+        try:
+            # Self-test tables are kept in the inventory; bundles default to the inventory's.
+            return int(module.main_serial(list(args.rest), record=inv.record_selftest,
+                                          bundles_dir=inv.dir / "bundles") or 0)
+        finally:
+            inv.close()
     return run
 
 
@@ -343,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
     head = argv[:2] if argv[:1] == ["--inventory"] else argv[:1] if argv[:1] and argv[0].startswith("--inventory=") else []
     rest = argv[len(head):]
     if rest[:1] in (["serial"], ["badge"]):
-        return _external(rest[0])(None, argparse.Namespace(rest=rest[1:]))
+        where = head[1] if len(head) == 2 else head[0].split("=", 1)[1] if head else None
+        return _external(rest[0])(None, argparse.Namespace(rest=rest[1:], inventory=where))
     args = build_parser().parse_args(argv)
     inv = None
     try:

@@ -95,6 +95,7 @@ class Inventory:
         self.sites = self.db.table("sites")
         self.devices = self.db.table("devices")
         self.accounts = self.db.table("accounts")
+        self.selftests = self.db.table("selftests")
 
     def close(self) -> None:
         self.db.close()
@@ -163,6 +164,14 @@ class Inventory:
 
     def active_devices(self) -> list[dict]:
         return sorted((dict(r) for r in self.devices.all() if not r["revoked"]), key=lambda r: r["id"])
+
+    def record_selftest(self, result: dict) -> None:
+        """Keep every self-test table (device_id, at_ms, passed, checks): proof of what was checked on site."""
+        self.selftests.insert(dict(result))
+
+    def selftests_of(self, device_id: str) -> list[dict]:
+        return sorted((dict(r) for r in self.selftests.all() if r.get("device_id") == device_id),
+                      key=lambda r: r["at_ms"])
 
     # --- the service's MQTT account ----------------------------------------------------
     def service_account(self) -> dict | None:

@@ -335,6 +335,7 @@ def _err(msg: str) -> int:
 
 def main_serial(args: Any, *, prompt: Prompt | None = None,
                 record: Callable[[dict], None] | None = None,
+                bundles_dir: Path | None = None,
                 client_factory: Callable[..., SerialClient] = SerialClient) -> int:
     """Exit code 0 on success, 1 on a failure/refusal/FAIL row, 2 on bad arguments."""
     ns = _parse(args, add_serial_arguments, "hailong provision serial")
@@ -342,7 +343,7 @@ def main_serial(args: Any, *, prompt: Prompt | None = None,
     key: bytes | None = None
     bundle: Path | None = None
     if cmd == "push":
-        bundle = ns.bundle or Path("bundles") / ns.device
+        bundle = ns.bundle or (bundles_dir or Path("bundles")) / ns.device
         if not (bundle / "device.toml").exists():
             print(f"error: no bundle at {bundle} (device.toml missing); build it first or pass --bundle",
                   file=sys.stderr)

@@ -367,3 +367,20 @@ def test_cli_serial_hands_its_arguments_to_serial_client(tmp_path, monkeypatch):
     assert main(["serial", "--port", "/dev/ttyACM0", "selftest"]) == 0
     assert main(["badge", "enroll", "--officer", "cb-1"]) == 3
     assert seen == [("serial", ["--port", "/dev/ttyACM0", "selftest"]), ("badge", ["enroll", "--officer", "cb-1"])]
+
+
+def test_selftest_tables_are_kept_in_the_inventory(tmp_path):
+    from provisioning.inventory import Inventory
+
+    inv = Inventory(tmp_path / "inv")
+    try:
+        inv.record_selftest({"device_id": "hl-a-c1", "at_ms": 2, "passed": False, "checks": [["button 3", "FAIL", "not pressed"]]})
+        inv.record_selftest({"device_id": "hl-a-c1", "at_ms": 5, "passed": True, "checks": []})
+        inv.record_selftest({"device_id": "hl-a-c2", "at_ms": 3, "passed": True, "checks": []})
+    finally:
+        inv.close()
+    again = Inventory(tmp_path / "inv")
+    try:
+        assert [r["passed"] for r in again.selftests_of("hl-a-c1")] == [False, True]
+    finally:
+        again.close()

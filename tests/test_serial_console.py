@@ -353,3 +353,21 @@ def test_hailong_device_agent_answers_info_on_a_real_pty(tmp_path):
         assert proc.wait(10) == 0, proc.stderr.read()
         os.close(master)
         os.close(slave)
+
+
+def test_provision_serial_push_defaults_to_the_inventorys_bundle(tmp_path):
+    import shutil
+
+    from provisioning.cli import main as provision
+
+    inventory = tmp_path / "inventory"
+    bundle = make_bundle(tmp_path, "b1", key=b"key1")
+    (inventory / "bundles").mkdir(parents=True)
+    shutil.copytree(bundle, inventory / "bundles" / "dev-1")
+    r = Rig(tmp_path, client=False)
+    try:
+        port = os.ttyname(r.slave)
+        assert provision(["--inventory", str(inventory), "serial", "--port", port, "push", "--device", "dev-1"]) == 0
+        assert (r.agent.bundle_dir / "device.toml").read_bytes() == (bundle / "device.toml").read_bytes()
+    finally:
+        r.close()
