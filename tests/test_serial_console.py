@@ -11,6 +11,8 @@ import tty
 
 import pytest
 
+from tests.test_broker_api import service  # noqa: F401  (fixture: the real API)
+
 from protocol.serialframe import (
     EVENT, MAX_PAYLOAD, REQUEST, RESPONSE, FrameCRCError, FrameDecoder, FrameError, FrameTooLarge,
     crc16_ccitt_false, decode_frame, encode_frame,
@@ -369,5 +371,29 @@ def test_provision_serial_push_defaults_to_the_inventorys_bundle(tmp_path):
         port = os.ttyname(r.slave)
         assert provision(["--inventory", str(inventory), "serial", "--port", port, "push", "--device", "dev-1"]) == 0
         assert (r.agent.bundle_dir / "device.toml").read_bytes() == (bundle / "device.toml").read_bytes()
+    finally:
+        r.close()
+
+
+def test_badge_enrol_records_the_tap_with_the_real_service(tmp_path, service):  # noqa: F811
+    """The real API (uvicorn, store, ingest on a real Mosquitto) as the service tests stand it up."""
+    from provisioning.serial_client import main_badge
+
+    r = Rig(tmp_path, client=False, badge_reader=object())  # a reader is fitted; taps come via on_badge
+    try:
+        service.store.upsert_officer("o1", "Nguyễn Thị Lan", code="01")
+        token = tmp_path / "token"
+        token.write_text(service.tokens["admin"])
+
+        def tap_when_armed():
+            deadline = time.monotonic() + 10
+            while not r.agent._want_badge and time.monotonic() < deadline:
+                threading.Event().wait(0.01)
+            r.agent.on_badge("0A1B2C3D4E")
+
+        threading.Thread(target=tap_when_armed, daemon=True).start()
+        assert main_badge(["enrol", "--officer", "o1", "--port", os.ttyname(r.slave),
+                           "--service-url", service.server.url, "--token-file", str(token), "--timeout", "10"]) == 0
+        assert service.store.officer("o1")["badge"] == "0A1B2C3D4E"
     finally:
         r.close()
