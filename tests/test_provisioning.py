@@ -361,12 +361,27 @@ def test_cli_serial_hands_its_arguments_to_serial_client(tmp_path, monkeypatch):
     import types
 
     seen = []
-    fake = types.SimpleNamespace(main_serial=lambda argv: seen.append(("serial", argv)) or 0,
-                                 main_badge=lambda argv: seen.append(("badge", argv)) or 3)
+
+    def main_serial(argv, record=None, bundles_dir=None):
+        seen.append(("serial", argv, bundles_dir))
+        record({"device_id": "d", "at_ms": 1, "passed": True, "checks": []})
+        return 0
+
+    fake = types.SimpleNamespace(main_serial=main_serial,
+                                 main_badge=lambda argv: seen.append(("badge", argv, None)) or 3)
     monkeypatch.setitem(sys.modules, "provisioning.serial_client", fake)
-    assert main(["serial", "--port", "/dev/ttyACM0", "selftest"]) == 0
-    assert main(["badge", "enroll", "--officer", "cb-1"]) == 3
-    assert seen == [("serial", ["--port", "/dev/ttyACM0", "selftest"]), ("badge", ["enroll", "--officer", "cb-1"])]
+    inv = tmp_path / "inv"
+    assert main(["--inventory", str(inv), "serial", "--port", "/dev/ttyACM0", "selftest"]) == 0
+    assert main(["--inventory", str(inv), "badge", "enroll", "--officer", "cb-1"]) == 3
+    assert seen == [("serial", ["--port", "/dev/ttyACM0", "selftest"], inv / "bundles"),
+                    ("badge", ["enroll", "--officer", "cb-1"], None)]
+    from provisioning.inventory import Inventory
+
+    kept = Inventory(inv)
+    try:
+        assert [r["device_id"] for r in kept.selftests.all()] == ["d"]  # the self-test table was recorded
+    finally:
+        kept.close()
 
 
 def test_selftest_tables_are_kept_in_the_inventory(tmp_path):
