@@ -19,6 +19,7 @@ from provisioning import inventory as inventory_mod
 from provisioning.cli import main, register_with_service
 from provisioning.inventory import Inventory
 from tests.mosquitto import Mosquitto, find_mosquitto
+from tests.test_broker_api import service  # noqa: F401  (fixture: the real API)
 from tests.test_deploy_mosquitto import Broker, Client
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -399,3 +400,15 @@ def test_selftest_tables_are_kept_in_the_inventory(tmp_path):
         assert [r["passed"] for r in again.selftests_of("hl-a-c1")] == [False, True]
     finally:
         again.close()
+
+
+def test_device_add_registers_with_the_real_service(tmp_path, service):  # noqa: F811
+    """The real API (uvicorn + store + ingest on a real Mosquitto), as the service tests stand it up."""
+    token = tmp_path / "token"
+    token.write_text(service.tokens["admin"])
+    inv = tmp_path / "inv"
+    assert main(["--inventory", str(inv), "site", "add", "kien-thuy", "--broker-host", "mqtt.example.vn"]) == 0
+    assert main(["--inventory", str(inv), "device", "add", "--site", "kien-thuy", "--counter", "3",
+                 "--service-url", service.server.url, "--token-file", str(token)]) == 0
+    (dev,) = [d for d in service.store.devices() if d["device"] == "hl-kien-thuy-c3"]
+    assert (dev["registered"], dev["site"], dev["counter"]) == (True, "kien-thuy", "3")
