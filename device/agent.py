@@ -37,6 +37,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
+from hailong.fsutil import atomic_write
 from protocol.serialframe import (
     BUNDLE_FILES, EVENT, NONCE_TTL_S, REQUEST, REQUIRED_BUNDLE_FILES, RESPONSE, FrameDecoder,
     FrameError, MessageError, check_message, encode_frame, push_proof,
@@ -93,29 +94,6 @@ def _open_port(port: str, baudrate: int) -> Any:
 
     return serial.serial_for_url(port, baudrate=baudrate, timeout=_READ_TIMEOUT_S)
 
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """temp file in the same directory, 0600, fsync, rename; then fsync the directory."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
-    dfd = os.open(path.parent, os.O_RDONLY)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
 
 
 def _remap_paths(obj: Any, mapping: dict[str, str]) -> Any:
@@ -373,7 +351,7 @@ class Agent:
         order = [n for n in ("ca.crt", "mqtt-password", "device.toml", "provisioning-key") if n in blobs]
         for name in order:
             target = self.key_file if name == "provisioning-key" else self.bundle_dir / name
-            _write_atomic(target, blobs[name])
+            atomic_write(target, blobs[name], mode=0o600)
         return order
 
     # selftest ---------------------------------------------------------------------

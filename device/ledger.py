@@ -26,6 +26,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
+from hailong.fsutil import fsync_dir
+
 __all__ = ["Ledger", "LedgerCorrupt", "LedgerError"]
 
 SCHEMA_VERSION = 1
@@ -92,14 +94,6 @@ def _dumps(event: dict) -> str:
     # allow_nan=False: NaN is not JSON and the central service would choke on it.
     return json.dumps(event, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
 
-
-def _fsync_dir(directory: Path) -> None:
-    # Renames and file creation are only durable once the directory is synced.
-    fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class Ledger:
@@ -358,7 +352,7 @@ def _setup(conn: sqlite3.Connection, path: Path) -> str:
         # A held event outlived its process: the reason window is long gone.
         conn.execute("UPDATE events SET held = 0 WHERE held = 1")
     if created:
-        _fsync_dir(path.parent)  # SQLite syncs the directory for -wal, not for the main file
+        fsync_dir(path.parent)  # SQLite syncs the directory for -wal, not for the main file
     return ledger_id
 
 
@@ -416,7 +410,7 @@ def _quarantine(path: Path) -> Path:
                 sidecar.rename(f"{target}{suffix}")
         if path.exists():
             path.rename(target)
-        _fsync_dir(path.parent)
+        fsync_dir(path.parent)
     except OSError as exc:
         raise LedgerError(f"ledger {path} is corrupt and could not be moved aside: {exc}") from exc
     return target

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from device.config import example_config
 from hailong.configschema import toml_literal
-from provisioning.inventory import atomic_write
+from hailong.fsutil import atomic_write
 
 CONFIG = "device.toml"
 PASSWORD = "mqtt-password"
