@@ -28,10 +28,11 @@ def demo_args(data, *extra: str, port: int | None = None) -> list[str]:
 class RunningDemo:
     """A demo process whose JSON lines are collected on a thread, to wait for without sleeping."""
 
-    def __init__(self, args: list[str]):
+    def __init__(self, args: list[str], stdin=None):
         self.lines = Waiter(dead=lambda items: bool(items) and items[-1].get("event") == "eof")
         self.stderr: list[str] = []
-        self.proc = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT)
+        self.proc = subprocess.Popen(args, stdin=stdin, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     cwd=ROOT)
         self._out = threading.Thread(target=self._read, daemon=True)
         self._err = threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True)
         self._out.start()
@@ -152,3 +153,62 @@ def test_demo_reports_a_taken_port(tmp_path):
     assert r.returncode == 1
     assert "already in use" in r.stderr and "--port" in r.stderr and str(port) in r.stderr
     assert not (tmp_path / "d").exists(), "nothing was started or created"
+
+
+def test_interactive_keys_drive_counter_one(tmp_path):
+    demo = RunningDemo(demo_args(tmp_path / "d", "--interactive", "--rate", "0", "--counters", "2"),
+                       stdin=subprocess.PIPE)
+    try:
+        demo.wait_event(lambda r: r.get("event") == "started", what="started")
+
+        def key(k):
+            demo.proc.stdin.write(k + "\n")
+            demo.proc.stdin.flush()
+
+        key("n")
+        demo.wait_event(lambda r: r.get("event") == "stored" and r["counter"] == 1 and r["type"] == "call",
+                        what="counter 1's NEXT")
+        key("4")
+        rating = demo.wait_event(lambda r: r.get("event") == "stored" and r["counter"] == 1 and r["type"] == "rating",
+                                 what="counter 1's rating")
+        assert rating["score"] == 4
+        key("q")
+        assert demo.finish() == 0
+        # Counter 2 had no citizens (--rate 0) and no keyboard: it stored only its officer's sign-in.
+        assert {r["type"] for r in demo.events("stored") if r["counter"] == 2} <= {"signin"}
+    finally:
+        demo.kill()
+
+
+def test_live_view_on_a_terminal_shows_url_login_and_counters(tmp_path):
+    import os
+    import pty
+    import select
+
+    master, slave = pty.openpty()
+    args = [a for a in demo_args(tmp_path / "d", "--duration", "6", "--seed", "2", "--rate", "60") if a != "--headless"]
+    proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=slave, stderr=subprocess.DEVNULL, cwd=ROOT)
+    os.close(slave)
+    screen = b""
+    try:
+        while True:
+            ready, _, _ = select.select([master], [], [], 30)
+            if not ready:
+                break
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:  # EIO: the demo closed its terminal
+                break
+            if not chunk:
+                break
+            screen += chunk
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(master)
+    text = screen.decode(errors="replace")
+    assert "\x1b[" in text  # redrawn with ANSI, not JSON lines
+    assert "http://127.0.0.1:" in text and "demo" in text
+    assert "Nguyễn Thị Lan" in text  # counter 1's officer
+    assert '{"event"' not in text
