@@ -138,14 +138,30 @@ def test_unit_file_settings():
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze not installed")
-def test_unit_file_passes_systemd_analyze_verify(tmp_path):
+@pytest.mark.parametrize("name", ["hailong-device.service", "hailong-agent.service"])
+def test_unit_file_passes_systemd_analyze_verify(tmp_path, name):
+    unit_file = UNIT.with_name(name)
     # verify also insists that ExecStart's binary exists, and the venv is only
     # on a counter: point it at this interpreter, keep everything else.
-    text = UNIT.read_text(encoding="utf-8").replace("/opt/hailong/.venv/bin/hailong", sys.executable)
-    copy = tmp_path / UNIT.name
+    text = unit_file.read_text(encoding="utf-8").replace("/opt/hailong/.venv/bin/hailong", sys.executable)
+    copy = tmp_path / name
     copy.write_text(text, encoding="utf-8")
     result = subprocess.run(
         ["systemd-analyze", "verify", str(copy)], capture_output=True, text=True, timeout=60
     )
-    complaints = [line for line in (result.stdout + result.stderr).splitlines() if UNIT.name in line]
+    complaints = [line for line in (result.stdout + result.stderr).splitlines() if name in line]
     assert result.returncode == 0 and not complaints, result.stdout + result.stderr
+
+AGENT_UNIT = UNIT.with_name("hailong-agent.service")
+
+
+def test_agent_unit_cannot_run_beside_the_counter_service():
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str
+    unit.read(AGENT_UNIT, encoding="utf-8")
+    assert unit["Unit"]["Conflicts"] == "hailong-device.service"  # both own the same GPIO pins
+    service = unit["Service"]
+    assert service["ExecStart"].split()[1:4] == ["device", "agent", "--port"]
+    assert service["ReadWritePaths"] == "/etc/hailong" and service["ProtectSystem"] == "strict"
+    assert set(service["SupplementaryGroups"].split()) == {"gpio", "spi", "dialout"}
+
