@@ -29,24 +29,12 @@ import re
 from datetime import date, datetime
 
 from broker.stats import wilson_lower
+from broker.web.i18n import level_label  # one catalogue for level names: dashboard and reports
+from protocol.events import SCALES
 
-__all__ = ["LABELS", "month_range", "satisfaction_csv", "satisfaction_xlsx"]
+__all__ = ["month_range", "satisfaction_csv", "satisfaction_xlsx"]
 
 DEFAULT_SCALE = 4  # the column layout of an empty report (no ratings, so no scale)
-
-# Button labels per scale, worst first: the same wording as the counters (device/config.py).
-LABELS = {
-    "vi": {
-        3: ("Không hài lòng", "Hài lòng", "Rất hài lòng"),
-        4: ("Không hài lòng", "Bình thường", "Hài lòng", "Rất hài lòng"),
-        5: ("Rất không hài lòng", "Không hài lòng", "Bình thường", "Hài lòng", "Rất hài lòng"),
-    },
-    "en": {
-        3: ("Dissatisfied", "Satisfied", "Very satisfied"),
-        4: ("Dissatisfied", "Neutral", "Satisfied", "Very satisfied"),
-        5: ("Very dissatisfied", "Dissatisfied", "Neutral", "Satisfied", "Very satisfied"),
-    },
-}
 
 TEXT = {
     "vi": {
@@ -132,9 +120,8 @@ def _levels(report: dict) -> int:
 
 def _level_titles(report: dict, lang: str) -> list[str]:
     levels = _levels(report)
-    labels = LABELS[lang].get(levels)
-    if labels is not None and levels == _scale(report):
-        return list(labels)
+    if levels in SCALES and levels == _scale(report):
+        return [level_label(levels, k, lang) for k in range(1, levels + 1)]
     return [TEXT[lang]["level"].format(k=k) for k in range(1, levels + 1)]
 
 
