@@ -50,24 +50,28 @@ def tls_broker(tmp_path):
     broker.stop()
 
 
-def tls_config(tmp_path, broker, ca: str):
-    return write_config(tmp_path, broker, port=broker.tls_port,
-                        mqtt=f'tls = true\nca_file = "{broker.certs / ca}"\npassword = "s3cret"\n')
+def tls_config(tmp_path, broker, ca: str, *, port: int | None = None, mqtt: str = ""):
+    return write_config(tmp_path, broker, port=port or broker.tls_port,
+                        mqtt=f'tls = true\nca_file = "{broker.certs / ca}"\npassword = "s3cret"\n' + mqtt)
 
 
-def test_device_delivers_over_tls_with_password(tmp_path, tls_broker):
-    service = FakeService(tls_broker, username="test-service", password="svc")
-    cfg = tls_config(tmp_path, tls_broker, "ca.crt")
+def assert_delivers(broker, cfg, score: int) -> None:
+    """One press on a device with `cfg` reaches the service through `broker` and is acked."""
+    service = FakeService(broker, username="test-service", password="svc")
     dev = DeviceProcess(cfg)
     try:
         dev.wait_ready()
         dev.wait("online", lambda v: v[-1] is True)
-        dev.send("press 3")
+        dev.send(f"press {score}")
         dev.wait("acked")
-        assert [e["score"] for e in service.events()] == [3]
+        assert [e["score"] for e in service.events()] == [score]
     finally:
         dev.close()
         service.close()
+
+
+def test_device_delivers_over_tls_with_password(tmp_path, tls_broker):
+    assert_delivers(tls_broker, tls_config(tmp_path, tls_broker, "ca.crt"), 3)
 
 
 def test_device_refuses_a_server_signed_by_another_ca(tmp_path, tls_broker):
@@ -85,26 +89,14 @@ def test_device_refuses_a_server_signed_by_another_ca(tmp_path, tls_broker):
 
 
 def test_device_presents_its_client_certificate(tmp_path, tls_broker):
-    service = FakeService(tls_broker, username="test-service", password="svc")
     certs = tls_broker.certs
-    cfg = write_config(tmp_path, tls_broker, port=tls_broker.mtls_port, mqtt=(
-        f'tls = true\nca_file = "{certs / "ca.crt"}"\npassword = "s3cret"\n'
-        f'cert_file = "{certs / "dev-1.crt"}"\nkey_file = "{certs / "dev-1.key"}"\n'))
-    dev = DeviceProcess(cfg)
-    try:
-        dev.wait_ready()
-        dev.wait("online", lambda v: v[-1] is True)
-        dev.send("press 4")
-        dev.wait("acked")
-        assert [e["score"] for e in service.events()] == [4]
-    finally:
-        dev.close()
-        service.close()
+    cfg = tls_config(tmp_path, tls_broker, "ca.crt", port=tls_broker.mtls_port,
+                     mqtt=f'cert_file = "{certs / "dev-1.crt"}"\nkey_file = "{certs / "dev-1.key"}"\n')
+    assert_delivers(tls_broker, cfg, 4)
 
 
 def test_listener_requiring_a_certificate_refuses_a_device_without_one(tmp_path, tls_broker):
-    cfg = write_config(tmp_path, tls_broker, port=tls_broker.mtls_port,
-                       mqtt=f'tls = true\nca_file = "{tls_broker.certs / "ca.crt"}"\npassword = "s3cret"\n')
+    cfg = tls_config(tmp_path, tls_broker, "ca.crt", port=tls_broker.mtls_port)
     dev = DeviceProcess(cfg)
     try:
         dev.wait_ready()
