@@ -1,13 +1,15 @@
 """The central service's configuration: schema-driven loading, validation, docs and example config."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import re
 import tomllib
 from pathlib import Path
 
 import pytest
+
+from tests.config_helpers import DELETE, problems_of, value_at
+from tests.config_helpers import with_keys as _with_keys
 
 import device.errors
 from broker import config as config_module
@@ -17,34 +19,15 @@ from broker.config import (
 )
 
 MINIMAL = {"mqtt": {"embedded": False}, "store": {"url": "sqlite:///hailong.db"}}
-DELETE = object()
 
 
 def with_keys(changes: dict, base: dict = MINIMAL) -> dict:
     """MINIMAL with dotted keys set (or removed with DELETE)."""
-    data = copy.deepcopy(base)
-    for dotted, value in changes.items():
-        section, _, name = dotted.partition(".")
-        if value is DELETE:
-            data[section].pop(name, None) if name else data.pop(section)
-        elif not name:
-            data[section] = value
-        else:
-            data.setdefault(section, {})[name] = value
-    return data
+    return _with_keys(base, changes, missing_ok=True)
 
 
 def problems_for(changes: dict, base_dir: Path | None = None) -> dict[str, str]:
-    with pytest.raises(ConfigError) as caught:
-        config_from_dict(with_keys(changes), base_dir)
-    problems = dict(caught.value.problems)
-    assert len(problems) == len(caught.value.problems), "one key reported twice"
-    return problems
-
-
-def value_at(cfg: BrokerConfig, path: str):
-    section, name = path.split(".")
-    return getattr(getattr(cfg, section), name)
+    return problems_of(config_from_dict, with_keys(changes), base_dir)
 
 
 # --- defaults ---------------------------------------------------------------------------

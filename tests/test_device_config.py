@@ -1,7 +1,6 @@
 """The device configuration: schema-driven loading, validation, docs and example config."""
 from __future__ import annotations
 
-import copy
 import dataclasses
 import pickle
 import re
@@ -10,9 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from tests.config_helpers import DELETE, problems_of, value_at
+from tests.config_helpers import with_keys as _with_keys
+
 from device import config as config_module
 from device.config import (
-    DEFAULT_LABELS, DOCS_PATH, FILE_KEY, REQUIRED, SCHEMA, SECTIONS, DeviceConfig, Officer,
+    DEFAULT_LABELS, DOCS_PATH, FILE_KEY, REQUIRED, SCHEMA, SECTIONS, Officer,
     config_from_dict, config_reference_markdown, example_config, load_config,
 )
 from device.errors import ConfigError, DeviceError
@@ -21,34 +23,15 @@ MINIMAL = {
     "device": {"id": "hl-hp-kt-01-c03", "site": "kien-thuy", "counter": "3", "data_dir": "/var/lib/hailong"},
     "mqtt": {"host": "mqtt.example.vn"},
 }
-DELETE = object()
 
 
 def with_keys(changes: dict, base: dict = MINIMAL) -> dict:
     """MINIMAL with dotted keys set (or removed with DELETE)."""
-    data = copy.deepcopy(base)
-    for dotted, value in changes.items():
-        section, _, name = dotted.partition(".")
-        if value is DELETE:
-            data[section].pop(name) if name else data.pop(section)
-        elif not name:
-            data[section] = value
-        else:
-            data.setdefault(section, {})[name] = value
-    return data
+    return _with_keys(base, changes)
 
 
 def problems_for(changes: dict, base_dir: Path | None = None) -> dict[str, str]:
-    with pytest.raises(ConfigError) as caught:
-        config_from_dict(with_keys(changes), base_dir)
-    problems = dict(caught.value.problems)
-    assert len(problems) == len(caught.value.problems), "one key reported twice"
-    return problems
-
-
-def value_at(cfg: DeviceConfig, path: str):
-    section, name = path.split(".")
-    return getattr(getattr(cfg, section), name)
+    return problems_of(config_from_dict, with_keys(changes), base_dir)
 
 
 # --- defaults ---------------------------------------------------------------------------
