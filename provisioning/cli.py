@@ -28,11 +28,10 @@ import shutil
 import sys
 from pathlib import Path
 
-from provisioning import credentials
+from provisioning import credentials, service_api
 from provisioning.inventory import Inventory, InventoryError, atomic_write, default_inventory_dir
 
 PROG = "hailong provision"
-API = "/api/v1"
 
 
 class CliError(Exception):
@@ -74,23 +73,12 @@ def write_registry(inv: Inventory) -> Path:
 
 def register_with_service(url: str, token_file: str, device: dict, transport=None) -> dict:
     """PUT {url}/api/v1/devices/{id} with {"site", "counter"}, as an admin token."""
-    import httpx
-
     token = _secret(token_file, "--token-file")
-    endpoint = f"{url.rstrip('/')}{API}/devices/{device['id']}"
     try:
-        with httpx.Client(transport=transport, timeout=15) as client:
-            r = client.put(endpoint, json={"site": device["site"], "counter": str(device["counter"])},
-                           headers={"Authorization": f"Bearer {token}"})
-    except httpx.HTTPError as e:
-        raise CliError(f"could not reach the service at {endpoint}: {e}") from None
-    if r.status_code >= 400:
-        try:
-            detail = r.json().get("detail", r.text)
-        except ValueError:
-            detail = r.text
-        raise CliError(f"the service refused to register {device['id']} ({r.status_code}): {detail}")
-    return r.json()
+        return service_api.call("PUT", url, f"/devices/{device['id']}", token,
+                                {"site": device["site"], "counter": str(device["counter"])}, transport=transport)
+    except service_api.ServiceError as e:
+        raise CliError(f"could not register {device['id']}: {e}") from None
 
 
 def _secret(path: str, option: str) -> str:

@@ -390,20 +390,11 @@ def main_serial(args: Any, *, prompt: Prompt | None = None,
         client.close()
 
 
-def _http(method: str, url: str, token: str, body: dict | None = None) -> dict:
-    import urllib.request
-
-    data = json.dumps(body).encode() if body is not None else None
-    req = urllib.request.Request(url, data=data, method=method, headers={
-        "Authorization": f"Bearer {token}", "Content-Type": "application/json", "Accept": "application/json"})
-    with urllib.request.urlopen(req, timeout=15) as resp:
-        return json.loads(resp.read() or b"{}")
-
-
 def main_badge(args: Any, *, client_factory: Callable[..., SerialClient] = SerialClient) -> int:
     """Read one badge tap on the device at --port and store its UID on the officer."""
-    import urllib.error
     import urllib.parse
+
+    from provisioning.service_api import ServiceError, call
 
     ns = _parse(args, add_badge_arguments, "hailong provision badge")
     if getattr(ns, "badge_cmd", "enrol") != "enrol":
@@ -414,13 +405,11 @@ def main_badge(args: Any, *, client_factory: Callable[..., SerialClient] = Seria
         return _err(f"cannot read token file: {e}")
     if not token:
         return _err(f"token file {ns.token_file} is empty")
-    url = ns.service_url.rstrip("/") + "/api/v1/officers/" + urllib.parse.quote(ns.officer, safe="")
+    path = "/officers/" + urllib.parse.quote(ns.officer, safe="")
     try:
-        officer = _http("GET", url, token)  # PUT replaces the officer: keep name, code and unit
-    except urllib.error.HTTPError as e:
-        return _err(f"cannot read officer {ns.officer!r}: HTTP {e.code} {e.read().decode(errors='replace')}")
-    except (urllib.error.URLError, OSError) as e:
-        return _err(f"cannot reach the service at {ns.service_url}: {e}")
+        officer = call("GET", ns.service_url, path, token)  # PUT replaces the officer: keep name, code and unit
+    except ServiceError as e:
+        return _err(f"cannot read officer {ns.officer!r}: {e}")
     try:
         client = client_factory(ns.port, timeout=2.0)
     except ConsoleError as e:
@@ -439,10 +428,8 @@ def main_badge(args: Any, *, client_factory: Callable[..., SerialClient] = Seria
     body = {"name": officer.get("name", ""), "code": officer.get("code", ""),
             "unit": officer.get("unit") or "", "badge": uid}
     try:
-        _http("PUT", url, token, body)
-    except urllib.error.HTTPError as e:
-        return _err(f"service refused the badge: HTTP {e.code} {e.read().decode(errors='replace')}")
-    except (urllib.error.URLError, OSError) as e:
-        return _err(f"cannot reach the service at {ns.service_url}: {e}")
+        call("PUT", ns.service_url, path, token, body)
+    except ServiceError as e:
+        return _err(f"could not record the badge: {e}")
     print(f"badge {uid} recorded for officer {ns.officer}")
     return 0
