@@ -28,7 +28,7 @@ from broker.web.session import Signer, load_or_create_secret, safe_next
 from protocol.codec import decode
 from protocol.events import CALL_ACTIONS, RATING_FLAGS
 from tests.mosquitto import free_port
-from tests.test_broker_api import Counter, rating
+from tests.test_broker_api import Counter, counters, rating  # noqa: F401  (counters: fixture)
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 PASSWORD = "correct horse battery"
@@ -112,19 +112,6 @@ def dash(tmp_path, mosquitto):
         ingest.stop()
         auth.close()
         store.close()
-
-
-@pytest.fixture
-def counters(mosquitto):
-    made = []
-
-    def make(device, **kw):
-        made.append(Counter(mosquitto, device, **kw))
-        return made[-1]
-
-    yield make
-    for c in made:
-        c.close()
 
 
 def seed(dash: Dash, counters) -> tuple[Counter, Counter]:
