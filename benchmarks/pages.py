@@ -120,13 +120,9 @@ def main(argv=None) -> int:
     if args.repeats < 1:
         ap.error("--repeats must be at least 1")
 
-    from broker.api import ApiServer, create_app
-    from broker.auth import Auth
     from broker.config import config_from_dict
     from broker.embedded import EmbeddedBroker
-    from broker.ingest import Ingest, IngestSettings
-    from broker.store import Store
-    from broker.web import mount_dashboard
+    from broker.service import Service
     from tests.mosquitto import free_port
 
     work, fs = bench_dir()
@@ -148,38 +144,29 @@ def main(argv=None) -> int:
         # The first open of a store made before migration 2 builds its partial index: do
         # that here, outside the timed part, and say how long it took.
         t0 = time.perf_counter()
-        store = Store.open(cfg.store.url)
+        service = Service.assemble(cfg)  # the service as `hailong broker run` builds it
         open_s = time.perf_counter() - t0
-        embedded = ingest = server = auth = client = None
+        embedded = client = None
         try:
-            total = store.counts()["events"]
+            total = service.store.counts()["events"]
             print(f"\nstore: {total:,} events, {db_path.stat().st_size / 2**30:.2f} GiB; "
                   f"{OFFICERS} officers, {SITES * COUNTERS_PER_SITE} counters, {SITES} sites; "
-                  f"opened (migrations included) in {open_s:.1f} s")
+                  f"service assembled (store migrations included) in {open_s:.1f} s")
             embedded = EmbeddedBroker("127.0.0.1", cfg.mqtt.port).start()
-            auth = Auth.from_config(cfg)
-            ingest = Ingest(store, IngestSettings(host="127.0.0.1", port=cfg.mqtt.port, protocol="3.1.1")).start()
-            if not ingest.connected.wait(15):
+            service.ingest.start()
+            if not service.ingest.connected.wait(15):
                 raise RuntimeError("ingest did not connect to the embedded MQTT broker")
-            app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg)
-            mount_dashboard(app, store=store, ingest=ingest, auth=auth, cfg=cfg)
-            server = ApiServer(app, cfg.http.host, cfg.http.port).start()
+            server = service.api.start()
             drop_user(db_path)
             password = secrets.token_urlsafe(18)
-            auth.add_user(USER, "admin", password)
+            service.auth.add_user(USER, "admin", password)
             client = login(server.url, password)
 
             times = time_pages(client, args.repeats)
         finally:
             if client is not None:
                 client.close()
-            if server is not None:
-                server.stop()
-            if ingest is not None:
-                ingest.stop()
-            if auth is not None:
-                auth.close()
-            store.close()
+            service.close()
             if embedded is not None:
                 embedded.stop()
             try:

@@ -12,22 +12,6 @@ import sys
 import threading
 
 
-def ingest_settings(cfg):
-    from broker.ingest import IngestSettings
-
-    m = cfg.mqtt
-    return IngestSettings(
-        host=m.embedded_bind if m.embedded else m.host, port=m.port,
-        username=None if m.embedded else m.username, password=None if m.embedded else m.password,
-        protocol=m.protocol, client_id=m.client_id, prefix=m.prefix, tls=m.tls and not m.embedded,
-        ca_file=str(m.ca_file) if m.ca_file else None,
-        cert_file=str(m.cert_file) if m.cert_file else None,
-        key_file=str(m.key_file) if m.key_file else None,
-        session_expiry_s=m.session_expiry_s, batch_max=m.batch_max, batch_wait_ms=m.batch_wait_ms,
-        ticket_fresh_s=cfg.service.ticket_fresh_s, timezone=cfg.service.timezone,
-    )
-
-
 def cmd_run(args) -> int:
     # Handlers before anything slow (the web stack takes a while to import): a SIGTERM
     # during start-up must still mean "stop cleanly", not die half-started.
@@ -35,11 +19,9 @@ def cmd_run(args) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
 
-    from broker.api import ApiServer, ApiServerError, create_app
-    from broker.auth import Auth
+    from broker.api import ApiServerError
     from broker.config import load_config
-    from broker.ingest import Ingest
-    from broker.store import Store
+    from broker.service import Service
 
     cfg = load_config(args.config)
     log = logging.getLogger("hailong.broker")
@@ -53,28 +35,19 @@ def cmd_run(args) -> int:
             print(f"hailong broker: {e}", file=sys.stderr)
             return 1
         log.info("embedded MQTT broker on %s:%s", cfg.mqtt.embedded_bind, embedded.port)
-    store = Store.open(cfg.store.url)
-    auth = Auth.from_config(cfg)
-    ingest = Ingest(store, ingest_settings(cfg))
-    app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg)
-    from broker.web import mount_dashboard
-
     try:
-        mount_dashboard(app, store=store, ingest=ingest, auth=auth, cfg=cfg)
+        service = Service.assemble(cfg)
     except RuntimeError as e:  # e.g. the session secret cannot be written in service.data_dir
         print(f"hailong broker: {e}", file=sys.stderr)
-        store.close()
         if embedded is not None:
             embedded.stop()
         return 1
-    api = ApiServer(app, cfg.http.host, cfg.http.port)
-    started = False
+    api, ingest = service.api, service.ingest
     try:
         # Claim the port before connecting to MQTT: a second copy of the service started by
         # mistake must fail here, not first take over the running one's MQTT session.
         api.bind()
         ingest.start()
-        started = True
         api.start()
         log.info("service running: store %s, API on %s/api/v1/docs", cfg.store.url, api.url)
         while not stop.wait(0.2) and not ingest.failed.is_set() and not api.failed:
@@ -83,12 +56,7 @@ def cmd_run(args) -> int:
         print(f"hailong broker: {e}", file=sys.stderr)
         return 1
     finally:
-        # The API goes first, so no request sees a half-stopped ingest or a closed store.
-        api.stop()
-        if started:
-            ingest.stop()
-        auth.close()
-        store.close()
+        service.close()
         if embedded is not None:
             embedded.stop()
     return 1 if ingest.failed.is_set() or api.failed else 0

@@ -282,7 +282,7 @@ class Demo:
         self.recent: deque[dict] = deque(maxlen=50)
         self.counters: list[Counter] = []
         self.officer_of: dict[int, dict] = {}
-        self.store = self.ingest = self.api = self.broker = self.auth = None
+        self.store = self.ingest = self.api = self.broker = self.auth = self.service = None
         self.mqtt_port = args.mqtt_port
         self.url = ""
         self.login: dict = {}
@@ -362,13 +362,9 @@ class Demo:
             r.read()
 
     def start(self) -> int:
-        from broker.api import ApiServer, ApiServerError, create_app
-        from broker.auth import Auth
-        from broker.cli import ingest_settings
+        from broker.api import ApiServerError
         from broker.embedded import EmbeddedBroker, EmbeddedBrokerError
-        from broker.ingest import Ingest
-        from broker.store import Store
-        from broker.web import mount_dashboard
+        from broker.service import Service
 
         args = self.args
         if not port_free(args.port):
@@ -391,12 +387,9 @@ class Demo:
             return 1
         self.mqtt_port = self.broker.port
         cfg = service_config(self.data, args.port, self.mqtt_port)
-        self.store = Store.open(cfg.store.url)
-        self.auth = Auth.from_config(cfg)
-        self.ingest = Ingest(self.store, ingest_settings(cfg))
-        app = create_app(store=self.store, ingest=self.ingest, auth=self.auth, cfg=cfg)
-        mount_dashboard(app, store=self.store, ingest=self.ingest, auth=self.auth, cfg=cfg)
-        self.api = ApiServer(app, "127.0.0.1", args.port)
+        self.service = Service.assemble(cfg)  # the same service `hailong broker run` runs
+        self.store, self.auth, self.ingest, self.api = (
+            self.service.store, self.service.auth, self.service.ingest, self.service.api)
         try:
             self.api.bind()
         except ApiServerError as e:
@@ -534,14 +527,8 @@ class Demo:
         for c in self.counters:
             if c.proc.poll() is None:
                 c.quit(5)
-        if self.api is not None:
-            self.api.stop()
-        if self.ingest is not None:
-            self.ingest.stop()
-        if self.auth is not None:
-            self.auth.close()
-        if self.store is not None:
-            self.store.close()
+        if self.service is not None:
+            self.service.close()
         if self.broker is not None:
             self.broker.stop()
 

@@ -15,13 +15,9 @@ from zoneinfo import ZoneInfo
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from broker.api import ApiServer, create_app  # noqa: E402
-from broker.auth import Auth  # noqa: E402
 from broker.config import config_from_dict  # noqa: E402
 from broker.embedded import EmbeddedBroker  # noqa: E402
-from broker.ingest import Ingest, IngestSettings  # noqa: E402
-from broker.store import Store  # noqa: E402
-from broker.web import mount_dashboard  # noqa: E402
+from broker.service import Service  # noqa: E402
 from hailong.sample_data import seed_month  # noqa: E402
 from tests.browser import browser  # noqa: E402
 from tests.mosquitto import free_port  # noqa: E402
@@ -40,15 +36,12 @@ def main() -> int:
         "http": {"port": http_port},
     })
     now = datetime.now(TZ)
-    store = Store.open(cfg.store.url)
-    seed_month(store, first_day=date(now.year, now.month, 1), days=now.day, until=now)
     broker = EmbeddedBroker("127.0.0.1", mqtt_port).start()
-    ingest = Ingest(store, IngestSettings(host="127.0.0.1", port=mqtt_port, protocol="3.1.1")).start()
-    auth = Auth.from_config(cfg)
-    auth.add_user("quanly", "manager", "mat-khau-demo-2026")
-    app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg)
-    mount_dashboard(app, store=store, ingest=ingest, auth=auth, cfg=cfg)
-    server = ApiServer(app, "127.0.0.1", http_port).start()
+    service = Service.assemble(cfg)
+    seed_month(service.store, first_day=date(now.year, now.month, 1), days=now.day, until=now)
+    service.auth.add_user("quanly", "manager", "mat-khau-demo-2026")
+    service.ingest.start()
+    server = service.api.start()
     try:
         with browser() as b:
             for name, viewport in (("desktop", {"width": 1366, "height": 768}), ("phone", {"width": 390, "height": 844})):
@@ -68,11 +61,8 @@ def main() -> int:
                     page.screenshot(path=str(OUT / "screenshot-officer.png"), full_page=True)
                 ctx.close()
     finally:
-        server.stop()
-        ingest.stop()
+        service.close()
         broker.stop()
-        auth.close()
-        store.close()
     for f in sorted(OUT.glob("screenshot-*.png")):
         print(f.relative_to(ROOT), f.stat().st_size // 1024, "KiB")
     return 0

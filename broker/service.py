@@ -1,0 +1,66 @@
+"""The central service's parts, assembled from its config: store, auth, ingest, API with dashboard.
+
+`hailong broker run` and `hailong demo` both build the service here, so what the demo shows
+is the service as it runs in production. Nothing is started: callers choose the order
+(the CLI claims the HTTP port before connecting to MQTT).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+
+def ingest_settings(cfg):
+    from broker.ingest import IngestSettings
+
+    m = cfg.mqtt
+    return IngestSettings(
+        host=m.embedded_bind if m.embedded else m.host, port=m.port,
+        username=None if m.embedded else m.username, password=None if m.embedded else m.password,
+        protocol=m.protocol, client_id=m.client_id, prefix=m.prefix, tls=m.tls and not m.embedded,
+        ca_file=str(m.ca_file) if m.ca_file else None,
+        cert_file=str(m.cert_file) if m.cert_file else None,
+        key_file=str(m.key_file) if m.key_file else None,
+        session_expiry_s=m.session_expiry_s, batch_max=m.batch_max, batch_wait_ms=m.batch_wait_ms,
+        ticket_fresh_s=cfg.service.ticket_fresh_s, timezone=cfg.service.timezone,
+    )
+
+
+@dataclass
+class Service:
+    store: Any
+    auth: Any
+    ingest: Any
+    api: Any  # ApiServer, not bound yet
+
+    @classmethod
+    def assemble(cls, cfg) -> "Service":
+        """Open the store and auth, build ingest and the API with the dashboard mounted.
+
+        Raises RuntimeError (with everything opened closed again) when the dashboard cannot
+        be mounted, e.g. its session secret cannot be written in service.data_dir.
+        """
+        from broker.api import ApiServer, create_app
+        from broker.auth import Auth
+        from broker.ingest import Ingest
+        from broker.store import Store
+        from broker.web import mount_dashboard
+
+        store = Store.open(cfg.store.url)
+        auth = Auth.from_config(cfg)
+        ingest = Ingest(store, ingest_settings(cfg))
+        app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg)
+        try:
+            mount_dashboard(app, store=store, ingest=ingest, auth=auth, cfg=cfg)
+        except RuntimeError:
+            auth.close()
+            store.close()
+            raise
+        return cls(store, auth, ingest, ApiServer(app, cfg.http.host, cfg.http.port))
+
+    def close(self) -> None:
+        """The API first, so no request sees a half-stopped ingest or a closed store."""
+        self.api.stop()
+        self.ingest.stop()
+        self.auth.close()
+        self.store.close()
