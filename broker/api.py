@@ -28,7 +28,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from broker.auth import Principal
 from broker.registry import InUse
-from broker.reports import month_range, satisfaction_csv, satisfaction_xlsx
+from broker.reports import satisfaction_csv, satisfaction_xlsx
+from common.periods import DEFAULT_TZ, month_range
 from protocol import ProtocolError
 from protocol.messages import MAX_IDENTIFY_SECONDS, make_assignment, make_command
 from protocol.topics import DEVICE_ID_RE
@@ -110,7 +111,7 @@ class SiteBody(BaseModel):
     @field_validator("tz")
     @classmethod
     def _known_zone(cls, v: str | None) -> str | None:
-        from broker.timefix import zone
+        from common.periods import zone
 
         if v is not None:
             zone(v)  # ValueError names the bad zone
@@ -187,7 +188,7 @@ def _instant(text: str | None, name: str, tz: str, *, end: bool) -> int | None:
         return None
     if text.isdigit():
         return int(text)
-    from broker.timefix import zone
+    from common.periods import zone
 
     try:
         if len(text) == 10:
@@ -226,7 +227,7 @@ def create_app(*, store, ingest, auth, cfg) -> FastAPI:
                   openapi_url=f"{API}/openapi.json", docs_url=f"{API}/docs", redoc_url=None)
     app.state.auth = auth
     app.state.principal_resolvers = []
-    tz = getattr(cfg.service, "timezone", "Asia/Ho_Chi_Minh")
+    tz = getattr(cfg.service, "timezone", DEFAULT_TZ)
     satisfied_from = getattr(cfg.service, "satisfied_from", 0) or None  # 0: the store's default
 
     @app.exception_handler(RequestValidationError)
@@ -341,7 +342,7 @@ def create_app(*, store, ingest, auth, cfg) -> FastAPI:
         """The month's satisfaction figures as an Excel workbook (Vietnamese headings, a totals row)."""
         report = _month_report(group, month, site)
         site_name = None if site is None else ((store.site(site) or {}).get("name") or site)
-        from broker.timefix import zone
+        from common.periods import zone
 
         body = satisfaction_xlsx(report, centre=cfg.service.name, group=group, month=month,
                                  generated_at=datetime.now(zone(tz)), site=site_name)

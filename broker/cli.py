@@ -194,6 +194,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from broker.auth import AuthError
-    from hailong.cli import dispatch
+    from common.cli import dispatch
 
     return dispatch(build_parser(), argv, prog="hailong broker", errors={(AuthError,): 2})

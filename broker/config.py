@@ -1,7 +1,7 @@
 """The central service's configuration: one declarative schema, everything else derived from it.
 
 Like the device's (device/config.py) and through the same machinery
-(hailong/configschema.py): `SCHEMA` drives loading, validation that reports every problem
+(common/configschema.py): `SCHEMA` drives loading, validation that reports every problem
 at once, docs/broker-config.md and the example config (`hailong broker example-config`).
 
 Run `python -m broker.config --write-docs` after changing the schema.
@@ -14,8 +14,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from device.errors import ConfigError
-from hailong.configschema import (
+from common.errors import ConfigError
+from common.periods import DEFAULT_TZ
+from common.configschema import (
     FILE_KEY, MQTT_PROTOCOLS, REQUIRED, TOPIC_PREFIX_RULE, Key, Problems, Schema, config_tool,
     is_topic_prefix, not_both, read_secret_file, together,
 )
@@ -60,7 +61,7 @@ SCHEMA: list[Key] = [
           "Name of the centre, shown in reports and on the dashboard."),
     Key("service.data_dir", "path", "/var/lib/hailong",
         "Directory for the service's own state (such as the generated session secret); must survive reboots."),
-    _text("service.timezone", "Asia/Ho_Chi_Minh",
+    _text("service.timezone", DEFAULT_TZ,
           "Time zone that days, shifts and reports are counted in.",
           check=_is_zone, rule_text='a time zone name known to this system, e.g. "Asia/Ho_Chi_Minh"'),
     Key("service.satisfied_from", "int", 0,

@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from common.periods import DEFAULT_TZ
 from protocol import ProtocolError
 from protocol.codec import encode
 from protocol.messages import decode_status, decode_telemetry, make_ack
@@ -41,7 +42,7 @@ class IngestSettings:
     batch_max: int = 500
     batch_wait_ms: int = 20
     ticket_fresh_s: float = 5.0
-    timezone: str = "Asia/Ho_Chi_Minh"
+    timezone: str = DEFAULT_TZ
 
 
 @dataclass

@@ -22,17 +22,16 @@ are named "Mức 1".."Mức N" instead (level 1 is always the worst button).
 """
 from __future__ import annotations
 
-import calendar
 import csv
 import io
-import re
 from datetime import date, datetime
 
 from broker.stats import wilson_lower
+from common.periods import month_range
 from broker.web.i18n import level_label  # one catalogue for level names: dashboard and reports
 from protocol.events import SCALES
 
-__all__ = ["month_range", "satisfaction_csv", "satisfaction_xlsx"]
+__all__ = ["satisfaction_csv", "satisfaction_xlsx"]
 
 DEFAULT_SCALE = 4  # the column layout of an empty report (no ratings, so no scale)
 
@@ -79,19 +78,7 @@ TEXT = {
     },
 }
 
-_MONTH = re.compile(r"([0-9]{4})-([0-9]{2})")
 GROUPS = ("officer", "counter")
-
-
-def month_range(month: str) -> tuple[date, date]:
-    """The first and last day of a month given as "YYYY-MM": "2026-11" -> (2026-11-01, 2026-11-30)."""
-    m = _MONTH.fullmatch(month) if isinstance(month, str) else None
-    if m is None:
-        raise ValueError(f"month: expected a month YYYY-MM, got {month!r}")
-    year, mon = int(m[1]), int(m[2])
-    if not 1 <= mon <= 12 or year < 1:
-        raise ValueError(f"month: expected a month YYYY-MM with MM 01-12, got {month!r}")
-    return date(year, mon, 1), date(year, mon, calendar.monthrange(year, mon)[1])
 
 
 # ----- the table, shared by both formats --------------------------------------------------

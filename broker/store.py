@@ -18,11 +18,9 @@ import json
 import os
 import sqlite3
 import threading
-from calendar import monthrange
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import date, timedelta
 from pathlib import Path
 from typing import Callable, Iterator
 from zoneinfo import ZoneInfo
@@ -30,7 +28,8 @@ from zoneinfo import ZoneInfo
 from broker import stats
 from broker.registry import RegistryQueries
 from broker.web.queries import DashboardQueries
-from broker.timefix import DEFAULT_TZ, boot_offset, corrected_ts, local_day, parse_day, zone
+from broker.timefix import boot_offset, corrected_ts
+from common.periods import DEFAULT_TZ, local_day, parse_day, split_months, zone
 from protocol import ProtocolError
 from protocol.codec import MAX_INT, decode
 from protocol.events import LEDGER_ID_RE, decode_event
@@ -552,7 +551,7 @@ class Store(RegistryQueries, DashboardQueries):
         columns = {"officer": "officer", "counter": "site, counter", "site": "site"}[group]
         site_clause = "" if site is None else " AND site = ?"
         parts, args = [], []
-        for period, first, last in _periods(date_from, date_to):
+        for period, first, last in split_months(date_from, date_to):
             parts.append(f"SELECT {columns}, {{}}, n FROM {{}}_{period}s WHERE {period} BETWEEN ? AND ?{site_clause}")
             args += [first, last] + ([] if site is None else [site])
         rating_rows = " UNION ALL ".join(p.format("scale, score, flagged", "rating") for p in parts)
@@ -877,31 +876,6 @@ def _register(db: sqlite3.Connection, device: str, site: str, counter: str) -> N
         " ON CONFLICT DO UPDATE SET device = excluded.device",
         (site, counter, device),
     )
-
-
-def _periods(first: str, last: str) -> list[tuple[str, str, str]]:
-    """Split the days first..last (inclusive) into whole months and the days around them.
-
-    E.g. 2025-02-20..2025-05-10 -> days 02-20..02-28, months 2025-03..2025-04, days 05-01..05-10.
-    """
-    start, end = date.fromisoformat(first), date.fromisoformat(last)
-    m0 = (start.year, start.month) if start.day == 1 else _shift(start.year, start.month, 1)
-    whole = end.day == monthrange(end.year, end.month)[1]
-    m1 = (end.year, end.month) if whole else _shift(end.year, end.month, -1)
-    if m0 > m1:  # no whole month inside
-        return [("day", first, last)]
-    periods = []
-    if start.day != 1:
-        periods.append(("day", first, (date(*m0, 1) - timedelta(days=1)).isoformat()))
-    periods.append(("month", "%04d-%02d" % m0, "%04d-%02d" % m1))
-    if not whole:
-        periods.append(("day", date(*_shift(*m1, 1), 1).isoformat(), last))
-    return periods
-
-
-def _shift(year: int, month: int, by: int) -> tuple[int, int]:
-    year, month = divmod(year * 12 + month - 1 + by, 12)
-    return year, month + 1
 
 
 def _names(db: sqlite3.Connection, group: str) -> dict[tuple, str]:

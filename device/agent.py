@@ -37,7 +37,7 @@ from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable
 
-from hailong.fsutil import atomic_write
+from common.fsutil import atomic_write
 from protocol.serialframe import (
     BUNDLE_FILES, EVENT, NONCE_TTL_S, REQUEST, REQUIRED_BUNDLE_FILES, RESPONSE, FrameDecoder,
     FrameError, MessageError, check_message, encode_frame, push_proof,

@@ -172,6 +172,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from device.ledger import LedgerError
-    from hailong.cli import dispatch
+    from common.cli import dispatch
 
     return dispatch(build_parser(), argv, prog="hailong device", errors={(HardwareError, LedgerError): 1})

@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable, Iterable, Iterator
 
-from hailong.fsutil import fsync_dir
+from common.fsutil import fsync_dir
 
 __all__ = ["Ledger", "LedgerCorrupt", "LedgerError"]
 

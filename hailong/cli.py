@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import logging
 import sys
 
 AREAS = {
@@ -15,27 +14,6 @@ AREAS = {
     "provision": ("provisioning.cli", "the technician's tool: identities, broker files, boot partition, serial console"),
     "demo": ("hailong.demo", "run the whole system on this machine: service, dashboard and simulated counters"),
 }
-
-
-def dispatch(parser: argparse.ArgumentParser, argv: list[str] | None, *, prog: str,
-             errors: dict[tuple[type[BaseException], ...], int]) -> int:
-    """Run one area's sub-command: logging to stderr, and expected failures as one clear
-    line and an exit code instead of a traceback (a bad config lists every problem, exit 2)."""
-    from device.errors import ConfigError
-
-    args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=getattr(logging, str(args.log_level).upper(), logging.INFO),
-        stream=sys.stderr, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    try:
-        return args.func(args)
-    except ConfigError as e:
-        print(str(e), file=sys.stderr)
-        return 2
-    except tuple(t for kinds in errors for t in kinds) as e:
-        print(f"{prog}: {e}", file=sys.stderr)
-        return next(code for kinds, code in errors.items() if isinstance(e, kinds))
 
 
 def main(argv: list[str] | None = None) -> int:

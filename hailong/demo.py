@@ -29,11 +29,12 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+from common.periods import DEFAULT_TZ
 from hailong.sample_data import OFFICERS, REASONS
 
 SITE = "demo"
 SITE_NAME = "Trung tâm Phục vụ hành chính công (demo)"
-TZ = "Asia/Ho_Chi_Minh"
+TZ = DEFAULT_TZ
 LOGIN_FILE = "demo-login.json"
 STORE_FILE = "hailong.db"
 LABELS = {1: "Không hài lòng", 2: "Bình thường", 3: "Hài lòng", 4: "Rất hài lòng"}

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import random
 from datetime import date, datetime, timedelta
-from zoneinfo import ZoneInfo
 
 from protocol.codec import encode
+from common.periods import DEFAULT_TZ, zone
 from protocol.events import make_event
 
 OFFICERS = [
@@ -20,7 +20,7 @@ OFFICERS = [
     ("cb-07", "Đặng Thị Hà", "07"), ("cb-08", "Bùi Văn Nam", "08"),
 ]
 REASONS = ["Chờ lâu", "Thái độ chưa tốt", "Hướng dẫn chưa rõ", "Khác"]
-TZ = ZoneInfo("Asia/Ho_Chi_Minh")
+TZ = zone(DEFAULT_TZ)
 
 
 def seed_month(store, *, first_day: date, days: int, site: str = "kien-thuy", per_day: int = 40,

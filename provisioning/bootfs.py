@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from provisioning.bundle import copy_bundle
-from hailong.fsutil import atomic_write
+from common.fsutil import atomic_write
 
 BOOT_MOUNT = "/boot/firmware"  # where Bookworm mounts the boot partition
 DIR = "hailong"

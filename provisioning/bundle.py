@@ -15,9 +15,9 @@ import re
 import shutil
 from pathlib import Path
 
-from device.config import example_config
-from hailong.configschema import toml_literal
-from hailong.fsutil import atomic_write
+from common.device_file import example_config
+from common.configschema import toml_literal
+from common.fsutil import atomic_write
 
 CONFIG = "device.toml"
 PASSWORD = "mqtt-password"

@@ -113,7 +113,7 @@ def cmd_site_add(inv: Inventory, args) -> int:
         if not ca_path.is_file():
             raise CliError(f"--ca-file {args.ca_file}: not found")
         ca = str(ca_path)
-    from hailong.configschema import is_topic_prefix
+    from common.configschema import is_topic_prefix
 
     if not is_topic_prefix(args.prefix):
         raise CliError(f"--prefix {args.prefix!r} is not a valid topic prefix")

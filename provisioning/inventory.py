@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from hailong.fsutil import atomic_write
+from common.fsutil import atomic_write
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 

@@ -30,7 +30,7 @@ def with_keys(base: dict, changes: dict, *, missing_ok: bool = False) -> dict:
 
 def problems_of(load: Callable, data: dict, base_dir: Path | None = None) -> dict[str, str]:
     """key -> reason for every problem `load(data, base_dir)` reports; each key at most once."""
-    from device.errors import ConfigError
+    from common.errors import ConfigError
 
     with pytest.raises(ConfigError) as caught:
         load(data, base_dir)

@@ -11,6 +11,7 @@ import pytest
 from tests.config_helpers import DELETE, problems_of, value_at
 from tests.config_helpers import with_keys as _with_keys
 
+import common.errors
 import device.errors
 from broker import config as config_module
 from broker.config import (
@@ -224,8 +225,10 @@ def test_all_problems_are_reported_at_once(tmp_path):
 
 
 def test_config_error_is_the_shared_one():
-    assert ConfigError is device.errors.ConfigError
+    assert ConfigError is common.errors.ConfigError
     assert issubclass(ConfigError, ValueError)
+    # The device's own is one of them, so one `except ConfigError` in common.cli serves every area.
+    assert issubclass(device.errors.ConfigError, ConfigError)
 
 
 # --- unknown keys -------------------------------------------------------------------------

@@ -11,7 +11,8 @@ import pytest
 
 from broker.api import add_principal_resolver
 from broker.auth import Principal
-from broker.reports import month_range, satisfaction_csv, satisfaction_xlsx
+from broker.reports import satisfaction_csv, satisfaction_xlsx
+from common.periods import month_range
 from broker.stats import wilson_lower
 from tests.test_broker_api import TZ, Counter, counters, seed, service  # noqa: F401 - fixtures
 

@@ -27,7 +27,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker import stats
 from broker.api import API, AssignmentIn, IdentifyIn, add_principal_resolver
 from broker.auth import Principal
-from broker.timefix import zone
+from common.periods import DEFAULT_TZ, zone
 from broker.web.i18n import CATALOGUE, LANGS, level_label, pick_lang, translator
 from broker.web.session import (
     LANG_COOKIE, PRE_COOKIE, SESSION_COOKIE, Session, Signer, load_or_create_secret, new_pre_session, safe_next,
@@ -161,7 +161,7 @@ def mount_dashboard(app: FastAPI, *, store, ingest, auth, cfg) -> None:
     except OSError as e:
         raise RuntimeError(f"dashboard: cannot read or create the session secret {cfg.session_secret_path}: "
                            f"{e.strerror or e} (set service.data_dir or http.session_secret_file)") from None
-    tz_name = getattr(cfg.service, "timezone", "Asia/Ho_Chi_Minh")
+    tz_name = getattr(cfg.service, "timezone", DEFAULT_TZ)
     tz = zone(tz_name)
     satisfied_from = getattr(cfg.service, "satisfied_from", 0) or None
     secure = bool(getattr(cfg.http, "cookie_secure", False))

@@ -12,13 +12,7 @@ from collections import Counter, defaultdict
 from datetime import datetime
 
 from broker import stats
-from broker.timefix import DEFAULT_TZ, zone
-
-
-def _periods(first: str, last: str):
-    from broker.store import _periods as split  # whole months from the month tables, the rest by day
-
-    return split(first, last)
+from common.periods import DEFAULT_TZ, split_months, zone
 
 
 class DashboardQueries:
@@ -29,7 +23,7 @@ class DashboardQueries:
     def rating_totals(self, first: str, last: str, *, satisfied_from: int | None = None) -> dict:
         """Figures over every site and counter for the days first..last (inclusive), from the rollups."""
         parts, args = [], []
-        for period, a, b in _periods(first, last):
+        for period, a, b in split_months(first, last):
             parts.append(f"SELECT scale, score, flagged, n FROM rating_{period}s WHERE {period} BETWEEN ? AND ?")
             args += [a, b]
         sql = f"SELECT scale, score, flagged, sum(n) FROM ({' UNION ALL '.join(parts)}) GROUP BY scale, score, flagged"
@@ -111,7 +105,7 @@ class DashboardQueries:
     def flagged_by_counter(self, first: str, last: str) -> list[dict]:
         """Per counter: flagged presses and all presses in the period, from the rollups."""
         parts, args = [], []
-        for period, a, b in _periods(first, last):
+        for period, a, b in split_months(first, last):
             parts.append(f"SELECT site, counter, flagged, n FROM rating_{period}s WHERE {period} BETWEEN ? AND ?")
             args += [a, b]
         with self._read() as db:
