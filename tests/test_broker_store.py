@@ -14,7 +14,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-import broker.store as store_module
+import broker.store.rollups as rollups_module
+import broker.store.schema as schema_module
 from broker.store import MIGRATIONS, Incoming, Outcome, Store, StoreError
 from protocol.codec import encode
 from protocol.events import make_event
@@ -112,7 +113,7 @@ def test_reopening_a_current_database_runs_no_migration(tmp_path, monkeypatch):
     def must_not_run(db):
         raise AssertionError("a migration ran again on an up-to-date database")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", [must_not_run] * len(MIGRATIONS))
+    monkeypatch.setattr(schema_module, "MIGRATIONS", [must_not_run] * len(MIGRATIONS))
     s = Store.open(path)
     try:
         assert s._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
@@ -146,7 +147,7 @@ def test_a_new_migration_is_applied_once_on_top_of_v1(tmp_path, monkeypatch):
         calls.append(1)
         db.execute("ALTER TABLE sites ADD COLUMN address TEXT")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", [*MIGRATIONS, v2])
+    monkeypatch.setattr(schema_module, "MIGRATIONS", [*MIGRATIONS, v2])
     with Store.open(path) as s:
         assert s._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
         assert s.counts()["events"] == 1
@@ -315,11 +316,11 @@ def test_everything_survives_reopening(tmp_path):
 def test_a_failed_batch_stores_nothing_and_the_next_one_works(store, monkeypatch):
     store.ingest([msg(event(seq=1, clock_ok=False, ts=5, boot="b", mono=10.0))])
 
-    def broken(self):
+    def broken(*args):
         raise sqlite3.OperationalError("disk I/O error")
 
     with monkeypatch.context() as m:
-        m.setattr(store_module._Batch, "_apply_rollups", broken)
+        m.setattr(rollups_module, "apply", broken)
         with pytest.raises(StoreError, match="disk I/O error"):
             store.ingest([msg(event(seq=2, boot="b", mono=20.0, ts=T0))])
     assert store.counts()["events"] == 1
