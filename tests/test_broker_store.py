@@ -556,6 +556,27 @@ def test_low_reasons(store):
     assert store.low_reasons("off-3", "2024-11-01", "2024-11-30") == []
 
 
+
+def test_officer_counters_count_counted_ratings_with_flagged_presses_apart(store):
+    # The officer page's per-counter table must add up to its header figures.
+    store.upsert_counter("hcm", "1", "Quầy 1")
+    store.ingest([
+        msg(event(seq=1, score=4)), msg(event(seq=2, score=1)), msg(event(seq=3, score=2, flags=["repeat"])),
+        msg(event(seq=4, score=4, counter="2")), msg(event("call", seq=5, counter="2")),
+        msg(event(seq=6, score=3, counter="3", flags=["chord"])),  # only a flagged press here
+        msg(event(seq=7, score=4, officer="off-2")),
+    ])
+    counters = store.officer_counters("off-1", "2024-11-27", "2024-11-27")
+    assert counters == [
+        {"site": "hcm", "counter": "1", "name": "Quầy 1", "ratings": 2, "flagged": 1, "calls": 0},
+        {"site": "hcm", "counter": "2", "name": "", "ratings": 1, "flagged": 0, "calls": 1},
+        {"site": "hcm", "counter": "3", "name": "", "ratings": 0, "flagged": 1, "calls": 0},
+    ]
+    row = next(r for r in store.satisfaction("officer", "2024-11-27", "2024-11-27")["rows"] if r["key"] == "off-1")
+    assert (row["ratings"], row["flagged"]) == (3, 2)
+    assert sum(c["ratings"] for c in counters) == row["ratings"]
+    assert sum(c["flagged"] for c in counters) == row["flagged"]
+
 # -------------------------------------------------------------- satisfaction
 
 

@@ -84,18 +84,23 @@ class Dashboard(StoreBase):
                                " GROUP BY action", (first, last, officer or "")))
 
     def officer_counters(self, officer: str | None, first: str, last: str) -> list[dict]:
-        """Counters where the officer has ratings or calls in the period, with how many of each."""
+        """Counters where the officer has ratings or calls in the period, with how many of each.
+
+        "ratings" counts the counted ratings only, like the officer's figures; "flagged" the flagged presses.
+        """
         args = (first, last, officer or "")
         with self._read() as db:
             rows = db.execute(
-                "SELECT site, counter, sum(r), sum(c) FROM ("
-                " SELECT site, counter, n AS r, 0 AS c FROM rating_days WHERE day BETWEEN ? AND ? AND officer = ?"
+                "SELECT site, counter, sum(r), sum(f), sum(c) FROM ("
+                " SELECT site, counter, CASE WHEN flagged = 0 THEN n ELSE 0 END AS r,"
+                " CASE WHEN flagged = 0 THEN 0 ELSE n END AS f, 0 AS c"
+                " FROM rating_days WHERE day BETWEEN ? AND ? AND officer = ?"
                 " UNION ALL"
-                " SELECT site, counter, 0, n FROM call_days WHERE day BETWEEN ? AND ? AND officer = ?)"
+                " SELECT site, counter, 0, 0, n FROM call_days WHERE day BETWEEN ? AND ? AND officer = ?)"
                 " GROUP BY site, counter ORDER BY site, counter", args + args).fetchall()
             names = names_of(db, "counter")
-        return [{"site": s, "counter": c, "name": names.get((s, c)) or "", "ratings": r, "calls": k}
-                for s, c, r, k in rows]
+        return [{"site": s, "counter": c, "name": names.get((s, c)) or "", "ratings": r, "flagged": f, "calls": k}
+                for s, c, r, f, k in rows]
 
     # ----- misuse --------------------------------------------------------------------
 
