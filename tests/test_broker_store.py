@@ -16,7 +16,7 @@ import pytest
 
 import broker.store.rollups as rollups_module
 import broker.store.schema as schema_module
-from broker.store import MIGRATIONS, Incoming, Outcome, Store, StoreError
+from broker.store import MIGRATIONS, Incoming, InUse, Outcome, Store, StoreError
 from protocol.codec import encode
 from protocol.events import make_event
 
@@ -102,6 +102,57 @@ def test_closed_store_raises_store_error(tmp_path):
     with pytest.raises(StoreError):
         s.counts()
 
+
+
+# One read of each kind: registry, device health, statistics, the dashboard's pages.
+READS = {
+    "sites": lambda s: s.sites(),
+    "officer": lambda s: s.officer("off-1"),
+    "device_at": lambda s: s.device_at("hcm", "1"),
+    "devices": lambda s: s.devices(),
+    "satisfaction": lambda s: s.satisfaction("officer", "2024-11-01", "2024-11-30"),
+    "rating_totals": lambda s: s.rating_totals("2024-11-01", "2024-11-30"),
+    "officer_counters": lambda s: s.officer_counters("off-1", "2024-11-01", "2024-11-30"),
+    "latest_ratings": lambda s: s.latest_ratings(),
+    "current_assignments": lambda s: s.current_assignments(),
+}
+
+
+@pytest.mark.parametrize("read", READS)
+def test_a_lost_connection_is_a_store_error_on_every_read(store, read):
+    store.ingest([msg(event(seq=1))])
+    store._reader.close()  # what a dead connection looks like to the driver
+    with pytest.raises(StoreError) as caught:
+        READS[read](store)
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+
+
+@pytest.mark.parametrize("read", READS)
+def test_a_damaged_database_is_a_store_error_on_every_read(store, read):
+    store.ingest([msg(event(seq=1))])
+    other = sqlite3.connect(store.path)
+    for table in ("sites", "counters", "officers", "devices", "assignments", "events", "rating_days",
+                  "rating_months", "call_days", "call_months"):
+        other.execute(f"DROP TABLE {table}")
+    other.commit()
+    other.close()
+    with pytest.raises(StoreError, match="no such table"):
+        READS[read](store)
+    with pytest.raises(StoreError, match="no such table"):
+        store.upsert_officer("off-1", "Nguyễn Thị Lan")
+
+
+def test_refused_deletes_and_bad_arguments_keep_their_own_types(store):
+    store.upsert_site("hcm", "Trung tâm")
+    store.upsert_counter("hcm", "1")
+    with pytest.raises(InUse, match="still has 1 counter"):
+        store.delete_site("hcm")
+    assert issubclass(InUse, StoreError) and issubclass(InUse, LookupError)
+    assert store.site("hcm") is not None
+    for bad in (lambda: store.events(limit=-1), lambda: store.dead_letters(offset=True),
+                lambda: store.low_reasons("off-1", "2024-11", "2024-11-30")):
+        with pytest.raises(ValueError):
+            bad()
 
 # ----------------------------------------------------------------- migrations
 
