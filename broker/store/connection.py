@@ -55,15 +55,15 @@ class StoreBase:
             dialect.prepare_writer(db, path)
             migrate(db, path)
             reader = dialect.connect(path)
+            if created:
+                _fsync_dir(path.parent)  # SQLite syncs the directory for -wal, not for the main file
         except BaseException as exc:
             for conn in (db, reader):
                 if conn is not None:
                     conn.close()
-            if isinstance(exc, dialect.Error):
+            if isinstance(exc, (dialect.Error, OSError)):
                 raise StoreError(f"cannot open store {path}: {exc}") from exc
             raise
-        if created:
-            _fsync_dir(path.parent)  # SQLite syncs the directory for -wal, not for the main file
         return cls(path, db, reader)
 
     def close(self) -> None:
