@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from common.mqtt import ClientSettings, connect_args, make_client
 from common.periods import DEFAULT_TZ
 from protocol import ProtocolError
 from protocol.codec import encode
@@ -87,16 +88,7 @@ class Ingest:
 
     def start(self) -> "Ingest":
         self._worker.start()
-        s = self.s
-        if s.protocol == "5":
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
-
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = s.session_expiry_s
-            self._client.connect_async(s.host, s.port, keepalive=30, clean_start=False, properties=props)
-        else:
-            self._client.connect_async(s.host, s.port, keepalive=30)
+        self._client.connect_async(**connect_args(self._client_settings()))
         self._client.loop_start()
         return self
 
@@ -119,23 +111,19 @@ class Ingest:
 
     # ----- paho ---------------------------------------------------------------------
 
-    def _make_client(self):
-        import paho.mqtt.client as mqtt
-
+    def _client_settings(self) -> ClientSettings:
         s = self.s
-        kwargs = dict(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id,
-            protocol=mqtt.MQTTv5 if s.protocol == "5" else mqtt.MQTTv311, manual_ack=True,
+        return ClientSettings(
+            client_id=s.client_id, host=s.host, port=s.port, protocol=s.protocol,
+            username=s.username or None, password=s.password,
+            tls=s.tls, ca_file=s.ca_file, cert_file=s.cert_file, key_file=s.key_file,
+            keepalive_s=30, session_expiry_s=s.session_expiry_s,
+            max_inflight=1000, reconnect_delay_s=(0.5, 5),
+            manual_ack=True,  # the PUBACK waits for the commit (see the module docstring)
         )
-        if s.protocol != "5":
-            kwargs["clean_session"] = False
-        client = mqtt.Client(**kwargs)
-        if s.username:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file)
-        client.reconnect_delay_set(0.5, 5)
-        client.max_inflight_messages_set(1000)
+
+    def _make_client(self):
+        client = make_client(self._client_settings())
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message

@@ -63,22 +63,22 @@ def check_display(cfg, simulate: bool) -> tuple[str, str]:
 
 
 def check_broker(cfg, timeout: float = 5.0) -> tuple[str, str]:
-    import paho.mqtt.client as mqtt
+    from common.mqtt import ClientSettings, connect_args, make_client
 
     m = cfg.mqtt
     result: dict = {}
     done = threading.Event()
     # Our own client id: reusing the device's would kick the running service off the broker.
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"{cfg.device.id}-doctor",
-        protocol=mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311,
+    # A clean session with no will: the doctor must leave nothing behind on the broker.
+    settings = ClientSettings(
+        client_id=f"{cfg.device.id}-doctor", host=m.host, port=m.port, protocol=m.protocol,
+        username=m.username, password=m.password, tls=m.tls,  # never empty: defaults to device.id
+        ca_file=str(m.ca_file) if m.ca_file else None,
+        cert_file=str(m.cert_file) if m.cert_file else None,
+        key_file=str(m.key_file) if m.key_file else None,
+        keepalive_s=10,
     )
-    if m.username:
-        client.username_pw_set(m.username, m.password)
-    if m.tls:
-        client.tls_set(ca_certs=str(m.ca_file) if m.ca_file else None,
-                       certfile=str(m.cert_file) if m.cert_file else None,
-                       keyfile=str(m.key_file) if m.key_file else None)
+    client = make_client(settings)
 
     def on_connect(c, u, flags, reason_code, props):
         result["rc"] = reason_code
@@ -86,7 +86,7 @@ def check_broker(cfg, timeout: float = 5.0) -> tuple[str, str]:
 
     client.on_connect = on_connect
     try:
-        client.connect(m.host, m.port, keepalive=10)
+        client.connect(**connect_args(settings))
     except OSError as e:
         return FAIL, f"cannot reach {m.host}:{m.port}: {e}"
     client.loop_start()
