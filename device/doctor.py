@@ -26,15 +26,11 @@ def _guard(name: str, fn: Callable[[], tuple[str, str]]) -> Check:
 
 
 def check_gpio(cfg, simulate: bool) -> tuple[str, str]:
-    from device.panel import Panel, default_pin_factory
+    from device.hardware import counter_panel
+    from device.panel import default_pin_factory
 
     scale = cfg.rating.scale
-    panel = Panel(
-        rating_pins=list(cfg.pins.rating_buttons[:scale]), led_pins=list(cfg.pins.rating_leds[:scale]),
-        next_pin=cfg.pins.next_button, recall_pin=cfg.pins.recall_button,
-        buzzer_pin=cfg.buzzer.pin if cfg.buzzer.enabled else None,
-        pull_up=cfg.pins.pull_up, pin_factory=default_pin_factory(simulate), on_input=lambda *a: None,
-    )
+    panel = counter_panel(cfg, pin_factory=default_pin_factory(simulate), on_input=lambda *a: None)
     try:
         return PASS, f"{scale} rating buttons, NEXT, RECALL" + (", buzzer" if cfg.buzzer.enabled else "")
     finally:
@@ -42,7 +38,7 @@ def check_gpio(cfg, simulate: bool) -> tuple[str, str]:
 
 
 def check_display(cfg, simulate: bool) -> tuple[str, str]:
-    from device.display import make_display
+    from device.hardware import counter_display
 
     d = cfg.display
     if d.kind == "none":
@@ -51,10 +47,7 @@ def check_display(cfg, simulate: bool) -> tuple[str, str]:
         dev = f"/dev/spidev{d.spi_port}.{d.spi_device}"
         if not os.path.exists(dev):
             return FAIL, f"{dev} missing: enable SPI (dtparam=spi=on in config.txt)"
-    display = make_display(
-        d.kind, width=cfg.display_width, digits=d.digits, cascaded=d.cascaded, spi_port=d.spi_port,
-        spi_device=d.spi_device, brightness=d.brightness, rotate=d.rotate, simulate=simulate,
-    )
+    display = counter_display(cfg, simulate=simulate)
     try:
         display.show("8" * cfg.display_width)
         return PASS, f"{d.kind}, {cfg.display_width} characters (showing all 8s)"
