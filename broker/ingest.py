@@ -20,7 +20,7 @@ from common.mqtt import ClientSettings, connect_args, make_client
 from common.periods import DEFAULT_TZ
 from protocol import ProtocolError
 from protocol.codec import encode
-from protocol.messages import decode_status, decode_telemetry, make_ack
+from protocol.messages import decode_status, decode_telemetry, make_ack, make_command
 from protocol.topics import Topics, subscription
 
 log = logging.getLogger("hailong.ingest")
@@ -248,8 +248,8 @@ class Ingest:
             return
         officer = self.store.officer_by_badge(ev["badge"])
         if officer is not None:
-            self.publish(ev["device"], "cmd", {"cmd": "officer", "officer": {
-                "id": officer["id"], "name": officer["name"], "code": officer["code"] or officer["id"][:8]}})
+            self._command(ev["device"], "officer", officer={
+                "id": officer["id"], "name": officer["name"], "code": officer["code"] or officer["id"][:8]})
 
     def _send_ticket(self, ev: dict) -> None:
         from datetime import datetime, timezone
@@ -258,8 +258,20 @@ class Ingest:
         day = datetime.fromtimestamp(self._now_ms() / 1000, timezone.utc).astimezone(
             ZoneInfo(self.s.timezone)).date().isoformat()
         number = self.store.next_ticket(ev["site"], day)
-        self.publish(ev["device"], "cmd", {"cmd": "ticket", "ticket": str(number), "seq": ev["seq"]})
-        self.metrics.tickets += 1
+        if self._command(ev["device"], "ticket", ticket=str(number), seq=ev["seq"]):
+            self.metrics.tickets += 1
+
+    def _command(self, device: str, cmd: str, **fields) -> bool:
+        """Send a `cmd` the device can obey; one it would refuse as malformed is not sent at all."""
+        try:
+            command = make_command(cmd, **fields)
+        except ProtocolError as e:
+            # Raising here would stop the worker with the group unacked, and the same group
+            # would fail again on every restart: log it, and let the events be acked.
+            log.warning("not sending %s command to %s: %s", cmd, device, e)
+            return False
+        self.publish(device, "cmd", command)
+        return True
 
     def _note_online(self, device: str, m: _Msg) -> None:
         try:
