@@ -23,7 +23,7 @@ from broker.config import config_from_dict
 from broker.ingest import Ingest, IngestSettings
 from broker.store import Store
 from broker.web import mount_dashboard
-from broker.web.i18n import CATALOGUE, LANGS, level_label
+from broker.i18n import CATALOGUE, LANGS, level_label
 from broker.web.session import Signer, load_or_create_secret, safe_next
 from protocol.codec import decode
 from protocol.events import CALL_ACTIONS, RATING_FLAGS
@@ -392,7 +392,7 @@ def test_language_switch_changes_labels(dash):
 
 def test_every_message_id_exists_in_both_languages():
     used: set[str] = set()
-    for path in [*WEB.glob("templates/*.html"), *WEB.glob("*.py")]:
+    for path in [*WEB.glob("templates/*.html"), *WEB.rglob("*.py")]:
         used |= set(re.findall(r"""\btr?\(\s*["']([a-z_.0-9]+)["']\s*[,)]""", path.read_text("utf-8")))
     assert len(used) > 60
     missing = sorted(i for i in used if i not in CATALOGUE)
