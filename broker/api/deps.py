@@ -2,7 +2,8 @@
 
 `create_app` puts the store, ingest, auth, config, clock and the settings derived from the
 config on `app.state`; routes ask for them with the aliases here (`StoreDep`, `ClockDep`...)
-instead of closing over them, so a route module is a plain `APIRouter`.
+instead of closing over them, so a route module is a plain `APIRouter`. Only `principal`
+reads the auth, to recognise the caller.
 
 The role checks are declared once, here: `Viewer`, `Manager` and `Admin` for routes, and
 `check_role` for anyone else who must decide the same way (the dashboard's forms).
@@ -20,7 +21,7 @@ from broker.auth import Principal
 from common.clock import Clock
 from common.periods import DEFAULT_TZ
 
-__all__ = ["API", "Admin", "ApiSettings", "AuthDep", "ClockDep", "IngestDep", "Manager", "PrincipalResolver",
+__all__ = ["API", "Admin", "ApiSettings", "ClockDep", "IngestDep", "Manager", "PrincipalResolver",
            "SettingsDep", "StoreDep", "Viewer", "add_principal_resolver", "check_role", "principal", "require"]
 
 API = "/api/v1"
@@ -55,10 +56,6 @@ def _ingest(request: Request) -> Any:
     return request.app.state.ingest
 
 
-def _auth(request: Request) -> Any:
-    return request.app.state.auth
-
-
 def _clock(request: Request) -> Clock:
     return request.app.state.clock
 
@@ -69,7 +66,6 @@ def _settings(request: Request) -> ApiSettings:
 
 StoreDep = Annotated[Any, Depends(_store)]
 IngestDep = Annotated[Any, Depends(_ingest)]
-AuthDep = Annotated[Any, Depends(_auth)]
 ClockDep = Annotated[Clock, Depends(_clock)]
 SettingsDep = Annotated[ApiSettings, Depends(_settings)]
 
