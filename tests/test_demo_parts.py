@@ -1,14 +1,20 @@
-"""The demo's login file: written whole with common.fsutil.atomic_write, readable by its owner only."""
+"""Parts of `hailong demo` tested on their own: the login file and the demo site's day and time.
+
+The login file is written whole with common.fsutil.atomic_write and readable by its owner only;
+"today" and the times shown are the demo site's (Asia/Ho_Chi_Minh), from the clock it is given.
+"""
 from __future__ import annotations
 
 import json
 import os
 import stat
+from datetime import datetime
 
 import pytest
 
 from broker.auth import Auth
 from hailong.demo import login
+from hailong.demo.config import local_time, today
 
 
 @pytest.fixture
@@ -57,3 +63,19 @@ def test_a_lost_or_broken_login_file_gets_a_fresh_user(tmp_path, auth, content):
     assert again["api_token"] != first["api_token"]
     assert json.loads((data / login.LOGIN_FILE).read_text(encoding="utf-8")) == again
     assert stat.S_IMODE((data / login.LOGIN_FILE).stat().st_mode) == 0o600
+
+
+def at(text: str):
+    return lambda: datetime.fromisoformat(text).timestamp()
+
+
+def test_today_is_the_demo_sites_day_from_the_clock_it_is_given():
+    assert today(at("2026-12-31T16:59:59+00:00")) == "2026-12-31"  # 23:59:59 at the site
+    assert today(at("2026-12-31T17:00:00+00:00")) == "2027-01-01"  # midnight at the site
+    assert today(at("2028-02-29T09:00:00+07:00")) == "2028-02-29"
+
+
+def test_rating_times_are_shown_in_the_sites_zone():
+    ms = int(datetime.fromisoformat("2026-12-31T17:00:05+00:00").timestamp() * 1000)
+    assert local_time(ms) == "00:00:05"
+    assert local_time(ms - 6000) == "23:59:59"
