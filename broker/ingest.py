@@ -16,6 +16,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from common import clock
 from common.mqtt import ClientSettings, connect_args, make_client
 from common.periods import DEFAULT_TZ
 from protocol import ProtocolError
@@ -75,7 +76,7 @@ class Ingest:
         self.store = store
         self.s = settings
         self.metrics = Metrics()
-        self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+        self._now_ms = now_ms or clock.now_ms
         self._q: queue.Queue[_Msg | None] = queue.Queue()
         self._stop = threading.Event()
         self.connected = threading.Event()
