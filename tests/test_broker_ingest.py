@@ -12,12 +12,15 @@ import pytest
 
 from broker.ingest import Ingest, IngestSettings
 from broker.store import Store
+from common import periods
 from protocol.codec import encode
 from protocol.events import make_event
 from tests.mosquitto import free_port
 from tests.support import ROOT, DeviceProcess, Waiter, write_config
 
-WIDE = ((date.today() - timedelta(days=2)).isoformat(), (date.today() + timedelta(days=2)).isoformat())
+# Around today as the service sees it (the suite may run at a shifted date: HAILONG_NOW).
+TODAY = periods.today(periods.zone(periods.DEFAULT_TZ))
+WIDE = ((TODAY - timedelta(days=2)).isoformat(), (TODAY + timedelta(days=2)).isoformat())
 
 
 @pytest.fixture
