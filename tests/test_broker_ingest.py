@@ -5,7 +5,7 @@ import json
 import subprocess
 import sys
 import threading
-from datetime import date, timedelta
+from datetime import timedelta
 
 import paho.mqtt.client as mqtt
 import pytest
