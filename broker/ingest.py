@@ -60,10 +60,17 @@ class _Msg:
 
 @dataclass
 class Metrics:
-    """Counters for /metrics; written by the worker thread only."""
+    """Counters for /metrics; written by the worker thread only.
+
+    ingested counts every event stored for the first time, held ones included; held counts those
+    stored but not counted (broker.store.held); conflicts the resends whose body differs from the
+    stored copy (dead-lettered), which duplicates (identical resends) does not include.
+    """
 
     ingested: int = 0
     duplicates: int = 0
+    conflicts: int = 0
+    held: int = 0
     rejected: int = 0
     batches: int = 0
     last_lag_ms: int = 0
@@ -212,13 +219,7 @@ class Ingest:
         now = self._now_ms()
         for (device, _, m), out in zip(events, outcomes):
             self.metrics.last_lag_ms = now - m.received_ms
-            if out.status == "stored":
-                self.metrics.ingested += 1
-            elif out.status == "duplicate":
-                self.metrics.duplicates += 1
-            else:
-                self.metrics.rejected += 1
-                log.warning("rejected event from %s: %s", device, out.reason)
+            self._count(device, out)
             if out.ledger is None or out.seq is None:
                 continue  # too broken to name: dead-lettered, nothing the device can delete
             entry = acks.setdefault((out.device, out.ledger), {"seqs": [], "rejected": []})
@@ -226,12 +227,32 @@ class Ingest:
                 entry["rejected"].append({"seq": out.seq, "reason": out.reason[:200]})
             else:
                 entry["seqs"].append(out.seq)
-            if out.status == "stored" and self._wants_ticket(out.event, m):
+            # A held event's device is not vouched for: no queue number, no officer's name for it.
+            counted = out.status == "stored" and out.held is None
+            if counted and self._wants_ticket(out.event, m):
                 self._send_ticket(out.event)
-            if out.status == "stored":
+            if counted:
                 self._resolve_badge(out.event)
         for (device, ledger), entry in acks.items():
             self.publish(device, "ack", make_ack(ledger, entry["seqs"], entry["rejected"]))
+
+    def _count(self, device: str, out) -> None:
+        """The metrics of one outcome; what an operator must look at is logged."""
+        m = self.metrics
+        if out.status == "stored":
+            m.ingested += 1
+            if out.held is not None:
+                m.held += 1
+                log.warning("holding event %s/%s from %s (not counted): %s", out.ledger, out.seq, device, out.held)
+        elif out.status == "duplicate":
+            m.duplicates += 1
+        elif out.status == "conflict":
+            m.conflicts += 1
+            log.warning("conflicting duplicate %s/%s from %s: dead-lettered, the first copy stands",
+                        out.ledger, out.seq, device)
+        else:
+            m.rejected += 1
+            log.warning("rejected event from %s: %s", device, out.reason)
 
     def _wants_ticket(self, ev: dict, m: _Msg) -> bool:
         """A live NEXT gets a number; a replayed one (backlog after an outage) does not."""

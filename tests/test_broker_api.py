@@ -152,12 +152,19 @@ def counters(mosquitto):
         c.close()
 
 
+def register(store: Store, *bindings: tuple[str, str, str]) -> None:
+    """Register (device, site, counter)s: only known devices' events count."""
+    for device, site, counter in bindings:
+        store.register_device(device, site, counter)
+
+
 def rating(counter: Counter, score: int, officer: str, **kw) -> dict:
     return counter.event("rating", officer=officer, score=score, scale=4, **kw)
 
 
-def seed(counters) -> tuple[Counter, Counter]:
+def seed(service, counters) -> tuple[Counter, Counter]:
     """Officer o1 at s1/1: counted 4, 4, 3, 1 and a flagged 2; officer o2 at s1/2: 2, 1; one NEXT call."""
+    register(service.store, ("dev-1", "s1", "1"), ("dev-2", "s1", "2"))
     c1, c2 = counters("dev-1"), counters("dev-2", counter="2")
     c1.send(*(rating(c1, s, "o1") for s in (4, 4, 3, 1)), rating(c1, 2, "o1", flags=["repeat"]))
     c2.send(rating(c2, 2, "o2"), rating(c2, 1, "o2"), c2.event("call", officer="o2", action="next"))
@@ -219,7 +226,7 @@ def test_openapi_and_docs_are_served(service):
 
 
 def test_satisfaction_from_real_events(service, counters):
-    seed(counters)
+    seed(service, counters)
     api = service.client("viewer")
     r = api.get("/api/v1/satisfaction", params={"group": "officer", **WIDE})
     assert r.status_code == 200
@@ -267,7 +274,7 @@ def test_satisfaction_rejects_bad_periods_and_groups_clearly(service):
 
 
 def test_events_are_paged_and_filtered(service, counters):
-    seed(counters)
+    seed(service, counters)
     api = service.client("viewer")
     seen, after, pages = [], None, 0
     while True:
@@ -304,7 +311,7 @@ def test_events_are_paged_and_filtered(service, counters):
 
 
 def test_metrics_count_what_was_ingested(service, counters):
-    c1, _ = seed(counters)
+    c1, _ = seed(service, counters)
     c1.send(c1.sent[1])  # a resend of seq 1, as after a lost ack: a duplicate, acked again
     c1.client.publish("hailong/v1/dev-1/status", encode({"online": True, "fw": "1.0", "ledger": "0123456789abcdef",
                                                          "ts": now_ms()}), qos=1, retain=True).wait_for_publish(5)
@@ -512,6 +519,7 @@ def test_broker_run_serves_the_api_and_stops_cleanly(tmp_path, mosquitto):
 
 
 def test_low_rating_reasons_per_officer(service, counters):
+    register(service.store, ("dev-1", "s1", "1"))
     c = counters("dev-1")
     c.send(rating(c, 1, "o1", reason="Chờ lâu"), rating(c, 1, "o1", reason="Chờ lâu"),
            rating(c, 2, "o1", reason="Thái độ"), rating(c, 4, "o1"), rating(c, 1, "o2", reason="Khác"))

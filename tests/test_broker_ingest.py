@@ -5,6 +5,7 @@ import json
 import subprocess
 import sys
 import threading
+import time
 from datetime import timedelta
 
 import paho.mqtt.client as mqtt
@@ -23,9 +24,22 @@ TODAY = periods.today(periods.zone(periods.DEFAULT_TZ))
 WIDE = ((TODAY - timedelta(days=2)).isoformat(), (TODAY + timedelta(days=2)).isoformat())
 
 
+def register_counters(store: Store, n: int) -> None:
+    """The registry knows the `counters` fixture's devices: dev-i serves kien-thuy/i. Only known devices count."""
+    for i in range(1, n + 1):
+        store.register_device(f"dev-{i}", "kien-thuy", str(i))
+
+
+def register_in_file(path, n: int) -> None:
+    """register_counters, for a store file the service process will open."""
+    with Store.open(path) as store:
+        register_counters(store, n)
+
+
 @pytest.fixture
 def service(tmp_path, mosquitto):
     store = Store.open(tmp_path / "service" / "hailong.db")
+    register_counters(store, 2)
     ingest = Ingest(store, IngestSettings(host=mosquitto.host, port=mosquitto.port, batch_wait_ms=5)).start()
     assert ingest.connected.wait(10)
     yield store, ingest
@@ -119,6 +133,40 @@ def test_bad_messages_are_dead_lettered_and_the_sender_told(service, mosquitto):
     assert len(letters) == 4 and ingest.metrics.rejected == 4 and ingest.metrics.ingested == 1
 
 
+def test_held_and_conflicting_events_are_acked_and_counted_apart(service, mosquitto):
+    """Issue 10: a client nobody registered votes for a real counter; then it resends with another body."""
+    store, ingest = service
+    acks, cmds = Waiter(), Waiter()
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="evil-1", protocol=mqtt.MQTTv5)
+    client.on_message = lambda c, u, m: (acks if m.topic.endswith("/ack") else cmds).append(json.loads(m.payload))
+    subscribed = threading.Event()
+    client.on_subscribe = lambda *a: subscribed.set()
+    client.connect(mosquitto.host, mosquitto.port)
+    client.loop_start()
+    try:
+        client.subscribe([("hailong/v1/evil-1/ack", 1), ("hailong/v1/evil-1/cmd", 1)])
+        assert subscribed.wait(5)
+        now = time.time_ns() // 1_000_000
+        client.publish("hailong/v1/evil-1/status", encode({"online": True, "fw": "1.0", "ledger": "0123456789abcdef",
+                                                           "ts": now}), qos=1, retain=True).wait_for_publish(5)
+        common = dict(device="evil-1", site="kien-thuy", counter="1", ledger="0123456789abcdef", ts=now,
+                      clock_ok=True, boot="b", mono=1.0, officer=None, ticket=None)
+        rating = make_event("rating", seq=1, score=1, scale=4, **common)
+        call = make_event("call", seq=2, action="next", **common)
+        for payload in (encode(rating), encode(call), encode(rating), encode(dict(rating, score=4))):
+            client.publish("hailong/v1/evil-1/event", payload, qos=1).wait_for_publish(5)
+        acks.wait_for(lambda items: sum(len(a["seqs"]) for a in items) >= 4, what="four acks")
+    finally:
+        client.loop_stop()
+        client.disconnect()
+    m = ingest.metrics
+    assert (m.ingested, m.held, m.duplicates, m.conflicts, m.rejected) == (2, 2, 1, 1, 0)
+    # A held NEXT gets no queue number (a ticket command would have come before the acks: same QoS 1 stream).
+    assert m.tickets == 0 and cmds.items == []
+    assert store.satisfaction("counter", *WIDE)["rows"] == []
+    assert [(h["device"], h["events"]) for h in store.held_devices()] == [("evil-1", 2)]
+
+
 def write_service_config(tmp_path, broker):
     cfg = tmp_path / "broker.toml"
     http_port = free_port()
@@ -154,6 +202,7 @@ def start_service(cfg, http_port):
 
 def test_sigkill_of_the_service_mid_stream_loses_and_doubles_nothing(tmp_path, mosquitto, counters):
     cfg, http_port = write_service_config(tmp_path, mosquitto)
+    register_in_file(tmp_path / "service" / "hailong.db", 1)
     svc = start_service(cfg, http_port)
     presses = 150
     try:
@@ -198,6 +247,7 @@ def test_small_site_runs_on_the_embedded_broker(tmp_path):
         f'[store]\nurl = "sqlite:///{tmp_path / "service" / "hailong.db"}"\n'
         f"[http]\nport = {http_port}\n"
     )
+    register_in_file(tmp_path / "service" / "hailong.db", 1)
     svc = start_service(cfg, http_port)
     dev = DeviceProcess(write_config(tmp_path, Embedded, mqtt='protocol = "3.1.1"\n', counter="1",
                                      extra="[rating]\nrepeat_gap_s = 0\n"))
@@ -241,6 +291,7 @@ def test_a_badge_the_counter_does_not_know_is_resolved_by_the_registry(service, 
 
 def test_a_replayed_next_gets_no_ticket(tmp_path, mosquitto, counters):
     store = Store.open(tmp_path / "service" / "hailong.db")
+    register_counters(store, 1)
     ingest = Ingest(store, IngestSettings(host=mosquitto.host, port=mosquitto.port, batch_wait_ms=5,
                                           ticket_fresh_s=0.5)).start()
     try:

@@ -191,7 +191,7 @@ def _month_of(counter: Counter) -> str:
 
 
 def test_downloads_match_the_satisfaction_endpoint(service, counters):
-    c1, _ = seed(counters)
+    c1, _ = seed(service, counters)
     admin = service.client("admin")
     assert admin.put("/api/v1/officers/o1", json={"name": "Nguyễn Thị Lan", "code": "NTL"}).status_code == 200
     assert admin.put("/api/v1/officers/o2", json={"name": "Trần Văn Bình", "code": "TVB"}).status_code == 200

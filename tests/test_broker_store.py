@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import hashlib
 import json
 import random
 import sqlite3
@@ -26,8 +27,14 @@ T0 = 1_732_680_000_000  # 2024-11-27 04:00:00 UTC = 11:00 in Hồ Chí Minh City
 DAY_MS = 86_400_000
 
 
-def event(type="rating", *, seq, device="dev-a", site="hcm", counter="1", ledger=LEDGER, ts=T0,
+def device_of(site: str, counter: str) -> str:
+    """The test device serving a counter: "dev-a" at hcm/1, one of its own at every other counter."""
+    return "dev-a" if (site, counter) == ("hcm", "1") else f"dev-a-{site}-{counter}"
+
+
+def event(type="rating", *, seq, device=None, site="hcm", counter="1", ledger=LEDGER, ts=T0,
           clock_ok=True, boot="boot-1", mono=None, officer="off-1", ticket=None, **fields):
+    device = device or device_of(site, counter)
     if type == "rating":
         fields.setdefault("score", 4)
         fields.setdefault("scale", 4)
@@ -46,15 +53,44 @@ def msg(ev_or_payload, device=None, received_ms=T0 + 500) -> Incoming:
     return Incoming(device or "dev-a", ev_or_payload, received_ms)
 
 
+def sha256(payload: bytes) -> str:
+    return hashlib.sha256(payload).hexdigest()
+
+
 def local_day(ms: int, tz: str) -> str:
     return datetime.fromtimestamp(ms / 1000, ZoneInfo(tz)).date().isoformat()
 
 
+def register(store: Store, *counters: tuple[str, str], devices: tuple[str, ...] = ()) -> None:
+    """Register the test devices of these (site, counter)s, and `devices` at hcm/1: only known devices count."""
+    for site, counter in counters:
+        store.register_device(device_of(site, counter), site, counter)
+    for device in devices:
+        store.register_device(device, "hcm", "1")
+
+
 @pytest.fixture
-def store(tmp_path):
+def bare(tmp_path):
+    """A store whose registry is empty: every device is unknown to it."""
     s = Store.open(tmp_path / "central" / "hailong.db")
     yield s
     s.close()
+
+
+@pytest.fixture
+def store(bare):
+    """A store that knows dev-a, the device of counter hcm/1 (the default of `event`)."""
+    register(bare, ("hcm", "1"))
+    return bare
+
+
+NO_TOTALS = {"events": 0, "duplicates": 0, "conflicts": 0, "rejected": 0, "held": 0, "dead_letters": 0,
+             "dead_letters_dropped": 0}
+
+
+def totals(**changed) -> dict:
+    """What `Store.counts()` says: every total, these as given, the others zero."""
+    return {**NO_TOTALS, **changed}
 
 
 def statuses(outcomes):
@@ -244,7 +280,9 @@ def test_a_store_written_by_the_previous_code_opens_migrates_and_reads_the_same(
     Store.open(tmp_path / "fresh.db").close()
     with Store.open(path) as s:
         assert schema_of(path) == schema_of(tmp_path / "fresh.db")
-        assert s.counts() == {"events": 11, "duplicates": 1, "rejected": 1, "dead_letters": 1}
+        assert s.counts() == totals(events=11, duplicates=1, rejected=1, dead_letters=1)
+        # History does not change: every stored event stays counted, pi-1's rating at hcm/2 included.
+        assert [e["held"] for e in s.events()] == [None] * 11 and s.held_devices() == []
         rows = s.satisfaction("officer", "2024-10-01", "2024-11-30")["rows"]
         assert [(r["key"], r["ratings"], r["flagged"], r["satisfied"], r["served"]) for r in rows] == [
             ("off-1", 6, 1, 5, 1), ("off-2", 1, 0, 1, 0)]
@@ -259,7 +297,10 @@ def test_a_store_written_by_the_previous_code_opens_migrates_and_reads_the_same(
         assert statuses(s.ingest([msg(sync)])) == ["stored"]
         eleventh = s.events(after_id=10, limit=1)[0]
         assert (eleventh["seq"], eleventh["ts"], eleventh["ts_source"]) == (11, T0 + 3_600_000, "corrected")
-        assert s.counts() == {"events": 12, "duplicates": 2, "rejected": 1, "dead_letters": 1}
+        assert s.counts() == totals(events=12, duplicates=2, rejected=1, dead_letters=1)
+        (letter,) = s.dead_letters()
+        assert (letter["payload"], letter["size"], letter["truncated"]) == ("{broken", 7, False)
+        assert letter["sha256"] == hashlib.sha256(b"{broken").hexdigest()
     assert_rollups_match_events(s)
 
 # ------------------------------------------------------------------ outcomes
@@ -271,7 +312,7 @@ def test_stored_then_duplicate(store):
     assert first == Outcome("stored", "dev-a", LEDGER, 1, None, ev)
     (again,) = store.ingest([msg(ev, received_ms=T0 + 9000)])
     assert again == Outcome("duplicate", "dev-a", LEDGER, 1, None, ev)
-    assert store.counts() == {"events": 1, "duplicates": 1, "rejected": 0, "dead_letters": 0}
+    assert store.counts() == totals(events=1, duplicates=1)
     assert len(store.events()) == 1
     assert store.dead_letters() == []
 
@@ -294,7 +335,8 @@ def test_malformed_json_is_dead_lettered_exactly(store):
     assert out == Outcome("rejected", "dev-a", None, None, reason, None)
     assert store.dead_letters() == [{
         "id": 1, "received_ms": T0 + 1, "device": "dev-a", "ledger": None, "seq": None, "reason": reason,
-        "payload": payload.decode(), "encoding": "utf-8", "size": len(payload),
+        "payload": payload.decode(), "encoding": "utf-8", "size": len(payload), "sha256": sha256(payload),
+        "truncated": False,
     }]
 
 
@@ -314,7 +356,7 @@ def test_wrong_type_is_dead_lettered_with_its_ledger_and_seq(store):
     assert store.dead_letters() == [{
         "id": 1, "received_ms": T0 + 2, "device": "dev-a", "ledger": LEDGER, "seq": 3,
         "reason": "score: expected integer, got string", "payload": payload.decode(), "encoding": "utf-8",
-        "size": len(payload),
+        "size": len(payload), "sha256": sha256(payload), "truncated": False,
     }]
 
 
@@ -330,7 +372,8 @@ def test_unreadable_ledger_and_seq_are_none(store):
     assert (out.status, out.ledger, out.seq) == ("rejected", None, None)
 
 
-def test_oversized_payload_is_dead_lettered_whole(store):
+def test_oversized_payload_is_dead_lettered_as_a_bounded_prefix(store):
+    # Issue 10: dead letters used to keep the whole payload; now a 4 KiB prefix, the size and the hash.
     payload = b'{"ledger":"0123456789abcdef","seq":5,"pad":"' + b"x" * 70_000 + b'"}'
     (out,) = store.ingest([Incoming("dev-a", payload, T0 + 3)])
     reason = f"payload is {len(payload)} bytes, over the 65536-byte limit"
@@ -338,22 +381,26 @@ def test_oversized_payload_is_dead_lettered_whole(store):
     assert out == Outcome("rejected", "dev-a", None, None, reason, None)
     assert store.dead_letters() == [{
         "id": 1, "received_ms": T0 + 3, "device": "dev-a", "ledger": None, "seq": None, "reason": reason,
-        "payload": payload.decode(), "encoding": "utf-8", "size": 70_046,
+        "payload": payload[:4096].decode(), "encoding": "utf-8", "size": 70_046, "sha256": sha256(payload),
+        "truncated": True,
     }]
 
 
-def test_spoofed_device_is_rejected(store):
+def test_spoofed_device_is_rejected(bare):
+    store = bare
     ev = event(seq=9, device="dev-b")
     (out,) = store.ingest([msg(ev, device="dev-a", received_ms=T0 + 4)])
     reason = "device 'dev-b' in payload does not match topic device 'dev-a' (spoofing)"
     assert out == Outcome("rejected", "dev-a", LEDGER, 9, reason, None)
     assert store.dead_letters() == [{
         "id": 1, "received_ms": T0 + 4, "device": "dev-a", "ledger": LEDGER, "seq": 9, "reason": reason,
-        "payload": encode(ev).decode(), "encoding": "utf-8", "size": len(encode(ev)),
+        "payload": encode(ev).decode(), "encoding": "utf-8", "size": len(encode(ev)), "sha256": sha256(encode(ev)),
+        "truncated": False,
     }]
     assert store.events() == []
-    # The sender was seen (the broker vouches for the topic); the impersonated device was not.
-    assert [d["device"] for d in store.devices()] == ["dev-a"]
+    # Issue 10: an id whose every message was rejected is not listed as a device (it used to be, as
+    # "seen"); the sender is in the dead letters. The impersonated device was not seen either.
+    assert store.devices() == []
 
 
 def test_a_batch_mixing_everything(store):
@@ -371,13 +418,14 @@ def test_a_batch_mixing_everything(store):
         msg(b'{"seq":5,"pad":"' + b"x" * 66_000 + b'"}'),     # oversized
     ]
     out = store.ingest(batch)
-    assert statuses(out) == ["stored", "rejected", "duplicate", "rejected", "rejected", "stored", "duplicate",
+    # Issue 10: the conflicting copy is a "conflict" (it used to be reported as a plain "duplicate").
+    assert statuses(out) == ["stored", "rejected", "duplicate", "rejected", "rejected", "stored", "conflict",
                              "rejected"]
     assert [(o.ledger, o.seq) for o in out] == [(LEDGER, 1), (None, None), (LEDGER, 1), (LEDGER, 3),
                                                 (LEDGER, 4), (LEDGER, 2), (LEDGER, 2), (None, None)]
     assert out[4].reason == "scale: scale 9 is outside 3..5"
     assert out[6].event == second  # the first copy wins
-    assert store.counts() == {"events": 2, "duplicates": 2, "rejected": 4, "dead_letters": 5}
+    assert store.counts() == totals(events=2, duplicates=1, conflicts=1, rejected=4, dead_letters=5)
     letters = store.dead_letters()  # newest first, in batch order within a batch
     assert [letter["size"] for letter in letters][0] == 66_018
     assert letters[1]["reason"].startswith("conflicting duplicate")
@@ -385,8 +433,8 @@ def test_a_batch_mixing_everything(store):
     assert [e["seq"] for e in store.events()] == [1, 2]
     # A conflicting resend in a later batch is caught the same way.
     (later,) = store.ingest([msg(dict(first, score=2))])
-    assert later.status == "duplicate" and later.event == first
-    assert store.counts()["dead_letters"] == 6
+    assert later.status == "conflict" and later.event == first
+    assert store.counts()["dead_letters"] == 6 and store.counts()["conflicts"] == 2
 
 
 def test_empty_batch(store):
@@ -396,6 +444,7 @@ def test_empty_batch(store):
 def test_everything_survives_reopening(tmp_path):
     path = tmp_path / "s.db"
     with Store.open(path) as s:
+        register(s, ("hcm", "1"))
         s.ingest([msg(event(seq=1)), msg(event(seq=1)), msg(b"[]"), msg(event(seq=2, score=1))])
         before = (s.counts(), s.events(), s.dead_letters(), s.satisfaction("officer", "2024-11-01", "2024-11-30"),
                   s.devices())
@@ -403,7 +452,7 @@ def test_everything_survives_reopening(tmp_path):
         after = (s.counts(), s.events(), s.dead_letters(), s.satisfaction("officer", "2024-11-01", "2024-11-30"),
                  s.devices())
         assert after == before
-        assert after[0] == {"events": 2, "duplicates": 1, "rejected": 1, "dead_letters": 1}
+        assert after[0] == totals(events=2, duplicates=1, rejected=1, dead_letters=1)
         # Resends after the restart are still recognised.
         assert statuses(s.ingest([msg(event(seq=2, score=1))])) == ["duplicate"]
 
@@ -568,7 +617,8 @@ def test_correction_re_attributes_by_the_corrected_time(store):
 # ------------------------------------------------------------ registry, devices
 
 
-def test_unregistered_devices_are_stored_and_listed(store):
+def test_unregistered_devices_are_stored_and_listed(bare):
+    store = bare
     store.ingest([msg(event(seq=1, device="new-pi", site="hcm", counter="7"), received_ms=T0 + 1)])
     store.ingest([msg(event(seq=2, device="new-pi", site="hcm", counter="8"), received_ms=T0 + 2)])
     (dev,) = store.devices()
@@ -582,9 +632,12 @@ def test_unregistered_devices_are_stored_and_listed(store):
     (dev,) = store.devices()
     assert (dev["site"], dev["counter"], dev["last_seen_ms"]) == ("hcm", "7", T0 + 3)
     assert store.upsert_counter("hcm", "7", "Quầy 7")["device"] == "new-pi"
+    # Stored, but not counted: unknown when they came, then claiming a counter it is not registered at.
+    assert [e["held"] for e in store.events()] == ["unregistered", "unregistered", "misbound: registered at hcm/7"]
 
 
-def test_status_and_telemetry(store):
+def test_status_and_telemetry(bare):
+    store = bare
     store.register_device("pi-1", "hcm", "1")
     store.device_status("pi-1", {"online": True, "fw": "1.2.0", "ledger": LEDGER, "ts": T0}, T0)
     telemetry = {"uptime_s": 12.5, "backlog": 3, "clock_ok": False, "fw": "1.2.0", "disk_free_mb": 900,
@@ -654,6 +707,7 @@ def test_low_reasons(store):
 
 def test_officer_counters_count_counted_ratings_with_flagged_presses_apart(store):
     # The officer page's per-counter table must add up to its header figures.
+    register(store, ("hcm", "2"), ("hcm", "3"))
     store.upsert_counter("hcm", "1", "Quầy 1")
     store.ingest([
         msg(event(seq=1, score=4)), msg(event(seq=2, score=1)), msg(event(seq=3, score=2, flags=["repeat"])),
@@ -679,6 +733,7 @@ def test_satisfaction_by_officer_counter_and_site(store):
     store.upsert_site("hcm", "Trung tâm HCC Quận 1")
     store.upsert_counter("hcm", "1", "Quầy 1 - Hộ tịch")
     store.upsert_officer("off-1", "Nguyễn Thị Lan")
+    register(store, ("hcm", "2"))
     scores = [4, 4, 3, 1, 2]
     batch = [msg(event(seq=i + 1, score=s)) for i, s in enumerate(scores)]
     batch.append(msg(event(seq=10, score=4, flags=["chord"])))
@@ -725,6 +780,7 @@ def test_satisfaction_empty_period_and_bad_arguments(store):
 
 def test_satisfaction_ranks_evidence_over_a_lucky_streak(store):
     # The issue's example: 2 votes at 100 % must not outrank 500 at 97 %.
+    register(store, devices=("dev-l", "dev-s"))
     batch = [msg(event(seq=i + 1, officer="lucky", device="dev-l", score=4)) for i in range(2)]
     batch += [msg(event(seq=i + 1, officer="steady", device="dev-s", score=4 if i < 485 else 1))
               for i in range(500)]
@@ -734,6 +790,7 @@ def test_satisfaction_ranks_evidence_over_a_lucky_streak(store):
 
 
 def test_satisfaction_with_mixed_scales(store):
+    register(store, ("hcm", "2"))
     store.ingest([
         msg(event(seq=1, score=4, scale=4)), msg(event(seq=2, score=4, scale=4)), msg(event(seq=3, score=1, scale=4)),
         msg(event(seq=4, score=5, scale=5, counter="2")), msg(event(seq=5, score=3, scale=5, counter="2")),
@@ -766,16 +823,16 @@ def test_satisfaction_over_whole_and_partial_months(store):
 
 
 def recount(db: sqlite3.Connection) -> dict[str, list[tuple]]:
-    """Every rollup recomputed from the events table alone."""
+    """Every rollup recomputed from the counted events (not held) alone."""
     queries = {
         "rating_days": "SELECT day, site, counter, coalesce(officer, ''), scale, score, flagged, count(*)"
-                       " FROM events WHERE type = 'rating' GROUP BY 1, 2, 3, 4, 5, 6, 7",
+                       " FROM events WHERE type = 'rating' AND held IS NULL GROUP BY 1, 2, 3, 4, 5, 6, 7",
         "rating_months": "SELECT substr(day, 1, 7), site, counter, coalesce(officer, ''), scale, score, flagged,"
-                         " count(*) FROM events WHERE type = 'rating' GROUP BY 1, 2, 3, 4, 5, 6, 7",
+                         " count(*) FROM events WHERE type = 'rating' AND held IS NULL GROUP BY 1, 2, 3, 4, 5, 6, 7",
         "call_days": "SELECT day, site, counter, coalesce(officer, ''), action, count(*)"
-                     " FROM events WHERE type = 'call' GROUP BY 1, 2, 3, 4, 5",
+                     " FROM events WHERE type = 'call' AND held IS NULL GROUP BY 1, 2, 3, 4, 5",
         "call_months": "SELECT substr(day, 1, 7), site, counter, coalesce(officer, ''), action, count(*)"
-                       " FROM events WHERE type = 'call' GROUP BY 1, 2, 3, 4, 5",
+                       " FROM events WHERE type = 'call' AND held IS NULL GROUP BY 1, 2, 3, 4, 5",
     }
     return {table: sorted(db.execute(sql).fetchall()) for table, sql in queries.items()}
 
@@ -814,6 +871,10 @@ def _random_workload(s: Store, rng: random.Random) -> None:
     tz_of = {site: tz or "Asia/Ho_Chi_Minh" for site, tz in SITES.items()}
     devices = {f"pi-{i}": (site, str(1 + i % 2)) for i, site in enumerate([*SITES, "hcm", "tokyo"])}
     scale_of = {d: (3, 4, 5)[i % 3] for i, d in enumerate(devices)}
+    unknown = "pi-5"  # never registered: its events are held until it is approved at the end
+    for device, (site, counter) in devices.items():
+        if device != unknown:
+            s.register_device(device, site, counter)
 
     # Local midnight of 27 Nov at each site.
     midnight = {site: int(datetime.fromisoformat("2024-11-27T00:00:00").replace(tzinfo=ZoneInfo(tz))
@@ -912,9 +973,25 @@ def _random_workload(s: Store, rng: random.Random) -> None:
     assert counts["events"] == len(truth)
     assert counts["rejected"] == len(garbage)
     assert counts["duplicates"] == sum(o.status == "duplicate" for o in outcomes)
-    assert counts["dead_letters"] == len(garbage) + sum(
-        1 for (_, inc), o in zip(deliveries, outcomes)
-        if o.status == "duplicate" and json.loads(inc.payload) != o.event)
+    assert counts["conflicts"] == sum(o.status == "conflict" for o in outcomes)
+    assert counts["dead_letters"] == len(garbage) + counts["conflicts"]
+    for (_, inc), o in zip(deliveries, outcomes):
+        if o.status in ("duplicate", "conflict"):
+            assert (json.loads(inc.payload) != o.event) == (o.status == "conflict")
+
+    # The unknown device's events are held, all of them and only them, and out of the figures.
+    held = [key for key in truth if key[0] == unknown]
+    assert held and counts["held"] == len(held)
+    assert {o.held for o in outcomes if o.status == "stored"} == {None, "unregistered"}
+    assert all((o.held is not None) == (o.device == unknown) for o in outcomes if o.status == "stored")
+    assert_rollups_match_events(s)
+    rows = s.satisfaction("counter", "2024-11-01", "2024-12-31")["rows"]
+    assert sum(r["ratings"] + r["flagged"] for r in rows) == sum(
+        1 for key, (_, ev, _) in truth.items() if ev["type"] == "rating" and key[0] != unknown)
+
+    # Approved, they count as if they had arrived registered (the checks below hold for them too).
+    assert s.approve_device(unknown)["counted"] == len(held)
+    assert s.counts()["held"] == 0 and s.held_devices() == []
 
     # Rollups are exactly what a recount of the events gives.
     assert_rollups_match_events(s)

@@ -49,6 +49,7 @@ def test_manager_follows_live_ratings_opens_an_officer_and_downloads_the_report(
     base = dash.server.url
     dash.store.upsert_officer("o-7", "Nguyễn Thị Lan", code="07")
     dash.store.assign("kien-thuy", "1", "o-7", int(dash.clock() * 1000) - 60_000)
+    dash.store.register_device("dev-1", "kien-thuy", "1")  # only known devices count
     login(page, base)
     page.wait_for_selector("#live-status.on")  # the live feed is connected before anything happens
 

@@ -28,7 +28,7 @@ from broker.web.session import Signer, load_or_create_secret, safe_next
 from protocol.codec import decode
 from protocol.events import CALL_ACTIONS, RATING_FLAGS
 from tests.mosquitto import free_port
-from tests.test_broker_api import NOW, Counter, counters, rating  # noqa: F401  (counters: fixture)
+from tests.test_broker_api import NOW, Counter, counters, rating, register  # noqa: F401  (counters: fixture)
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 PASSWORD = "correct horse battery"
@@ -146,6 +146,7 @@ def seed(dash: Dash, counters) -> tuple[Counter, Counter]:
     dash.store.upsert_officer("o1", "Nguyễn Văn An", "A01", "Tư pháp")
     dash.store.upsert_officer("o2", "Trần Thị Bình", "B02")
     dash.store.upsert_counter("s1", "1", "Quầy 1")
+    register(dash.store, ("dev-1", "s1", "1"), ("dev-2", "s1", "2"))
     t0 = local_ms(dash.now())
     c1, c2 = counters("dev-1", t0=t0), counters("dev-2", counter="2", t0=t0)
     c1.send(*(rating(c1, s, "o1") for s in (4, 4, 3, 1)), rating(c1, 2, "o1", flags=["repeat"]))
@@ -492,11 +493,14 @@ def test_level_labels_follow_the_scale():
 
 def test_devices_page_lists_devices_and_hides_actions_from_viewers(dash, counters):
     seed(dash, counters)
+    stranger = counters("dev-3", counter="3")  # nobody registered it: listed, as such
+    stranger.send(rating(stranger, 4, "o1"))
     viewer = dash.login("viewer")
     html = viewer.get("/devices").text
     rows = {r["device"]: r for r in attrs(html, r'<tr data-device="[^>]*>')}
-    assert set(rows) == {"dev-1", "dev-2"}
-    assert rows["dev-1"]["registered"] == "false" and "Chưa đăng ký" in html
+    assert set(rows) == {"dev-1", "dev-2", "dev-3"}
+    assert rows["dev-1"]["registered"] == "true"
+    assert rows["dev-3"]["registered"] == "false" and "Chưa đăng ký" in html
     assert 'id="assign"' not in html and "/identify" not in html
     token = csrf_of(html)  # the logout form's: a valid token, just not enough role
     r = viewer.post("/devices/dev-1/identify", data={"csrf": token})

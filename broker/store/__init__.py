@@ -8,6 +8,8 @@ dashboard call. Behind it, one module per concern:
     schema      the migrations, applied on open
     dialect     the SQL that is SQLite's own (pragmas, upserts, index hints ...), for a later PostgreSQL
     batch       ingest: exactly-once inserts, rollups in the same transaction, clock correction
+    held        only known devices count: the policy, and the held events an admin approves or discards
+    deadletters what ingest refused, kept within bounds (a payload prefix, a maximum of rows)
     rollups     the per-day and per-month count tables: how a batch moves them, how a report reads them
     registry    sites, counters, officers, assignments, device bindings: writes and reads
     devices     device health (status, telemetry) and queue tickets
@@ -21,7 +23,8 @@ rather than composition because callers reach every method on the Store itself: 
 would mean either a forwarding method per public method or changing every caller.
 
 Errors: the driver's errors never leave a transaction (`StoreBase._read`/`_write` turn them
-into StoreError); bad arguments are ValueError; InUse (a StoreError) refuses a delete.
+into StoreError); bad arguments are ValueError; InUse (a StoreError) refuses a delete;
+NothingHeld (a LookupError) and Ambiguous (a ValueError) refuse an approval or a discard.
 See docs/store.md for the schema and the rules for time and attribution.
 """
 from __future__ import annotations
@@ -29,13 +32,15 @@ from __future__ import annotations
 from broker.store.batch import Incoming, Ingest, Outcome
 from broker.store.dashboard import Dashboard
 from broker.store.devices import Devices
-from broker.store.errors import InUse, StoreError
+from broker.store.errors import Ambiguous, InUse, NothingHeld, StoreError
+from broker.store.held import Held
 from broker.store.registry import Registry
 from broker.store.schema import MIGRATIONS
 from broker.store.statistics import GROUPS, UNATTRIBUTED, Statistics
 
-__all__ = ["GROUPS", "MIGRATIONS", "Incoming", "InUse", "Outcome", "Store", "StoreError", "UNATTRIBUTED"]
+__all__ = ["GROUPS", "MIGRATIONS", "Ambiguous", "Incoming", "InUse", "NothingHeld", "Outcome", "Store", "StoreError",
+           "UNATTRIBUTED"]
 
 
-class Store(Ingest, Registry, Devices, Statistics, Dashboard):
+class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard):
     """The store: open with `Store.open(url_or_path)`, close with `close()` or a `with` block."""

@@ -3,8 +3,9 @@
 The ingest loop acks an event to its device only after `Store.ingest` has returned, i.e.
 after the transaction holding it was committed and fsynced. A device resends until acked,
 so a resend must be recognised: `(device, ledger, seq)` is unique, a resend is reported as
-"duplicate" and acked again, and it never reaches the counts twice. Times and attribution
-follow docs/store.md ("Time", "Attribution").
+"duplicate" and acked again, and it never reaches the counts twice. Only events of known
+devices count: the others are stored held (broker.store.held). Times and attribution follow
+docs/store.md ("Only known devices count", "Time", "Attribution").
 """
 from __future__ import annotations
 
@@ -13,11 +14,13 @@ from collections import Counter
 from dataclasses import dataclass
 from zoneinfo import ZoneInfo
 
+import broker.store.deadletters as deadletters
 import broker.store.dialect as dialect
 import broker.store.rollups as rollups
 from broker.store.connection import StoreBase
 from broker.store.devices import SEEN
 from broker.store.dialect import Connection
+from broker.store.held import bindings, hold_reason
 from broker.store.registry import ASSIGNED
 from broker.timefix import boot_offset, corrected_ts
 from common.periods import DEFAULT_TZ, local_day, zone
@@ -39,19 +42,21 @@ class Incoming:
 
 @dataclass(frozen=True)
 class Outcome:
-    status: str  # "stored" | "duplicate" | "rejected"
+    """What became of one message. Everything but "rejected" is stored and may be acked as stored."""
+
+    status: str  # "stored" | "duplicate" | "conflict" (a duplicate with another body) | "rejected"
     device: str  # the topic's device id: where the ack goes
     ledger: str | None  # None when the payload was too broken to tell
     seq: int | None
     reason: str | None  # why it was rejected
     event: dict | None  # the event as stored (the first copy, for a duplicate); None when rejected
+    held: str | None = None  # stored but not counted, and why (broker.store.held); None: counted
 
 
 _INSERT_EVENT = """INSERT INTO events (device, ledger, seq, type, site, counter, boot, mono, ts, ts_source,
-    received_ms, day, officer, officer_source, scale, score, flagged, action, reason, body)
-    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
+    received_ms, day, officer, officer_source, scale, score, flagged, action, reason, body, held)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"""
 _STORED = dialect.rows_by_keys("events", ("device", "ledger", "seq"), "t.device, t.ledger, t.seq, t.body")
-_DEAD = "INSERT INTO dead_letters (received_ms, device, ledger, seq, reason, payload) VALUES (?, ?, ?, ?, ?, ?)"
 _TOTAL = "UPDATE totals SET n = n + ? WHERE name = ?"
 _CONFLICT = "conflicting duplicate: this (device, ledger, seq) is stored with a different body"
 
@@ -103,12 +108,12 @@ class Batch:
     def __init__(self, store: Ingest, db: Connection) -> None:
         self.store = store
         self.db = db
-        self.ratings: Counter[tuple] = Counter()  # rollup key -> change in n
-        self.calls: Counter[tuple] = Counter()
+        self.changes: dict[str, Counter[tuple]] = {kind: Counter() for kind in rollups.KEYS}  # key -> change in n
         self.outcomes: list[Outcome | None] = []
         self.dead: list[tuple[int, tuple]] = []  # (position in the batch, dead_letters row)
         self.seen: dict[str, list] = {}  # device -> [site, counter, first_ms, last_ms]
-        self.rejected = self.duplicates = 0
+        self.bindings: dict[str, tuple[str, str]] = {}  # registered device -> (site, counter)
+        self.rejected = self.duplicates = self.conflicts = self.held = 0
 
     def run(self, batch: list[Incoming]) -> tuple[list[Outcome], dict[tuple[str, str], float]]:
         self.outcomes = [None] * len(batch)
@@ -116,25 +121,26 @@ class Batch:
         new_offsets = self._learn_offsets(fresh)
         for (device, boot), offset in new_offsets.items():
             self._correct_boot(device, boot, offset)
+        self.bindings = bindings(self.db, (ev["device"] for _, _, ev, _ in fresh))
         rows = []
         for i, inc, ev, payload in fresh:
             rows.append(self._row(inc, ev, payload, new_offsets))
-            self.outcomes[i] = Outcome("stored", inc.topic_device, ev["ledger"], ev["seq"], None, ev)
+            held = rows[-1][-1]  # the row's last column: why it is not counted, if it is not
+            self.held += held is not None
+            self.outcomes[i] = Outcome("stored", inc.topic_device, ev["ledger"], ev["seq"], None, ev, held)
         self._write(rows)
         return self.outcomes, new_offsets  # type: ignore[return-value]
 
     def _valid(self, batch: list[Incoming]) -> list[tuple[int, Incoming, dict, bytes]]:
-        """The events that decode and come from their topic's device; the rest become dead letters."""
+        """The events that decode and come from their topic's device; the rest become dead letters.
+
+        Only a valid event makes its sender a device that was seen: an id whose every message
+        was rejected is in the dead letters, not in the device list.
+        """
         valid = []
         for i, inc in enumerate(batch):
             device = inc.topic_device
             payload = bytes(inc.payload)
-            mark = self.seen.get(device)
-            if mark is None:
-                self.seen[device] = [None, None, inc.received_ms, inc.received_ms]
-            else:
-                mark[2] = min(mark[2], inc.received_ms)
-                mark[3] = max(mark[3], inc.received_ms)
             try:
                 ev = decode_event(payload)
             except ProtocolError as exc:
@@ -143,16 +149,25 @@ class Batch:
             else:
                 if ev["device"] == device:
                     valid.append((i, inc, ev, payload))
+                    self._saw(device, inc.received_ms)
                     continue
                 ledger, seq = ev["ledger"], ev["seq"]
                 reason = f"device {ev['device']!r} in payload does not match topic device {device!r} (spoofing)"
             self.rejected += 1
             self.outcomes[i] = Outcome("rejected", device, ledger, seq, reason, None)
-            self.dead.append((i, (inc.received_ms, device, ledger, seq, reason, payload)))
+            self.dead.append((i, deadletters.row(inc.received_ms, device, ledger, seq, reason, payload)))
         return valid
 
+    def _saw(self, device: str, received_ms: int) -> None:
+        mark = self.seen.get(device)
+        if mark is None:
+            self.seen[device] = [None, None, received_ms, received_ms]
+        else:
+            mark[2] = min(mark[2], received_ms)
+            mark[3] = max(mark[3], received_ms)
+
     def _new_ones(self, valid) -> list[tuple[int, Incoming, dict, bytes]]:
-        """The events not stored before nor earlier in the batch; the others are duplicates."""
+        """The events not stored before nor earlier in the batch; the others are duplicates or conflicts."""
         stored: dict[tuple, str] = {}
         if valid:
             keys = dialect.key_list((ev["device"], ev["ledger"], ev["seq"]) for _, _, ev, _ in valid)
@@ -170,24 +185,29 @@ class Batch:
                 fresh[key] = (i, inc, ev, payload)
                 self.seen[key[0]][:2] = ev["site"], ev["counter"]
                 continue
-            self.duplicates += 1
-            self.outcomes[i] = Outcome("duplicate", key[0], key[1], key[2], None, kept)
-            if kept != ev:
+            if kept == ev:
+                self.duplicates += 1
+                self.outcomes[i] = Outcome("duplicate", key[0], key[1], key[2], None, kept)
+            else:
                 # Same identity, different content: a device bug or tampering. The
                 # first copy stays authoritative; keep this one for a human to look at.
-                self.dead.append((i, (inc.received_ms, *key, _CONFLICT, payload)))
+                self.conflicts += 1
+                self.outcomes[i] = Outcome("conflict", key[0], key[1], key[2], None, kept)
+                self.dead.append((i, deadletters.row(inc.received_ms, *key, _CONFLICT, payload)))
         return list(fresh.values())
 
     def _write(self, rows: list[tuple]) -> None:
         db = self.db
         db.executemany(_INSERT_EVENT, rows)
-        rollups.apply(db, "rating", self.ratings)
-        rollups.apply(db, "call", self.calls)
+        for kind, days in self.changes.items():
+            rollups.apply(db, kind, days)
         db.executemany(SEEN, [(d, *mark) for d, mark in self.seen.items()])
+        dropped = 0
         if self.dead:  # in batch order, so their ids follow arrival
-            db.executemany(_DEAD, [row for _, row in sorted(self.dead, key=lambda d: d[0])])
+            dropped = deadletters.insert(db, [row for _, row in sorted(self.dead, key=lambda d: d[0])])
         db.executemany(_TOTAL, [(len(rows), "events"), (self.duplicates, "duplicates"),
-                                (self.rejected, "rejected"), (len(self.dead), "dead_letters")])
+                                (self.conflicts, "conflicts"), (self.rejected, "rejected"), (self.held, "held"),
+                                (len(self.dead) - dropped, "dead_letters"), (dropped, "dead_letters_dropped")])
 
     def _learn_offsets(self, fresh) -> dict[tuple[str, str], float]:
         """Offsets of boots whose first synchronised event is in this batch."""
@@ -207,17 +227,23 @@ class Batch:
         return learned
 
     def _correct_boot(self, device: str, boot: str, offset: float) -> None:
-        """Re-time the stored events of a boot that had no good clock until now."""
+        """Re-time the stored events of a boot that had no good clock until now.
+
+        Held events are re-timed too (time is a fact), but stay unattributed and uncounted.
+        """
         db = self.db
         found = db.execute(
-            "SELECT id, type, site, counter, mono, day, officer, officer_source, scale, score, flagged, action"
-            " FROM events WHERE device = ? AND boot = ? AND ts_source = 'received'",
+            "SELECT id, type, site, counter, mono, day, officer, officer_source, scale, score, flagged, action,"
+            " held FROM events WHERE device = ? AND boot = ? AND ts_source = 'received'",
             (device, boot),
         ).fetchall()
         updates = []
-        for id_, type_, site, counter, mono, day, officer, source, scale, score, flagged, action in found:
+        for id_, type_, site, counter, mono, day, officer, source, scale, score, flagged, action, held in found:
             ts = corrected_ts(offset, mono)
             new_day = local_day(ts, self.store._zone(db, site))
+            if held is not None:
+                updates.append((ts, new_day, officer, source, id_))
+                continue
             new_officer, new_source = officer, source
             if source != "event":
                 # It was attributed at the time it was received, which was wrong too.
@@ -246,9 +272,10 @@ class Batch:
                 # arrival time is the best guess; _correct_boot fixes it later.
                 ts, source = inc.received_ms, "received"
         day = local_day(ts, self.store._zone(self.db, site))
+        held = hold_reason(self.bindings.get(device), site, counter)
         officer = ev["officer"]
-        officer_source = "event"
-        if officer is None:
+        officer_source = "event" if officer is not None else None
+        if officer is None and held is None:  # the assignment is the counter's: only its own device speaks for it
             officer = self._assigned(site, counter, ts)
             officer_source = "assignment" if officer is not None else None
         kind = ev["type"]
@@ -257,20 +284,18 @@ class Batch:
             scale, score, flagged, reason = ev["scale"], ev["score"], int(bool(ev["flags"])), ev["reason"]
         elif kind == "call":
             action = ev["action"]
-        self._count(kind, site, counter, officer, day, scale, score, flagged, action, +1)
+        if held is None:
+            self._count(kind, site, counter, officer, day, scale, score, flagged, action, +1)
         return (device, ev["ledger"], ev["seq"], kind, site, counter, boot, ev["mono"], ts, source,
                 inc.received_ms, day, officer, officer_source, scale, score, flagged, action, reason,
-                payload.decode("utf-8"))
+                payload.decode("utf-8"), held)
 
     def _assigned(self, site: str, counter: str, ts: int) -> str | None:
         row = self.db.execute(ASSIGNED, (site, counter, ts)).fetchone()
         return None if row is None else row[0]
 
     def _count(self, kind, site, counter, officer, day, scale, score, flagged, action, delta: int) -> None:
-        if kind == "rating":
-            self.ratings[(site, counter, officer or "", day, scale, score, flagged)] += delta
-        elif kind == "call":
-            self.calls[(site, counter, officer or "", day, action)] += delta
+        rollups.count(self.changes, kind, site, counter, officer, day, scale, score, flagged, action, delta)
 
 
 def _salvage(payload: bytes) -> tuple[str | None, int | None]:

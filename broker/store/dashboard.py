@@ -3,8 +3,9 @@
 All of them read the rollups (rating_days/months, call_days) or walk the events table by
 its primary key from the newest end, so a page stays fast with millions of events.
 The one exception, flagged presses by hour, uses the partial covering index `events_flagged_hours`
-(flagged rows only), created by migration 2. Ratings are "counted" unless flagged; flagged
-presses are always reported apart, never inside a count of ratings.
+(counted flagged rows only), created by migration 2 and narrowed by migration 3. Ratings are
+"counted" unless flagged; flagged presses are always reported apart, never inside a count of
+ratings. Held events (broker.store.held) are in none of these figures.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ __all__ = ["Dashboard"]
 
 _LATEST = ("SELECT e.id, e.ts, e.site, e.counter, e.officer, o.name, e.scale, e.score, e.flagged, e.body,"
            " c.name FROM events AS e LEFT JOIN officers AS o ON o.id = e.officer"
-           " LEFT JOIN counters AS c ON c.site = e.site AND c.counter = e.counter WHERE e.type = 'rating'")
+           " LEFT JOIN counters AS c ON c.site = e.site AND c.counter = e.counter"
+           " WHERE e.type = 'rating' AND e.held IS NULL")
 _FLAGGED_HOURS = dialect.indexed_by("events", "events_flagged_hours")
 
 
@@ -120,7 +122,7 @@ class Dashboard(StoreBase):
         with self._read() as db:
             rows = db.execute(
                 f"SELECT site, counter, ts / 3600000, count(*) FROM {_FLAGGED_HOURS}"
-                " WHERE flagged = 1 AND day BETWEEN ? AND ? GROUP BY site, counter, ts / 3600000",
+                " WHERE flagged = 1 AND held IS NULL AND day BETWEEN ? AND ? GROUP BY site, counter, ts / 3600000",
                 (first, last)).fetchall()
             zones = dict(db.execute("SELECT id, tz FROM sites").fetchall())
         out: dict[tuple[str, str], Counter] = defaultdict(Counter)

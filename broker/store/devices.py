@@ -1,7 +1,8 @@
 """Devices at run time: what each counter's Pi last said about itself, and the queue numbers it prints.
 
-A device row exists as soon as anything is heard from it (an event, a status, telemetry),
-registered or not. Status and telemetry commits are not fsynced one by one: the next
+A device row exists as soon as anything valid is heard from it (an event that decodes and
+names its topic's device, a status, telemetry), or once it is registered; an id whose every
+message was rejected is only in the dead letters. Status and telemetry commits are not fsynced one by one: the next
 status repeats them, and losing the last few in a power cut is harmless.
 """
 from __future__ import annotations
@@ -17,8 +18,8 @@ __all__ = ["COLUMNS", "Devices", "SEEN", "device_of"]
 COLUMNS = ("id, registered, site, counter, first_seen_ms, last_seen_ms, online, fw, ledger, "
            "backlog, clock_ok, telemetry")
 
-# An ingest batch saw the device between two arrival times, claiming a site and counter
-# (None: no valid event). The claim counts only until the device is registered.
+# An ingest batch saw valid events of the device between two arrival times, claiming a site and
+# counter. The claim is shown only until the device is registered; it never makes events count.
 SEEN = dialect.upsert(
     "devices", ("id", "site", "counter", "first_seen_ms", "last_seen_ms"), ("id",),
     f"first_seen_ms = {dialect.least('coalesce(first_seen_ms, excluded.first_seen_ms)', 'excluded.first_seen_ms')},"

@@ -1,7 +1,8 @@
 """The registry: sites, counters, officers, who sits at which counter when, and which device serves it.
 
 No foreign keys on purpose: events from sites, counters and officers nobody registered yet
-are stored, never refused, so nothing here checks that what it names exists.
+are stored, never refused, so nothing here checks that what it names exists. Devices are
+different: only a registered device's events count (broker.store.held).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from broker.store.errors import InUse
 from common.periods import DEFAULT_TZ, zone
 from protocol.codec import MAX_INT
 
-__all__ = ["ASSIGNED", "Registry", "names_of"]
+__all__ = ["ASSIGNED", "Registry", "bind_device", "check_ms", "names_of"]
 
 # Who sat at (site, counter) at a time: the latest change point at or before it.
 ASSIGNED = """SELECT officer FROM assignments WHERE site = ? AND counter = ? AND start_ms <= ?
@@ -70,7 +71,7 @@ class Registry(StoreBase):
         with self._write() as db:
             db.execute(_UPSERT_COUNTER, (site, counter, name))
             if device is not None:
-                _register(db, device, site, counter)
+                bind_device(db, device, site, counter)
             row = db.execute("SELECT device FROM counters WHERE site = ? AND counter = ?", (site, counter)).fetchone()
         return {"site": site, "counter": counter, "name": name, "device": row[0]}
 
@@ -131,7 +132,7 @@ class Registry(StoreBase):
         was open at at_ms. A change recorded late does not re-attribute events
         already stored (docs/store.md).
         """
-        _check_ms(at_ms, "at_ms")
+        check_ms(at_ms, "at_ms")
         with self._write() as db:
             db.execute(_ASSIGN, (site, counter, at_ms, officer))
             nxt = db.execute(
@@ -147,8 +148,13 @@ class Registry(StoreBase):
     # ------------------------------------------- which device serves a counter
 
     def register_device(self, device: str, site: str, counter: str) -> dict:
+        """The device serves (site, counter) from now on: its events naming it count from the next batch.
+
+        Events already stored keep what they were: counted ones stay where they were counted, held
+        ones stay held until `approve_device` counts them.
+        """
         with self._write() as db:
-            _register(db, device, site, counter)
+            bind_device(db, device, site, counter)
             row = db.execute(f"SELECT {DEVICE_COLUMNS} FROM devices WHERE id = ?", (device,)).fetchone()
         return device_of(row)
 
@@ -173,7 +179,8 @@ def names_of(db: Connection, group: str) -> dict[tuple, str]:
     return {row[:-1]: row[-1] for row in db.execute(sql)}
 
 
-def _register(db: Connection, device: str, site: str, counter: str) -> None:
+def bind_device(db: Connection, device: str, site: str, counter: str) -> None:
+    """Register the device at (site, counter), in the caller's transaction."""
     db.execute(_REGISTER, (device, 1, site, counter))
     # One device per counter and one counter per device.
     db.execute("UPDATE counters SET device = NULL WHERE device = ?", (device,))
@@ -185,6 +192,6 @@ def _badge(uid: str | None) -> str | None:
     return None if uid is None else uid.strip().upper()
 
 
-def _check_ms(value: object, name: str) -> None:
+def check_ms(value: object, name: str) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or not 0 <= value <= MAX_INT:
         raise ValueError(f"{name} must be an integer of milliseconds since the epoch, got {value!r}")

@@ -2,7 +2,7 @@
 
 rating_days/rating_months and call_days/call_months hold counts per (period, site, counter,
 officer, ...), '' for no officer. They change in the same transaction as the events they
-count, so each always equals a GROUP BY over the events table (docs/store.md).
+count, so each always equals a GROUP BY over the counted events, those not held (docs/store.md).
 """
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ import broker.store.dialect as dialect
 from broker.store.dialect import Connection
 from common.periods import month_key, split_months
 
-__all__ = ["KEYS", "apply", "over_days"]
+__all__ = ["KEYS", "apply", "count", "over_days"]
 
 # Rollup keys, in this order: site, counter, officer, day or month, then the type's own columns.
 KEYS = {"rating": ("scale", "score", "flagged"), "call": ("action",)}
@@ -28,6 +28,15 @@ def _statements(kind: str, period: str) -> tuple[str, str]:
 
 
 _STATEMENTS = {(kind, period): _statements(kind, period) for kind in KEYS for period in ("day", "month")}
+
+
+def count(changes: dict[str, Counter], kind: str, site: str, counter: str, officer: str | None, day: str,
+          scale: int | None, score: int | None, flagged: int | None, action: str | None, delta: int) -> None:
+    """Move one event's day rollup key by delta in `changes` (kind -> Counter); signins have none."""
+    if kind == "rating":
+        changes[kind][(site, counter, officer or "", day, scale, score, flagged)] += delta
+    elif kind == "call":
+        changes[kind][(site, counter, officer or "", day, action)] += delta
 
 
 def apply(db: Connection, kind: str, days: Counter[tuple]) -> None:

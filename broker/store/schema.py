@@ -6,9 +6,11 @@ statements are SQLite's, as released; a store on another database gets its own l
 """
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Callable
 
+import broker.store.deadletters as deadletters
 import broker.store.dialect as dialect
 from broker.store.dialect import Connection
 from broker.store.errors import StoreError
@@ -81,8 +83,41 @@ def _v2_flagged_index(db: Connection) -> None:
                " WHERE flagged = 1")
 
 
+def _v3_known_devices(db: Connection) -> None:
+    # Only known devices count (docs/store.md). held: NULL = counted, else why not; events already
+    # stored keep NULL, so history does not change. discarded_ms: when an admin said "never count these".
+    db.execute("ALTER TABLE events ADD COLUMN held TEXT")
+    db.execute("ALTER TABLE events ADD COLUMN discarded_ms INTEGER")
+    db.execute("CREATE INDEX events_held ON events (device, site, counter) WHERE held IS NOT NULL")
+    # The misuse page counts counted presses only: its covering index must leave held ones out.
+    db.execute("DROP INDEX IF EXISTS events_flagged_hours")
+    db.execute("CREATE INDEX events_flagged_hours ON events (day, site, counter, ts, flagged)"
+               " WHERE flagged = 1 AND held IS NULL")
+    _bound_dead_letters(db)
+    # A conflicting duplicate is its own total now; every one was dead-lettered, so they can be told apart.
+    (conflicts,) = db.execute(
+        "SELECT count(*) FROM dead_letters WHERE reason LIKE 'conflicting duplicate%'").fetchone()
+    db.execute("UPDATE totals SET n = n - ? WHERE name = 'duplicates'", (conflicts,))
+    db.execute("INSERT INTO totals VALUES ('conflicts', ?), ('dead_letters_dropped', 0), ('held', 0)",
+               (conflicts,))
+    # Ids whose every message was rejected are not devices: nothing valid was ever heard from them.
+    db.execute("DELETE FROM devices WHERE registered = 0 AND site IS NULL AND online IS NULL AND fw IS NULL"
+               " AND ledger IS NULL AND telemetry IS NULL")
+
+
+def _bound_dead_letters(db: Connection) -> None:
+    """Dead letters keep a 4 KiB prefix of their payload, with its whole size and SHA-256."""
+    db.execute("ALTER TABLE dead_letters ADD COLUMN size INTEGER")
+    db.execute("ALTER TABLE dead_letters ADD COLUMN sha256 TEXT")
+    for (id_,) in db.execute("SELECT id FROM dead_letters").fetchall():  # one payload in memory at a time
+        (payload,) = db.execute("SELECT payload FROM dead_letters WHERE id = ?", (id_,)).fetchone()
+        payload = bytes(payload)
+        db.execute("UPDATE dead_letters SET payload = ?, size = ?, sha256 = ? WHERE id = ?",
+                   (deadletters.prefix(payload, 4096), len(payload), hashlib.sha256(payload).hexdigest(), id_))
+
+
 # Append-only: a release never edits a migration that has shipped.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_flagged_index]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_flagged_index, _v3_known_devices]
 
 
 def migrate(db: Connection, path: Path) -> None:

@@ -22,7 +22,7 @@ UNATTRIBUTED = "(không rõ)"  # the name shown for ratings no officer could be 
 GROUPS = ("officer", "counter", "site")
 _GROUP_COLUMNS = {"officer": "officer", "counter": "site, counter", "site": "site"}
 _EVENT_KEYS = ("id", "device", "ledger", "seq", "type", "site", "counter", "ts", "ts_source", "day",
-               "received_ms", "officer", "officer_source")
+               "received_ms", "officer", "officer_source", "held", "discarded_ms")
 
 
 class Statistics(StoreBase):
@@ -62,17 +62,20 @@ class Statistics(StoreBase):
         date_from, date_to = parse_day(date_from), parse_day(date_to)
         rows = self._rows(
             f"SELECT reason, count(*) FROM events WHERE {dialect.null_safe_equal('officer')}"
-            " AND day BETWEEN ? AND ? AND reason IS NOT NULL AND type = 'rating' AND flagged = 0"
+            " AND day BETWEEN ? AND ? AND reason IS NOT NULL AND type = 'rating' AND flagged = 0 AND held IS NULL"
             " GROUP BY reason ORDER BY count(*) DESC, reason",
             (officer or None, date_from, date_to))
         return [{"reason": reason, "count": n} for reason, n in rows]
 
     def events(self, *, device: str | None = None, site: str | None = None, counter: str | None = None,
                officer: str | None = None, type: str | None = None, since_ms: int | None = None,
-               until_ms: int | None = None, limit: int = 100, after_id: int | None = None) -> list[dict]:
+               until_ms: int | None = None, limit: int = 100, after_id: int | None = None,
+               held: bool | None = None) -> list[dict]:
         """Stored events in storage order; pass the last "id" as after_id for the next page.
 
         since_ms/until_ms bound the service's time (ts), since inclusive, until exclusive.
+        Held events are listed too: "held" says why one is not counted (None: counted) and
+        "discarded_ms" when an admin discarded it; held=True lists only those, False only counted ones.
         """
         where, args = [], []
         for column, value in (("device", device), ("site", site), ("counter", counter),
@@ -84,6 +87,8 @@ class Statistics(StoreBase):
             if value is not None:
                 where.append(clause)
                 args.append(value)
+        if held is not None:
+            where.append("held IS NOT NULL" if held else "held IS NULL")
         sql = f"SELECT {', '.join(_EVENT_KEYS)}, body FROM events"
         if where:
             sql += " WHERE " + " AND ".join(where)
@@ -91,21 +96,30 @@ class Statistics(StoreBase):
         return [{**dict(zip(_EVENT_KEYS, row)), "event": json.loads(row[-1])} for row in rows]
 
     def dead_letters(self, limit: int = 100, offset: int = 0) -> list[dict]:
-        """Newest first. payload is the text when it is UTF-8, else base64 (see "encoding")."""
-        rows = self._rows("SELECT id, received_ms, device, ledger, seq, reason, payload FROM dead_letters"
-                          " ORDER BY id DESC LIMIT ? OFFSET ?", (_count(limit, "limit"), _count(offset, "offset")))
+        """Newest first. payload is the kept prefix (broker.store.deadletters): the text when it is UTF-8,
+        else base64 (see "encoding"); "size" and "sha256" are the whole payload's, "truncated" says
+        whether the prefix is less than all of it."""
+        rows = self._rows("SELECT id, received_ms, device, ledger, seq, reason, payload, size, sha256"
+                          " FROM dead_letters ORDER BY id DESC LIMIT ? OFFSET ?",
+                          (_count(limit, "limit"), _count(offset, "offset")))
         letters = []
-        for id_, received_ms, device, ledger, seq, reason, payload in rows:
+        for id_, received_ms, device, ledger, seq, reason, payload, size, sha256 in rows:
             try:
                 text, encoding = payload.decode("utf-8"), "utf-8"
             except UnicodeDecodeError:
                 text, encoding = base64.b64encode(payload).decode("ascii"), "base64"
             letters.append({"id": id_, "received_ms": received_ms, "device": device, "ledger": ledger, "seq": seq,
-                            "reason": reason, "payload": text, "encoding": encoding, "size": len(payload)})
+                            "reason": reason, "payload": text, "encoding": encoding, "size": size,
+                            "sha256": sha256, "truncated": len(payload) < size})
         return letters
 
     def counts(self) -> dict:
-        """Running totals: events, duplicates, rejected, dead_letters (cheap: one tiny table)."""
+        """Running totals (cheap: one tiny table), for /metrics.
+
+        events (stored, held ones included), duplicates (resends of the same body), conflicts
+        (resends with another body, dead-lettered), rejected, held (waiting for an admin),
+        dead_letters (kept now) and dead_letters_dropped (the oldest, dropped to bound the table).
+        """
         return dict(self._rows("SELECT name, n FROM totals"))
 
 
