@@ -354,6 +354,7 @@ def test_overview_counts_today_week_and_month_from_real_events(dash, counters, m
     # one at tomorrow's first instant counts nowhere yet.
     stamps = [midnight_ms(start) + shift for start in starts.values() for shift in (0, -1)]
     stamps.append(midnight_ms(today + timedelta(days=1)))
+    register(dash.store, ("dev-edge", "s1", "3"))  # only known devices count
     edge = counters("dev-edge", counter="3")
     edge.send(*(rating(edge, 4, "o1", ts=ts) for ts in stamps))
     days = [datetime.fromtimestamp(ts / 1000, TZ).date() for ts in stamps]
