@@ -78,6 +78,11 @@ class EmbeddedBroker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
 
+    @classmethod
+    def from_config(cls, mqtt) -> EmbeddedBroker:
+        """The broker a service config's [mqtt] section asks for (embedded = true)."""
+        return cls(mqtt.embedded_bind, mqtt.port, passwd_file=mqtt.passwd_file, acl_file=mqtt.acl_file)
+
     @property
     def running(self) -> bool:
         return self._thread is not None and self._thread.is_alive()
