@@ -34,8 +34,10 @@ system-deps:
 	  fi; \
 	fi
 
+# `make test NOW=2027-01-01T00:00:30+07:00` (or NOW=2026-11-30, 09:00 site time) runs the suite
+# at another date; see README, "Running the suite at another date".
 test: venv system-deps
-	$(PY) -m pytest -q
+	$(if $(NOW),HAILONG_NOW='$(NOW)') $(PY) -m pytest -q
 
 demo: venv
 	$(VENV)/bin/hailong demo

@@ -16,14 +16,14 @@ import re
 import secrets
 import sqlite3
 import threading
-import time
 from collections import OrderedDict
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+
+from common.clock import Clock, now
 
 __all__ = [
     "ROLES", "TOKEN_PREFIX", "MIN_PASSWORD", "AuthError", "Principal", "Auth",
@@ -119,7 +119,7 @@ class Auth:
     """Users and tokens in the SQLite file at `path`; safe to share between threads."""
 
     def __init__(self, path: str | Path, *, lockout_attempts: int = 5, lockout_minutes: float = 15,
-                 clock: Callable[[], float] = time.time, hasher: PasswordHasher | None = None):
+                 clock: Clock = now, hasher: PasswordHasher | None = None):
         self.path = Path(path)
         self.lockout_attempts = lockout_attempts
         self.lockout_ms = int(lockout_minutes * 60_000)

@@ -16,10 +16,12 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable
 
+from common import clock
+from common.mqtt import ClientSettings, connect_args, make_client
 from common.periods import DEFAULT_TZ
 from protocol import ProtocolError
 from protocol.codec import encode
-from protocol.messages import decode_status, decode_telemetry, make_ack
+from protocol.messages import decode_status, decode_telemetry, make_ack, make_command
 from protocol.topics import Topics, subscription
 
 log = logging.getLogger("hailong.ingest")
@@ -74,7 +76,7 @@ class Ingest:
         self.store = store
         self.s = settings
         self.metrics = Metrics()
-        self._now_ms = now_ms or (lambda: time.time_ns() // 1_000_000)
+        self._now_ms = now_ms or clock.now_ms
         self._q: queue.Queue[_Msg | None] = queue.Queue()
         self._stop = threading.Event()
         self.connected = threading.Event()
@@ -87,16 +89,7 @@ class Ingest:
 
     def start(self) -> "Ingest":
         self._worker.start()
-        s = self.s
-        if s.protocol == "5":
-            from paho.mqtt.packettypes import PacketTypes
-            from paho.mqtt.properties import Properties
-
-            props = Properties(PacketTypes.CONNECT)
-            props.SessionExpiryInterval = s.session_expiry_s
-            self._client.connect_async(s.host, s.port, keepalive=30, clean_start=False, properties=props)
-        else:
-            self._client.connect_async(s.host, s.port, keepalive=30)
+        self._client.connect_async(**connect_args(self._client_settings()))
         self._client.loop_start()
         return self
 
@@ -119,23 +112,19 @@ class Ingest:
 
     # ----- paho ---------------------------------------------------------------------
 
-    def _make_client(self):
-        import paho.mqtt.client as mqtt
-
+    def _client_settings(self) -> ClientSettings:
         s = self.s
-        kwargs = dict(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2, client_id=s.client_id,
-            protocol=mqtt.MQTTv5 if s.protocol == "5" else mqtt.MQTTv311, manual_ack=True,
+        return ClientSettings(
+            client_id=s.client_id, host=s.host, port=s.port, protocol=s.protocol,
+            username=s.username or None, password=s.password,
+            tls=s.tls, ca_file=s.ca_file, cert_file=s.cert_file, key_file=s.key_file,
+            keepalive_s=30, session_expiry_s=s.session_expiry_s,
+            max_inflight=1000, reconnect_delay_s=(0.5, 5),
+            manual_ack=True,  # the PUBACK waits for the commit (see the module docstring)
         )
-        if s.protocol != "5":
-            kwargs["clean_session"] = False
-        client = mqtt.Client(**kwargs)
-        if s.username:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            client.tls_set(ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file)
-        client.reconnect_delay_set(0.5, 5)
-        client.max_inflight_messages_set(1000)
+
+    def _make_client(self):
+        client = make_client(self._client_settings())
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -260,8 +249,8 @@ class Ingest:
             return
         officer = self.store.officer_by_badge(ev["badge"])
         if officer is not None:
-            self.publish(ev["device"], "cmd", {"cmd": "officer", "officer": {
-                "id": officer["id"], "name": officer["name"], "code": officer["code"] or officer["id"][:8]}})
+            self._command(ev["device"], "officer", officer={
+                "id": officer["id"], "name": officer["name"], "code": officer["code"] or officer["id"][:8]})
 
     def _send_ticket(self, ev: dict) -> None:
         from datetime import datetime, timezone
@@ -270,8 +259,20 @@ class Ingest:
         day = datetime.fromtimestamp(self._now_ms() / 1000, timezone.utc).astimezone(
             ZoneInfo(self.s.timezone)).date().isoformat()
         number = self.store.next_ticket(ev["site"], day)
-        self.publish(ev["device"], "cmd", {"cmd": "ticket", "ticket": str(number), "seq": ev["seq"]})
-        self.metrics.tickets += 1
+        if self._command(ev["device"], "ticket", ticket=str(number), seq=ev["seq"]):
+            self.metrics.tickets += 1
+
+    def _command(self, device: str, cmd: str, **fields) -> bool:
+        """Send a `cmd` the device can obey; one it would refuse as malformed is not sent at all."""
+        try:
+            command = make_command(cmd, **fields)
+        except ProtocolError as e:
+            # Raising here would stop the worker with the group unacked, and the same group
+            # would fail again on every restart: log it, and let the events be acked.
+            log.warning("not sending %s command to %s: %s", cmd, device, e)
+            return False
+        self.publish(device, "cmd", command)
+        return True
 
     def _note_online(self, device: str, m: _Msg) -> None:
         try:

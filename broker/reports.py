@@ -35,7 +35,7 @@ from datetime import date, datetime
 
 from broker.stats import wilson_lower
 from common.periods import month_range
-from broker.web.i18n import level_label  # one catalogue for level names: dashboard and reports
+from broker.i18n import level_label  # one catalogue for level names: dashboard and reports
 from protocol.events import SCALES
 
 __all__ = ["satisfaction_csv", "satisfaction_xlsx"]

@@ -16,8 +16,7 @@ framed JSON requests (protocol/serialframe.py); this agent answers them:
 * `badge.read` report the next badge tap as an EVENT.
 
 Button presses and badge taps reach the agent through `on_input` / `on_badge`: wire
-the panel's and badge reader's callbacks to them (the counter's own state machine
-should ignore input while `selftest_active` is true).
+the panel's and badge reader's callbacks to them.
 
 pyserial is imported only when the agent is given a port name.
 """
@@ -95,7 +94,6 @@ def _open_port(port: str, baudrate: int) -> Any:
     return serial.serial_for_url(port, baudrate=baudrate, timeout=_READ_TIMEOUT_S)
 
 
-
 def _remap_paths(obj: Any, mapping: dict[str, str]) -> Any:
     if isinstance(obj, dict):
         return {k: _remap_paths(v, mapping) for k, v in obj.items()}
@@ -153,10 +151,6 @@ class Agent:
             self._thread.join(timeout)
         if self._own_port:
             self._port.close()
-
-    @property
-    def selftest_active(self) -> bool:
-        return self._selftest
 
     def _run(self) -> None:
         while not self._stop.is_set():

@@ -35,30 +35,21 @@ def _emitter(stream):
 
 def cmd_run(args) -> int:
     from device.config import load_config
-    from device.display import make_display
-    from device.panel import Panel, default_pin_factory
+    from device.hardware import counter_display, counter_panel
+    from device.panel import default_pin_factory
     from device.runtime import DeviceRuntime
 
     cfg = load_config(args.config)
     simulate = args.simulate
     emit = _emitter(sys.stdout) if simulate else (lambda record: logging.getLogger("hailong.device").debug("%s", record))
-    d, p = cfg.display, cfg.pins
-    scale = cfg.rating.scale
-    display = _open(f"{d.kind} display on SPI {d.spi_port}.{d.spi_device}", lambda: make_display(
-        d.kind, width=cfg.display_width, digits=d.digits, cascaded=d.cascaded,
-        spi_port=d.spi_port, spi_device=d.spi_device, brightness=d.brightness, rotate=d.rotate,
-        simulate=simulate, on_change=lambda text: emit({"display": text}),
-    ))
+    d = cfg.display
+    display = _open(f"{d.kind} display on SPI {d.spi_port}.{d.spi_device}", lambda: counter_display(
+        cfg, simulate=simulate, on_change=lambda text: emit({"display": text})))
     pin_factory = _open("GPIO pin factory", lambda: default_pin_factory(simulate))
 
     def panel_factory(on_input):
-        return _open("buttons and LEDs (GPIO)", lambda: Panel(
-            rating_pins=list(p.rating_buttons[:scale]),
-            led_pins=list(p.rating_leds[:scale]),
-            next_pin=p.next_button, recall_pin=p.recall_button,
-            buzzer_pin=cfg.buzzer.pin if cfg.buzzer.enabled else None,
-            pull_up=p.pull_up, bounce_s=p.bounce_s, pin_factory=pin_factory, on_input=on_input,
-        ))
+        return _open("buttons and LEDs (GPIO)",
+                     lambda: counter_panel(cfg, on_input=on_input, pin_factory=pin_factory))
 
     runtime = DeviceRuntime(cfg, panel_factory=panel_factory, display=display, emit=emit)
     for sig in (signal.SIGTERM, signal.SIGINT):
@@ -101,9 +92,9 @@ def cmd_agent(args) -> int:
 
     from device.agent import Agent
     from device.config import config_from_dict, load_config
-    from device.display import make_display
     from device.doctor import PASS, check_broker
-    from device.panel import Panel, default_pin_factory
+    from device.hardware import counter_display, counter_panel
+    from device.panel import default_pin_factory
 
     bundle = Path(args.bundle_dir)
     installed = bundle / "device.toml"
@@ -111,16 +102,10 @@ def cmd_agent(args) -> int:
     cfg = load_config(installed) if installed.exists() else config_from_dict({
         "device": {"id": "unprovisioned", "site": "-", "counter": "-", "data_dir": str(bundle)},
         "mqtt": {"host": "localhost"}})
-    d, p, scale = cfg.display, cfg.pins, cfg.rating.scale
-    display = _open("display", lambda: make_display(
-        d.kind, width=cfg.display_width, digits=d.digits, cascaded=d.cascaded, spi_port=d.spi_port,
-        spi_device=d.spi_device, brightness=d.brightness, rotate=d.rotate, simulate=args.simulate))
+    display = _open("display", lambda: counter_display(cfg, simulate=args.simulate))
     agent_ref: list = []
-    panel = _open("buttons and LEDs (GPIO)", lambda: Panel(
-        rating_pins=list(p.rating_buttons[:scale]), led_pins=list(p.rating_leds[:scale]),
-        next_pin=p.next_button, recall_pin=p.recall_button,
-        buzzer_pin=cfg.buzzer.pin if cfg.buzzer.enabled else None, pull_up=p.pull_up,
-        pin_factory=default_pin_factory(args.simulate),
+    panel = _open("buttons and LEDs (GPIO)", lambda: counter_panel(
+        cfg, pin_factory=default_pin_factory(args.simulate),
         on_input=lambda *a: agent_ref[0].on_input(*a) if agent_ref else None))
 
     def broker_check():

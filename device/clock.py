@@ -11,6 +11,8 @@ import ctypes.util
 import time
 import uuid
 
+from common.clock import Clock, now
+
 _TIME_ERROR = 5  # adjtimex(2): "clock not synchronized"
 
 
@@ -37,12 +39,17 @@ def read_boot_id() -> str:
 
 
 class SystemClock:
-    """Monotonic time for timers, wall time and sync state for events."""
+    """Monotonic time for timers, wall time and sync state for events.
 
-    def __init__(self, trust: str = "auto", *, recheck_s: float = 10.0):
+    `wall` is the wall clock events are stamped with (seconds since the epoch); only a test
+    replaces it. Timers never read it: they use `monotonic`, which no clock step can move.
+    """
+
+    def __init__(self, trust: str = "auto", *, recheck_s: float = 10.0, wall: Clock = now):
         if trust not in ("auto", "always", "never"):
             raise ValueError(f"clock trust must be auto, always or never, not {trust!r}")
         self.trust = trust
+        self._wall = wall
         self.boot_id = read_boot_id()
         self._recheck_s = recheck_s
         self._synced: bool = False
@@ -52,9 +59,9 @@ class SystemClock:
     def monotonic() -> float:
         return time.monotonic()
 
-    @staticmethod
-    def wall_ms() -> int:
-        return time.time_ns() // 1_000_000
+    def wall_ms(self) -> int:
+        # Whole milliseconds, truncated like time.time_ns() // 1_000_000 was.
+        return int(self._wall() * 1000)
 
     @staticmethod
     def since_boot() -> float:

@@ -26,15 +26,11 @@ def _guard(name: str, fn: Callable[[], tuple[str, str]]) -> Check:
 
 
 def check_gpio(cfg, simulate: bool) -> tuple[str, str]:
-    from device.panel import Panel, default_pin_factory
+    from device.hardware import counter_panel
+    from device.panel import default_pin_factory
 
     scale = cfg.rating.scale
-    panel = Panel(
-        rating_pins=list(cfg.pins.rating_buttons[:scale]), led_pins=list(cfg.pins.rating_leds[:scale]),
-        next_pin=cfg.pins.next_button, recall_pin=cfg.pins.recall_button,
-        buzzer_pin=cfg.buzzer.pin if cfg.buzzer.enabled else None,
-        pull_up=cfg.pins.pull_up, pin_factory=default_pin_factory(simulate), on_input=lambda *a: None,
-    )
+    panel = counter_panel(cfg, pin_factory=default_pin_factory(simulate), on_input=lambda *a: None)
     try:
         return PASS, f"{scale} rating buttons, NEXT, RECALL" + (", buzzer" if cfg.buzzer.enabled else "")
     finally:
@@ -42,7 +38,7 @@ def check_gpio(cfg, simulate: bool) -> tuple[str, str]:
 
 
 def check_display(cfg, simulate: bool) -> tuple[str, str]:
-    from device.display import make_display
+    from device.hardware import counter_display
 
     d = cfg.display
     if d.kind == "none":
@@ -51,10 +47,7 @@ def check_display(cfg, simulate: bool) -> tuple[str, str]:
         dev = f"/dev/spidev{d.spi_port}.{d.spi_device}"
         if not os.path.exists(dev):
             return FAIL, f"{dev} missing: enable SPI (dtparam=spi=on in config.txt)"
-    display = make_display(
-        d.kind, width=cfg.display_width, digits=d.digits, cascaded=d.cascaded, spi_port=d.spi_port,
-        spi_device=d.spi_device, brightness=d.brightness, rotate=d.rotate, simulate=simulate,
-    )
+    display = counter_display(cfg, simulate=simulate)
     try:
         display.show("8" * cfg.display_width)
         return PASS, f"{d.kind}, {cfg.display_width} characters (showing all 8s)"
@@ -63,22 +56,22 @@ def check_display(cfg, simulate: bool) -> tuple[str, str]:
 
 
 def check_broker(cfg, timeout: float = 5.0) -> tuple[str, str]:
-    import paho.mqtt.client as mqtt
+    from common.mqtt import ClientSettings, connect_args, make_client
 
     m = cfg.mqtt
     result: dict = {}
     done = threading.Event()
     # Our own client id: reusing the device's would kick the running service off the broker.
-    client = mqtt.Client(
-        mqtt.CallbackAPIVersion.VERSION2, client_id=f"{cfg.device.id}-doctor",
-        protocol=mqtt.MQTTv5 if m.protocol == "5" else mqtt.MQTTv311,
+    # A clean session with no will: the doctor must leave nothing behind on the broker.
+    settings = ClientSettings(
+        client_id=f"{cfg.device.id}-doctor", host=m.host, port=m.port, protocol=m.protocol,
+        username=m.username, password=m.password, tls=m.tls,  # never empty: defaults to device.id
+        ca_file=str(m.ca_file) if m.ca_file else None,
+        cert_file=str(m.cert_file) if m.cert_file else None,
+        key_file=str(m.key_file) if m.key_file else None,
+        keepalive_s=10,
     )
-    if m.username:
-        client.username_pw_set(m.username, m.password)
-    if m.tls:
-        client.tls_set(ca_certs=str(m.ca_file) if m.ca_file else None,
-                       certfile=str(m.cert_file) if m.cert_file else None,
-                       keyfile=str(m.key_file) if m.key_file else None)
+    client = make_client(settings)
 
     def on_connect(c, u, flags, reason_code, props):
         result["rc"] = reason_code
@@ -86,7 +79,7 @@ def check_broker(cfg, timeout: float = 5.0) -> tuple[str, str]:
 
     client.on_connect = on_connect
     try:
-        client.connect(m.host, m.port, keepalive=10)
+        client.connect(**connect_args(settings))
     except OSError as e:
         return FAIL, f"cannot reach {m.host}:{m.port}: {e}"
     client.loop_start()

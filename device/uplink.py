@@ -10,6 +10,7 @@ import threading
 from dataclasses import dataclass, field
 from typing import Callable
 
+from common.mqtt import ClientSettings, connect_args, make_client
 from device.backoff import backoff_delay
 
 log = logging.getLogger("hailong.uplink")
@@ -110,33 +111,18 @@ class MqttUplink:
 
     # ----- paho ---------------------------------------------------------------------
 
-    def _make_client(self):
-        import paho.mqtt.client as mqtt
-
+    def _client_settings(self) -> ClientSettings:
         s = self.settings
-        v5 = s.protocol == "5"
-        kwargs = dict(
-            callback_api_version=mqtt.CallbackAPIVersion.VERSION2,
-            client_id=s.client_id,
-            protocol=mqtt.MQTTv5 if v5 else mqtt.MQTTv311,
+        return ClientSettings(
+            client_id=s.client_id, host=s.host, port=s.port, protocol=s.protocol,
+            username=s.username, password=s.password,
+            tls=s.tls, ca_file=s.ca_file, cert_file=s.cert_file, key_file=s.key_file,
+            keepalive_s=s.keepalive_s, session_expiry_s=s.session_expiry_s, will=s.will,
+            max_inflight=s.max_inflight, connect_timeout_s=s.connect_timeout_s,
         )
-        if not v5:
-            kwargs["clean_session"] = False
-        client = mqtt.Client(**kwargs)
-        client.max_inflight_messages_set(s.max_inflight)
-        client.max_queued_messages_set(0)
-        client.connect_timeout = s.connect_timeout_s
-        if s.username is not None:
-            client.username_pw_set(s.username, s.password)
-        if s.tls:
-            import ssl
 
-            client.tls_set(
-                ca_certs=s.ca_file, certfile=s.cert_file, keyfile=s.key_file,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-        if s.will:
-            client.will_set(s.will[0], s.will[1], qos=1, retain=True)
+    def _make_client(self):
+        client = make_client(self._client_settings())
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
@@ -146,16 +132,6 @@ class MqttUplink:
         # With it, publish() queues the packet and wakes our loop(), which writes it.
         client.on_socket_register_write = lambda client, userdata, sock: None
         return client
-
-    def _connect_properties(self):
-        if self.settings.protocol != "5":
-            return None
-        from paho.mqtt.packettypes import PacketTypes
-        from paho.mqtt.properties import Properties
-
-        props = Properties(PacketTypes.CONNECT)
-        props.SessionExpiryInterval = self.settings.session_expiry_s
-        return props
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
         if reason_code.is_failure:
@@ -201,13 +177,7 @@ class MqttUplink:
         while not self._stop.is_set():
             self.last_error = None
             try:
-                if self.settings.protocol == "5":
-                    self._client.connect(
-                        s.host, s.port, s.keepalive_s, clean_start=False,
-                        properties=self._connect_properties(),
-                    )
-                else:
-                    self._client.connect(s.host, s.port, s.keepalive_s)
+                self._client.connect(**connect_args(self._client_settings()))
             except (OSError, ValueError) as e:
                 self.last_error = f"cannot reach {s.host}:{s.port}: {e}"
                 log.info("%s", self.last_error)

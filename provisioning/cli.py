@@ -239,14 +239,8 @@ def cmd_boot_write(inv: Inventory, args) -> int:
 
 def _external(name: str):
     def run(inv: Inventory | None, args) -> int:
-        try:
-            module = importlib.import_module("provisioning.serial_client")
-        except ModuleNotFoundError as e:
-            if e.name != "provisioning.serial_client":
-                raise
-            print(f"{PROG} {name}: not available yet (provisioning/serial_client.py is not installed)",
-                  file=sys.stderr)
-            return 2
+        # Imported only when asked for: the other commands do not pay for the serial client.
+        module = importlib.import_module("provisioning.serial_client")
         # Its own parser reads the rest of the command line (it also accepts a Namespace).
         if name != "serial":
             return int(module.main_badge(list(args.rest)) or 0)

@@ -1,8 +1,67 @@
 from __future__ import annotations
 
+import os
+import time
+from datetime import date, datetime, time as clock_time
+
 import pytest
 
+from common import clock
+from common.periods import DEFAULT_TZ, zone
 from tests.mosquitto import Mosquitto
+
+# `HAILONG_NOW=2027-01-01T00:00:30+07:00 pytest` (or `make test NOW=...`) runs the suite as if
+# it were then; see README, "Running the suite at another date".
+NOW_ENV = "HAILONG_NOW"
+DAY_STARTS = clock_time(9, 0)  # a bare date means opening time at the site
+
+
+def parse_now(text: str) -> datetime:
+    """HAILONG_NOW as an aware datetime: an ISO time with its offset, or a date at 09:00 site time."""
+    text = text.strip()
+    try:
+        if len(text) == 10:
+            return datetime.combine(date.fromisoformat(text), DAY_STARTS, zone(DEFAULT_TZ))
+        when = datetime.fromisoformat(text)
+    except ValueError:
+        when = None
+    if when is None or when.tzinfo is None:
+        raise pytest.UsageError(f"{NOW_ENV} must be an ISO 8601 time with its offset "
+                                f"(e.g. 2027-01-01T00:00:00+07:00) or a date (YYYY-MM-DD), got {text!r}")
+    return when
+
+
+def pytest_configure(config):
+    # In os.environ, once, before any test runs: every process the suite starts (the demo,
+    # `hailong device run`, the service) inherits the same shift and agrees on "now".
+    # HAILONG_NOW itself is dropped, so a process started later keeps moving on from the shifted
+    # time instead of starting again at HAILONG_NOW.
+    wanted = os.environ.pop(NOW_ENV, "").strip()
+    if wanted:
+        os.environ[clock.SHIFT_ENV] = repr(parse_now(wanted).timestamp() - time.time())
+    try:
+        clock.shift_s()
+    except ValueError as e:
+        raise pytest.UsageError(str(e)) from None
+
+
+def shifted_clock_line(when: str) -> str | None:
+    shift = clock.shift_s()
+    if not shift:
+        return None
+    at = datetime.fromtimestamp(clock.now(), zone(DEFAULT_TZ))
+    return f"hailong clock: {at:%A %Y-%m-%d %H:%M:%S%z} ({DEFAULT_TZ}) {when}, {clock.SHIFT_ENV}={shift:.0f}"
+
+
+def pytest_report_header(config):
+    return shifted_clock_line("at session start")
+
+
+def pytest_terminal_summary(terminalreporter):
+    # Also under -q, which hides the header: a failure read later must say which date it ran at.
+    line = shifted_clock_line("at session end")
+    if line:
+        terminalreporter.write_line(line)
 
 
 @pytest.fixture

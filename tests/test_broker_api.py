@@ -26,12 +26,15 @@ from tests.mosquitto import free_port
 from tests.support import ROOT, Waiter
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
-TODAY = datetime.now(TZ).date()
+# The service's clock in these tests, and the time the counters stamp their events from: a fixed
+# moment, so no test depends on the day it runs (or fails when midnight passes during the run).
+NOW = datetime(2026, 11, 18, 10, 30, tzinfo=TZ)
+TODAY = NOW.date()
 WIDE = {"from": (TODAY - timedelta(days=1)).isoformat(), "to": (TODAY + timedelta(days=1)).isoformat()}
 
 
 def now_ms() -> int:
-    return time.time_ns() // 1_000_000
+    return int(NOW.timestamp() * 1000)
 
 
 def eventually(probe, timeout: float = 15.0, what: str = "condition"):
@@ -72,7 +75,7 @@ def service(tmp_path, mosquitto):
     auth = Auth.from_config(cfg)
     ingest = Ingest(store, IngestSettings(host=mosquitto.host, port=mosquitto.port, batch_wait_ms=5)).start()
     assert ingest.connected.wait(10)
-    app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg)
+    app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg, clock=NOW.timestamp)
     server = ApiServer(app, cfg.http.host, cfg.http.port).start()
     tokens = {role: auth.create_token(role, f"test-{role}") for role in ROLES}
     try:
@@ -87,11 +90,13 @@ def service(tmp_path, mosquitto):
 class Counter:
     """A counter device as MQTT sees it: publishes events, collects acks, commands and assignments."""
 
-    def __init__(self, broker, device: str, site: str = "s1", counter: str = "1", *, subscribe: bool = True):
+    def __init__(self, broker, device: str, site: str = "s1", counter: str = "1", *, subscribe: bool = True,
+                 t0: int | None = None):
         self.device, self.site, self.counter = device, site, counter
         self.seq = 0
         self.sent: dict[int, dict] = {}
-        self.t0 = now_ms() - 1000  # distinct, ordered times: one ms per seq
+        # Distinct, ordered times after t0 (ms; default a second before NOW): one ms per seq.
+        self.t0 = now_ms() - 1000 if t0 is None else t0
         self.acks, self.cmds, self.assignments = Waiter(), Waiter(), Waiter()
         self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=device, protocol=mqtt.MQTTv5)
         self.client.on_message = self._on_message

@@ -1,4 +1,8 @@
-"""The central service's configuration: schema-driven loading, validation, docs and example config."""
+"""The central service's configuration: its keys, defaults and rules, its example and its docs.
+
+What the schema engine does for every config (type rules, unknown keys, TOML errors, secret
+files, generated text) is tested once in tests/test_configschema.py.
+"""
 from __future__ import annotations
 
 import dataclasses
@@ -86,11 +90,6 @@ def test_config_is_frozen_and_hides_the_password():
     assert "s3cret" not in repr(cfg)
 
 
-def test_integers_are_accepted_for_numbers():
-    cfg = config_from_dict(with_keys({"service.ticket_fresh_s": 2}))
-    assert cfg.service.ticket_fresh_s == 2.0 and isinstance(cfg.service.ticket_fresh_s, float)
-
-
 # --- the embedded broker speaks MQTT 3.1.1 only ---------------------------------------------
 
 @pytest.mark.parametrize("embedded, protocol, expected", [
@@ -126,7 +125,6 @@ def test_invalid_embedded_does_not_also_blame_the_protocol():
     ({"store": DELETE}, "store.url", "required key is missing"),
     # [service]
     ({"service.name": ""}, "service.name", "must be a non-empty string, got ''"),
-    ({"service.name": 7}, "service.name", "got 7"),
     ({"service.data_dir": ""}, "service.data_dir", "must be a non-empty path, got ''"),
     ({"service.timezone": "Mars/Olympus_Mons"}, "service.timezone",
      'must be a time zone name known to this system, e.g. "Asia/Ho_Chi_Minh", got \'Mars/Olympus_Mons\''),
@@ -135,23 +133,15 @@ def test_invalid_embedded_does_not_also_blame_the_protocol():
     ({"service.timezone": "UTC+7"}, "service.timezone", "time zone name"),
     ({"service.satisfied_from": -1}, "service.satisfied_from", "must be an integer 0..5, got -1"),
     ({"service.satisfied_from": 6}, "service.satisfied_from", "got 6"),
-    ({"service.satisfied_from": "top2"}, "service.satisfied_from", "got 'top2'"),
     ({"service.ticket_fresh_s": 0}, "service.ticket_fresh_s", "must be a number > 0, got 0"),
-    ({"service.ticket_fresh_s": -5}, "service.ticket_fresh_s", "must be a number > 0"),
-    ({"service.ticket_fresh_s": float("inf")}, "service.ticket_fresh_s", "got inf"),
     # [mqtt]
-    ({"mqtt.embedded": 0}, "mqtt.embedded", "must be true or false, got 0"),
     ({"mqtt.host": ""}, "mqtt.host", "must be a non-empty string, got ''"),
     ({"mqtt.port": 0}, "mqtt.port", "must be an integer 1..65535, got 0"),
     ({"mqtt.port": 65536}, "mqtt.port", "got 65536"),
-    ({"mqtt.port": True}, "mqtt.port", "must be an integer 1..65535, got true"),
     ({"mqtt.username": ""}, "mqtt.username", "must be a non-empty string"),
     ({"mqtt.password": ""}, "mqtt.password", "must be a non-empty string"),
     ({"mqtt.protocol": "4"}, "mqtt.protocol", 'must be one of "5", "3.1.1", got \'4\''),
     ({"mqtt.prefix": "/hailong"}, "mqtt.prefix", "leading/trailing"),
-    ({"mqtt.prefix": "hailong/"}, "mqtt.prefix", "got 'hailong/'"),
-    ({"mqtt.prefix": "hailong/+"}, "mqtt.prefix", 'without "+", "#"'),
-    ({"mqtt.prefix": ""}, "mqtt.prefix", "non-empty"),
     ({"mqtt.client_id": ""}, "mqtt.client_id", "must be a non-empty string"),
     ({"mqtt.tls": "yes"}, "mqtt.tls", "must be true or false, got 'yes'"),
     ({"mqtt.ca_file": "/nonexistent/ca.crt"}, "mqtt.ca_file", "file not found: /nonexistent/ca.crt"),
@@ -162,7 +152,6 @@ def test_invalid_embedded_does_not_also_blame_the_protocol():
     ({"mqtt.batch_max": 5001}, "mqtt.batch_max", "got 5001"),
     ({"mqtt.batch_wait_ms": -1}, "mqtt.batch_wait_ms", "must be an integer 0..1000, got -1"),
     ({"mqtt.batch_wait_ms": 1001}, "mqtt.batch_wait_ms", "got 1001"),
-    ({"mqtt.batch_wait_ms": 20.0}, "mqtt.batch_wait_ms", "got 20.0"),
     # [store]
     ({"store.url": "postgresql://db/hailong"}, "store.url",
      'must be an SQLite URL, "sqlite:///" followed by the path of the database file, got \'postgresql://db/hailong\''),
@@ -173,25 +162,22 @@ def test_invalid_embedded_does_not_also_blame_the_protocol():
     # [http]
     ({"http.host": ""}, "http.host", "must be a non-empty string"),
     ({"http.port": 0}, "http.port", "must be an integer 1..65535, got 0"),
-    ({"http.port": "8080"}, "http.port", "got '8080'"),
     ({"http.session_secret_file": "/nonexistent/secret"}, "http.session_secret_file",
      "file not found: /nonexistent/secret"),
     ({"http.cookie_secure": "true"}, "http.cookie_secure", "must be true or false, got 'true'"),
     # [auth]
     ({"auth.lockout_attempts": 0}, "auth.lockout_attempts", "must be an integer >= 1, got 0"),
     ({"auth.lockout_minutes": 0}, "auth.lockout_minutes", "must be an integer >= 1, got 0"),
-    ({"auth.lockout_minutes": 1.5}, "auth.lockout_minutes", "got 1.5"),
-    # whole sections of the wrong shape
-    ({"http": "127.0.0.1:8080"}, "http", "must be a table ([http]), got '127.0.0.1:8080'"),
-    ({"service.name": {"vi": "x"}}, "service.name", "got a table"),
 ])
 def test_each_constraint_is_reported(changes, key, reason):
+    """Each key's own rule (kind, bounds, checks); how the engine treats values in general, e.g.
+    `true` for an integer or inf for a number, is tested once in tests/test_configschema.py."""
     problems = problems_for(changes)
     assert key in problems, problems
     assert reason in problems[key]
 
 
-def test_all_problems_are_reported_at_once(tmp_path):
+def test_rules_across_keys_are_reported_with_the_others(tmp_path):
     path = tmp_path / "broker.toml"
     path.write_text(
         '[service]\n'
@@ -218,10 +204,7 @@ def test_all_problems_are_reported_at_once(tmp_path):
         "http.port": "must be an integer 1..65535, got 0",
         "auth.lockout_attempts": "must be an integer >= 1, got 0",
     }
-    lines = str(err).splitlines()
-    assert lines[0] == f"config error in {path}:"
-    assert "  mqtt.protocol: the embedded broker speaks MQTT 3.1.1 only" in lines
-    assert len(lines) == 1 + len(err.problems)
+    assert err.source == path
 
 
 def test_config_error_is_the_shared_one():
@@ -231,34 +214,13 @@ def test_config_error_is_the_shared_one():
     assert issubclass(device.errors.ConfigError, ConfigError)
 
 
-# --- unknown keys -------------------------------------------------------------------------
-
-@pytest.mark.parametrize("changes, key, reason", [
-    ({"mqtt.hots": "x"}, "mqtt.hots", "unknown key (did you mean mqtt.host?)"),
-    ({"mqtt.batch_wait": 20}, "mqtt.batch_wait", "unknown key (did you mean mqtt.batch_wait_ms?)"),
-    ({"servce": {}}, "servce", "unknown key (did you mean service?)"),
-    ({"store.path": "x.db"}, "store.path", "unknown key"),
-    ({"service.port": 8080}, "service.port", "unknown key (did you mean mqtt.port?)"),
-    ({"url": "sqlite:///x.db"}, "url", "unknown key (did you mean store.url?)"),
-    ({"auth.xyzzy": 1}, "auth.xyzzy", "unknown key"),
-])
-def test_unknown_keys_are_errors_with_a_suggestion(changes, key, reason):
-    assert problems_for(changes)[key] == reason
-
-
 # --- files, secrets and TLS ------------------------------------------------------------------
 
-def test_toml_syntax_error_and_missing_file(tmp_path):
-    path = tmp_path / "broker.toml"
-    path.write_text("[mqtt]\nembedded = no\n", encoding="utf-8")
-    with pytest.raises(ConfigError) as caught:
-        load_config(path)
-    [(key, reason)] = caught.value.problems
-    assert key == FILE_KEY and re.search(r"line 2, column \d+", reason), reason
+def test_load_config_reports_a_file_it_cannot_read(tmp_path):
     with pytest.raises(ConfigError) as caught:
         load_config(tmp_path / "nope.toml")
     [(key, reason)] = caught.value.problems
-    assert key == FILE_KEY and "No such file" in reason
+    assert key == FILE_KEY and "No such file" in reason and caught.value.source == tmp_path / "nope.toml"
 
 
 def test_password_file_is_read_and_checked(tmp_path):
@@ -269,9 +231,6 @@ def test_password_file_is_read_and_checked(tmp_path):
         "mqtt.password_file": "set either mqtt.password or mqtt.password_file, not both"}
     problems = problems_for({"mqtt.password_file": "missing"}, base_dir=tmp_path)
     assert problems["mqtt.password_file"].startswith(f"cannot read {tmp_path / 'missing'}: No such file")
-    (tmp_path / "empty").write_text("\n")
-    assert problems_for({"mqtt.password_file": "empty"}, base_dir=tmp_path) == {
-        "mqtt.password_file": f"{tmp_path / 'empty'} is empty"}
 
 
 def test_tls_files_must_exist_and_come_in_pairs(tmp_path):
@@ -289,24 +248,6 @@ def test_tls_files_must_exist_and_come_in_pairs(tmp_path):
 
 
 # --- generated example and docs ------------------------------------------------------------
-
-def example_keys(text: str) -> set[tuple[str, str]]:
-    """(section, key) for every key line, commented out or not."""
-    found, section = set(), None
-    for line in text.splitlines():
-        if header := re.fullmatch(r"\[(\w+)\]", line):
-            section = header.group(1)
-        elif key := re.match(r"(?:# )?(\w+) = ", line):
-            found.add((section, key.group(1)))
-    return found
-
-
-def test_example_config_shows_every_key_with_its_description():
-    text = example_config()
-    assert example_keys(text) == {(k.section, k.name) for k in SCHEMA}
-    for key in SCHEMA:
-        assert " ".join(key.doc.split()[:4]) in text, key.path
-
 
 def test_example_config_round_trips(tmp_path):
     data = tomllib.loads(example_config())
@@ -345,10 +286,7 @@ def test_schema_matches_the_config_dataclasses():
 
 
 def test_docs_are_up_to_date():
-    text = config_reference_markdown()
-    for key in SCHEMA:
-        assert key.path in text and key.doc in text
-    assert DOCS_PATH.read_text(encoding="utf-8") == text, (
+    assert DOCS_PATH.read_text(encoding="utf-8") == config_reference_markdown(), (
         "docs/broker-config.md is out of date; run `python -m broker.config --write-docs`")
 
 

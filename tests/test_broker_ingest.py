@@ -262,3 +262,93 @@ def test_a_replayed_next_gets_no_ticket(tmp_path, mosquitto, counters):
     finally:
         ingest.stop()
         store.close()
+
+
+# ----- what the service says back, byte for byte ------------------------------------------
+
+
+class _Recorder:
+    """Stands in for the paho client: what would have gone on the wire."""
+
+    def __init__(self):
+        self.sent = []
+
+    def publish(self, topic, payload, qos=0, retain=False):
+        self.sent.append((topic, payload, qos, retain))
+
+
+class _Registry:
+    """The two store calls the answers need: the site's next ticket and a badge's officer."""
+
+    def __init__(self, officers):
+        self.officers = officers
+        self.tickets = []
+
+    def next_ticket(self, site, day):
+        self.tickets.append((site, day))
+        return 7
+
+    def officer_by_badge(self, badge):
+        return self.officers.get(badge)
+
+
+def _answered(officers, outcomes, *, received_ms=1_700_000_000_000):
+    from broker.ingest import _Msg
+    from broker.store import Outcome
+
+    store = _Registry(officers)
+    ingest = Ingest(store, IngestSettings(), now_ms=lambda: received_ms)
+    ingest._client = _Recorder()
+    events = []
+    for out in outcomes:
+        m = _Msg(f"hailong/v1/{out['device']}/event", b"", 1, 1, False, received_ms, online=True)
+        events.append((out["device"], "event", m))
+    ingest._answer(events, [Outcome(**out) for out in outcomes])
+    return ingest._client.sent, store
+
+
+def _event(type_, seq, **fields):
+    return {"type": type_, "seq": seq, "device": "dev-1", "site": "kien-thuy", "officer": None,
+            "clock_ok": True, "ts": 1_700_000_000_000 - 1000, **fields}
+
+
+def test_acks_tickets_and_officers_go_out_as_the_protocol_spells_them():
+    ledger = "0123456789abcdef"
+    officers = {"0A1B2C3D4E": {"id": "o-12", "name": "Trần Văn Bình", "code": "12"},
+                "FFFF": {"id": "officer-without-code", "name": "Lê Thị Hoa", "code": ""}}
+    sent, store = _answered(officers, [
+        dict(status="stored", device="dev-1", ledger=ledger, seq=41, reason=None,
+             event=_event("call", 41, action="next")),
+        dict(status="stored", device="dev-1", ledger=ledger, seq=42, reason=None,
+             event=_event("signin", 42, badge="0A1B2C3D4E")),
+        dict(status="rejected", device="dev-1", ledger=ledger, seq=43, reason="bad score", event=None),
+        dict(status="duplicate", device="dev-1", ledger=ledger, seq=44, reason=None,
+             event=_event("rating", 44)),
+        dict(status="stored", device="dev-1", ledger=ledger, seq=45, reason=None,
+             event=_event("signin", 45, badge="FFFF")),
+    ])
+    assert sent == [
+        ("hailong/v1/dev-1/cmd", b'{"cmd":"ticket","ticket":"7","seq":41}', 1, False),
+        ("hailong/v1/dev-1/cmd", '{"cmd":"officer","officer":{"id":"o-12","name":"Trần Văn Bình","code":"12"}}'
+         .encode(), 1, False),
+        ("hailong/v1/dev-1/cmd", '{"cmd":"officer","officer":{"id":"officer-without-code","name":"Lê Thị Hoa",'
+         '"code":"officer-"}}'.encode(), 1, False),
+        ("hailong/v1/dev-1/ack", b'{"ledger":"0123456789abcdef","seqs":[41,42,44,45],'
+         b'"rejected":[{"seq":43,"reason":"bad score"}]}', 1, False),
+    ]
+    assert store.tickets == [("kien-thuy", "2023-11-15")]
+
+
+def test_an_ack_without_rejections_leaves_the_key_out():
+    sent, _ = _answered({}, [dict(status="stored", device="dev-2", ledger="fedcba9876543210", seq=1,
+                                  reason=None, event=_event("rating", 1))])
+    assert sent == [("hailong/v1/dev-2/ack", b'{"ledger":"fedcba9876543210","seqs":[1]}', 1, False)]
+
+
+def test_an_officer_the_counter_could_not_show_is_not_sent_and_the_event_is_still_acked(caplog):
+    ledger = "0123456789abcdef"
+    officers = {"AB": {"id": "o-1", "name": "Phạm Văn Long", "code": "TOO-LONG-9"}}  # codes are 1..8 characters
+    sent, _ = _answered(officers, [dict(status="stored", device="dev-1", ledger=ledger, seq=5, reason=None,
+                                        event=_event("signin", 5, badge="AB"))])
+    assert sent == [("hailong/v1/dev-1/ack", b'{"ledger":"0123456789abcdef","seqs":[5]}', 1, False)]
+    assert "not sending officer command to dev-1" in caplog.text

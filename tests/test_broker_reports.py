@@ -14,7 +14,7 @@ from broker.auth import Principal
 from broker.reports import satisfaction_csv, satisfaction_xlsx
 from common.periods import month_range
 from broker.stats import wilson_lower
-from tests.test_broker_api import TZ, Counter, counters, seed, service  # noqa: F401 - fixtures
+from tests.test_broker_api import NOW, TZ, Counter, counters, seed, service  # noqa: F401 - fixtures
 
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 AT = datetime(2026, 12, 1, 8, 5, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
@@ -214,6 +214,7 @@ def test_downloads_match_the_satisfaction_endpoint(service, counters):
         assert ws.cell(2, 1).value.endswith("theo cán bộ" if group == "officer" else "theo quầy")
         assert ws.cell(3, 1).value == (f"Kỳ báo cáo: Tháng {first:%m/%Y} "
                                        f"({first:%d/%m/%Y} – {last:%d/%m/%Y})")
+        assert ws.cell(4, 1).value == f"Thời điểm lập: {NOW:%d/%m/%Y %H:%M} (GMT+07:00)"  # the service's clock
         head, *rows, total = table(ws)
         assert head[3:7] == LABELS[4]
 

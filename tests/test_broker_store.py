@@ -10,12 +10,14 @@ import json
 import random
 import sqlite3
 from datetime import datetime
+from pathlib import Path
 from zoneinfo import ZoneInfo
 
 import pytest
 
-import broker.store as store_module
-from broker.store import MIGRATIONS, Incoming, Outcome, Store, StoreError
+import broker.store.rollups as rollups_module
+import broker.store.schema as schema_module
+from broker.store import MIGRATIONS, Incoming, InUse, Outcome, Store, StoreError
 from protocol.codec import encode
 from protocol.events import make_event
 
@@ -102,6 +104,57 @@ def test_closed_store_raises_store_error(tmp_path):
         s.counts()
 
 
+
+# One read of each kind: registry, device health, statistics, the dashboard's pages.
+READS = {
+    "sites": lambda s: s.sites(),
+    "officer": lambda s: s.officer("off-1"),
+    "device_at": lambda s: s.device_at("hcm", "1"),
+    "devices": lambda s: s.devices(),
+    "satisfaction": lambda s: s.satisfaction("officer", "2024-11-01", "2024-11-30"),
+    "rating_totals": lambda s: s.rating_totals("2024-11-01", "2024-11-30"),
+    "officer_counters": lambda s: s.officer_counters("off-1", "2024-11-01", "2024-11-30"),
+    "latest_ratings": lambda s: s.latest_ratings(),
+    "current_assignments": lambda s: s.current_assignments(),
+}
+
+
+@pytest.mark.parametrize("read", READS)
+def test_a_lost_connection_is_a_store_error_on_every_read(store, read):
+    store.ingest([msg(event(seq=1))])
+    store._reader.close()  # what a dead connection looks like to the driver
+    with pytest.raises(StoreError) as caught:
+        READS[read](store)
+    assert isinstance(caught.value.__cause__, sqlite3.Error)
+
+
+@pytest.mark.parametrize("read", READS)
+def test_a_damaged_database_is_a_store_error_on_every_read(store, read):
+    store.ingest([msg(event(seq=1))])
+    other = sqlite3.connect(store.path)
+    for table in ("sites", "counters", "officers", "devices", "assignments", "events", "rating_days",
+                  "rating_months", "call_days", "call_months"):
+        other.execute(f"DROP TABLE {table}")
+    other.commit()
+    other.close()
+    with pytest.raises(StoreError, match="no such table"):
+        READS[read](store)
+    with pytest.raises(StoreError, match="no such table"):
+        store.upsert_officer("off-1", "Nguyễn Thị Lan")
+
+
+def test_refused_deletes_and_bad_arguments_keep_their_own_types(store):
+    store.upsert_site("hcm", "Trung tâm")
+    store.upsert_counter("hcm", "1")
+    with pytest.raises(InUse, match="still has 1 counter"):
+        store.delete_site("hcm")
+    assert issubclass(InUse, StoreError) and issubclass(InUse, LookupError)
+    assert store.site("hcm") is not None
+    for bad in (lambda: store.events(limit=-1), lambda: store.dead_letters(offset=True),
+                lambda: store.low_reasons("off-1", "2024-11", "2024-11-30")):
+        with pytest.raises(ValueError):
+            bad()
+
 # ----------------------------------------------------------------- migrations
 
 
@@ -112,7 +165,7 @@ def test_reopening_a_current_database_runs_no_migration(tmp_path, monkeypatch):
     def must_not_run(db):
         raise AssertionError("a migration ran again on an up-to-date database")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", [must_not_run] * len(MIGRATIONS))
+    monkeypatch.setattr(schema_module, "MIGRATIONS", [must_not_run] * len(MIGRATIONS))
     s = Store.open(path)
     try:
         assert s._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS)
@@ -146,7 +199,7 @@ def test_a_new_migration_is_applied_once_on_top_of_v1(tmp_path, monkeypatch):
         calls.append(1)
         db.execute("ALTER TABLE sites ADD COLUMN address TEXT")
 
-    monkeypatch.setattr(store_module, "MIGRATIONS", [*MIGRATIONS, v2])
+    monkeypatch.setattr(schema_module, "MIGRATIONS", [*MIGRATIONS, v2])
     with Store.open(path) as s:
         assert s._db.execute("PRAGMA user_version").fetchone()[0] == len(MIGRATIONS) + 1
         assert s.counts()["events"] == 1
@@ -165,6 +218,49 @@ def test_a_database_from_a_newer_program_is_refused(tmp_path):
     with pytest.raises(StoreError, match="newer"):
         Store.open(path)
 
+
+
+OLD_STORE = Path(__file__).parent / "data" / "store-deec5bb.sql"
+
+
+def schema_of(path: Path) -> list[tuple]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute("SELECT type, name, tbl_name, sql FROM sqlite_master ORDER BY name").fetchall()
+    finally:
+        db.close()
+
+
+@pytest.mark.parametrize("version", [1, 2])
+def test_a_store_written_by_the_previous_code_opens_migrates_and_reads_the_same(tmp_path, version):
+    path = tmp_path / "old.db"
+    raw = sqlite3.connect(path)
+    raw.executescript(OLD_STORE.read_text(encoding="utf-8"))
+    if version == 1:  # as release 1 left it: no index for the misuse page yet
+        raw.execute("DROP INDEX events_flagged_hours")
+    raw.execute(f"PRAGMA user_version = {version}")
+    raw.commit()
+    raw.close()
+    Store.open(tmp_path / "fresh.db").close()
+    with Store.open(path) as s:
+        assert schema_of(path) == schema_of(tmp_path / "fresh.db")
+        assert s.counts() == {"events": 11, "duplicates": 1, "rejected": 1, "dead_letters": 1}
+        rows = s.satisfaction("officer", "2024-10-01", "2024-11-30")["rows"]
+        assert [(r["key"], r["ratings"], r["flagged"], r["satisfied"], r["served"]) for r in rows] == [
+            ("off-1", 6, 1, 5, 1), ("off-2", 1, 0, 1, 0)]
+        assert s.officer_by_badge("04a1b2c3")["name"] == "Nguyễn Thị Lan"
+        assert s.device_at("hcm", "1") == "pi-1" and s.assignment_at("hcm", "2", T0) == "off-2"
+        assert s.low_reasons("off-1", "2024-11-01", "2024-11-30") == [{"reason": "Chờ quá lâu", "count": 1}]
+        assert s.rating_totals("2024-10-01", "2024-11-30")["ratings"] == 7
+        assert s.next_ticket("hcm", "2024-11-27") == 3
+        # Resends are still recognised; the boot that never synchronised is re-timed when it does.
+        assert statuses(s.ingest([msg(event(seq=1, device="pi-1", boot="b1"))])) == ["duplicate"]
+        sync = event(seq=12, device="pi-1", boot="lost", mono=3603.0, ts=T0 + 7_200_000)
+        assert statuses(s.ingest([msg(sync)])) == ["stored"]
+        eleventh = s.events(after_id=10, limit=1)[0]
+        assert (eleventh["seq"], eleventh["ts"], eleventh["ts_source"]) == (11, T0 + 3_600_000, "corrected")
+        assert s.counts() == {"events": 12, "duplicates": 2, "rejected": 1, "dead_letters": 1}
+    assert_rollups_match_events(s)
 
 # ------------------------------------------------------------------ outcomes
 
@@ -315,11 +411,11 @@ def test_everything_survives_reopening(tmp_path):
 def test_a_failed_batch_stores_nothing_and_the_next_one_works(store, monkeypatch):
     store.ingest([msg(event(seq=1, clock_ok=False, ts=5, boot="b", mono=10.0))])
 
-    def broken(self):
+    def broken(*args):
         raise sqlite3.OperationalError("disk I/O error")
 
     with monkeypatch.context() as m:
-        m.setattr(store_module._Batch, "_apply_rollups", broken)
+        m.setattr(rollups_module, "apply", broken)
         with pytest.raises(StoreError, match="disk I/O error"):
             store.ingest([msg(event(seq=2, boot="b", mono=20.0, ts=T0))])
     assert store.counts()["events"] == 1
@@ -554,6 +650,27 @@ def test_low_reasons(store):
         {"reason": "Chờ quá lâu", "count": 2}, {"reason": "Thái độ", "count": 1}]
     assert store.low_reasons("off-3", "2024-11-01", "2024-11-30") == []
 
+
+
+def test_officer_counters_count_counted_ratings_with_flagged_presses_apart(store):
+    # The officer page's per-counter table must add up to its header figures.
+    store.upsert_counter("hcm", "1", "Quầy 1")
+    store.ingest([
+        msg(event(seq=1, score=4)), msg(event(seq=2, score=1)), msg(event(seq=3, score=2, flags=["repeat"])),
+        msg(event(seq=4, score=4, counter="2")), msg(event("call", seq=5, counter="2")),
+        msg(event(seq=6, score=3, counter="3", flags=["chord"])),  # only a flagged press here
+        msg(event(seq=7, score=4, officer="off-2")),
+    ])
+    counters = store.officer_counters("off-1", "2024-11-27", "2024-11-27")
+    assert counters == [
+        {"site": "hcm", "counter": "1", "name": "Quầy 1", "ratings": 2, "flagged": 1, "calls": 0},
+        {"site": "hcm", "counter": "2", "name": "", "ratings": 1, "flagged": 0, "calls": 1},
+        {"site": "hcm", "counter": "3", "name": "", "ratings": 0, "flagged": 1, "calls": 0},
+    ]
+    row = next(r for r in store.satisfaction("officer", "2024-11-27", "2024-11-27")["rows"] if r["key"] == "off-1")
+    assert (row["ratings"], row["flagged"]) == (3, 2)
+    assert sum(c["ratings"] for c in counters) == row["ratings"]
+    assert sum(c["flagged"] for c in counters) == row["flagged"]
 
 # -------------------------------------------------------------- satisfaction
 

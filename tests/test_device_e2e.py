@@ -177,6 +177,9 @@ def test_corrupt_ledger_is_quarantined_and_device_keeps_working(tmp_path, mosqui
 def test_malformed_command_is_logged_and_ignored(start_device, service):
     dev = start_device()
     online(dev)
+    # The device subscribes before it publishes its status, on the same connection: once the
+    # service has its status, the broker has its subscriptions, and no command can arrive before.
+    service.status.wait_for(lambda items: [i for i in items if i[1] and i[1]["online"]])
     service.send("dev-1", "cmd", b"{not json")
     service.send("dev-1", "cmd", {"cmd": "self-destruct"})
     service.send("dev-1", "cmd", {"cmd": "display", "ticket": "0042"})

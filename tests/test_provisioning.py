@@ -351,11 +351,9 @@ def test_cli_bad_arguments_exit_non_zero_with_a_message(tmp_path, args, message)
     assert "Traceback" not in r.stderr
 
 
-def test_cli_serial_and_badge_without_serial_client(tmp_path, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "provisioning.serial_client", None)  # as if not written yet
-    for name in ("serial", "badge"):
-        assert main(["--inventory", str(tmp_path), name, "--port", "/dev/null", "info"]) == 2
-        assert "not available yet" in capsys.readouterr().err
+def test_cli_serial_reaches_the_serial_client(tmp_path, capsys):
+    assert main(["--inventory", str(tmp_path), "serial", "--port", str(tmp_path / "no-such-tty"), "info"]) == 1
+    assert "cannot open serial port" in capsys.readouterr().err
 
 
 def test_cli_serial_hands_its_arguments_to_serial_client(tmp_path, monkeypatch):

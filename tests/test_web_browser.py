@@ -1,17 +1,21 @@
 """The dashboard in real headless Chromium, fed by the real counter firmware over a real Mosquitto."""
 from __future__ import annotations
 
-import time
-from datetime import datetime
-
 import openpyxl
 import pytest
 
+from common.clock import now
 from tests.browser import browser, chromium_path
 from tests.support import DeviceProcess, write_config
-from tests.test_web_dashboard import PASSWORD, TZ, dash  # noqa: F401  (fixture)
+from tests.test_web_dashboard import PASSWORD, dash  # noqa: F401  (fixture)
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="chromium missing: `make test` installs it")
+
+
+@pytest.fixture
+def dash_clock():
+    """The wall clock: the counter firmware stamps its events with the time it really is."""
+    return now
 
 
 @pytest.fixture
@@ -24,11 +28,12 @@ def page(dash):  # noqa: F811
         context.close()
 
 
-def this_month() -> tuple[str, str]:
+def this_month(dash) -> tuple[str, str]:  # noqa: F811
+    """The month the dashboard takes for this one."""
     from calendar import monthrange
 
-    now = datetime.now(TZ)
-    return f"{now:%Y-%m}-01", f"{now:%Y-%m}-{monthrange(now.year, now.month)[1]:02d}"
+    at = dash.now()
+    return f"{at:%Y-%m}-01", f"{at:%Y-%m}-{monthrange(at.year, at.month)[1]:02d}"
 
 
 def login(page, base: str, user: str = "manager") -> None:
@@ -43,7 +48,7 @@ def login(page, base: str, user: str = "manager") -> None:
 def test_manager_follows_live_ratings_opens_an_officer_and_downloads_the_report(dash, page, tmp_path, mosquitto):  # noqa: F811
     base = dash.server.url
     dash.store.upsert_officer("o-7", "Nguyễn Thị Lan", code="07")
-    dash.store.assign("kien-thuy", "1", "o-7", int(time.time() * 1000) - 60_000)
+    dash.store.assign("kien-thuy", "1", "o-7", int(dash.clock() * 1000) - 60_000)
     login(page, base)
     page.wait_for_selector("#live-status.on")  # the live feed is connected before anything happens
 
@@ -64,7 +69,7 @@ def test_manager_follows_live_ratings_opens_an_officer_and_downloads_the_report(
     page.click("#nav-officers")
     row = page.wait_for_selector('#officer-table tr[data-officer="o-7"]')
     assert row.get_attribute("data-ratings") == "4"
-    first, last = this_month()
+    first, last = this_month(dash)
     api = page.request.get(base + f"/api/v1/satisfaction?group=officer&from={first}&to={last}")
     assert api.ok
     expected = next(r for r in api.json()["rows"] if r["key"] == "o-7")

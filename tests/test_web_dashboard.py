@@ -8,7 +8,7 @@ import stat
 import threading
 from calendar import monthrange
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime, time, timedelta
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 from zoneinfo import ZoneInfo
@@ -23,12 +23,12 @@ from broker.config import config_from_dict
 from broker.ingest import Ingest, IngestSettings
 from broker.store import Store
 from broker.web import mount_dashboard
-from broker.web.i18n import CATALOGUE, LANGS, level_label
+from broker.i18n import CATALOGUE, LANGS, level_label
 from broker.web.session import Signer, load_or_create_secret, safe_next
 from protocol.codec import decode
 from protocol.events import CALL_ACTIONS, RATING_FLAGS
 from tests.mosquitto import free_port
-from tests.test_broker_api import Counter, counters, rating  # noqa: F401  (counters: fixture)
+from tests.test_broker_api import NOW, Counter, counters, rating  # noqa: F401  (counters: fixture)
 
 TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 PASSWORD = "correct horse battery"
@@ -36,8 +36,18 @@ WEB = Path(__file__).resolve().parent.parent / "broker" / "web"
 CSRF_RE = re.compile(r'name="csrf" value="([^"]+)"')
 
 
-def month_now() -> str:
-    return datetime.now(TZ).strftime("%Y-%m")
+class Clock:
+    """The service's clock in these tests: a fixed moment that a test may move (seconds since the epoch)."""
+
+    def __init__(self, at: datetime):
+        self.at = at
+
+    def __call__(self) -> float:
+        return self.at.timestamp()
+
+
+def local_ms(moment: datetime) -> int:
+    return int(moment.timestamp() * 1000)
 
 
 @dataclass
@@ -47,6 +57,13 @@ class Dash:
     auth: Auth
     server: ApiServer
     cfg: object
+    clock: object  # seconds since the epoch: what the API and the pages take for "now"
+
+    def now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), TZ)
+
+    def month(self) -> str:
+        return self.now().strftime("%Y-%m")
 
     def client(self) -> httpx.Client:
         return httpx.Client(base_url=self.server.url, timeout=10)
@@ -94,19 +111,25 @@ def cheap_auth(cfg) -> Auth:
 
 
 @pytest.fixture
-def dash(tmp_path, mosquitto):
+def dash_clock():
+    """Pinned at the API tests' NOW: no page depends on the day the suite runs."""
+    return Clock(NOW)
+
+
+@pytest.fixture
+def dash(tmp_path, mosquitto, dash_clock):
     cfg = make_cfg(tmp_path, mosquitto)
     store = Store.open(cfg.store.url)
     auth = cheap_auth(cfg)
     ingest = Ingest(store, IngestSettings(host=mosquitto.host, port=mosquitto.port, batch_wait_ms=5)).start()
     assert ingest.connected.wait(10)
-    app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg)
-    mount_dashboard(app, store=store, ingest=ingest, auth=auth, cfg=cfg)
+    app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg, clock=dash_clock)
+    mount_dashboard(app, store=store, ingest=ingest, auth=auth, cfg=cfg, clock=dash_clock)
     server = ApiServer(app, cfg.http.host, cfg.http.port).start()
     for role in ROLES:
         auth.add_user(role, role, PASSWORD)
     try:
-        yield Dash(store, ingest, auth, server, cfg)
+        yield Dash(store, ingest, auth, server, cfg, dash_clock)
     finally:
         server.stop()
         ingest.stop()
@@ -115,12 +138,16 @@ def dash(tmp_path, mosquitto):
 
 
 def seed(dash: Dash, counters) -> tuple[Counter, Counter]:
-    """o1 at s1/1: counted 4, 4, 3, 1 and a flagged 2; o2 at s1/2: 2, 1 (reason "Chờ lâu"); one NEXT call by o2."""
+    """o1 at s1/1: counted 4, 4, 3, 1 and a flagged 2; o2 at s1/2: 2, 1 (reason "Chờ lâu"); one NEXT call by o2.
+
+    Stamped in the first milliseconds after the dashboard's "now".
+    """
     dash.store.upsert_site("s1", "Trung tâm 1")
     dash.store.upsert_officer("o1", "Nguyễn Văn An", "A01", "Tư pháp")
     dash.store.upsert_officer("o2", "Trần Thị Bình", "B02")
     dash.store.upsert_counter("s1", "1", "Quầy 1")
-    c1, c2 = counters("dev-1"), counters("dev-2", counter="2")
+    t0 = local_ms(dash.now())
+    c1, c2 = counters("dev-1", t0=t0), counters("dev-2", counter="2", t0=t0)
     c1.send(*(rating(c1, s, "o1") for s in (4, 4, 3, 1)), rating(c1, 2, "o1", flags=["repeat"]))
     c2.send(rating(c2, 2, "o2"), rating(c2, 1, "o2", reason="Chờ lâu"), c2.event("call", officer="o2", action="next"))
     return c1, c2
@@ -270,12 +297,49 @@ def test_the_dashboard_secret_file_is_created_at_mount(dash):
 # ----- pages ----------------------------------------------------------------------------------
 
 
-def test_overview_counts_today_week_and_month_from_real_events(dash, counters):
+# Local moments where today, this week and this month meet or cross a boundary of the calendar.
+MOMENTS = {
+    "monday-0000": datetime(2026, 11, 30, 0, 0, tzinfo=TZ),  # a Monday: this week is just today
+    "monday-end-of-month-2359": datetime(2026, 11, 30, 23, 59, tzinfo=TZ),
+    "1st-0000": datetime(2026, 12, 1, 0, 0, tzinfo=TZ),  # the 1st, a Tuesday: this month is just today
+    "1st-and-monday": datetime(2026, 6, 1, 9, 0, tzinfo=TZ),  # all three are just today
+    "1-january-0000": datetime(2027, 1, 1, 0, 0, tzinfo=TZ),  # a Friday: this week began last year
+    "1-january-2359": datetime(2027, 1, 1, 23, 59, tzinfo=TZ),
+    "28-february-2359": datetime(2027, 2, 28, 23, 59, tzinfo=TZ),  # last day of a common year's February, a Sunday
+    "28-february-leap-year": datetime(2028, 2, 28, 12, 0, tzinfo=TZ),  # a Monday
+    "29-february-0000": datetime(2028, 2, 29, 0, 0, tzinfo=TZ),  # a Tuesday
+    "29-february-2359": datetime(2028, 2, 29, 23, 59, tzinfo=TZ),
+}
+
+
+def figures_of(html: str) -> list[tuple[str, dict[str, str]]]:
+    """The overview's figure cards in page order: (id, data-* attributes)."""
+    return [(m.group(1), dict(re.findall(r'data-([a-z-]+)="([^"]*)"', m.group(0))))
+            for m in re.finditer(r'<article class="card figure" id="fig-([a-z]+)"[^>]*>', html)]
+
+
+def period_starts(today: date) -> dict[str, date]:
+    """The calendar's rules: a week starts on Monday, a month on the 1st; each period ends today."""
+    return {"today": today, "week": today - timedelta(days=today.weekday()), "month": today.replace(day=1)}
+
+
+def midnight_ms(day: date) -> int:
+    return local_ms(datetime.combine(day, time(0), TZ))
+
+
+@pytest.mark.parametrize("moment", MOMENTS.values(), ids=MOMENTS.keys())
+def test_overview_counts_today_week_and_month_from_real_events(dash, counters, moment):
+    dash.clock.at = moment
+    today = moment.date()
+    starts = period_starts(today)
     seed(dash, counters)
-    html = dash.login("viewer").get("/").text
-    figs = {a["from"] + a["to"]: a for a in attrs(html, r'<article class="card figure" id="fig-[a-z]+"[^>]*>')}
-    assert len(figs) == 3
-    for fig in figs.values():
+    viewer = dash.login("viewer")
+    html = viewer.get("/").text
+    figs = figures_of(html)
+    # Always the three figures, even on a day when two or all three cover the same days.
+    assert [(key, f["from"], f["to"]) for key, f in figs] == \
+        [(key, starts[key].isoformat(), today.isoformat()) for key in ("today", "week", "month")]
+    for _, fig in figs:
         # 4, 4, 3, 1, 2, 1 counted (the flagged 2 aside) on a 4-level scale: 3 of 6 satisfied;
         # index = mean of (s-1)/3 = (1 + 1 + 2/3 + 0 + 1/3 + 0) / 6 = 50 %.
         assert (fig["ratings"], fig["rate"], fig["index"], fig["flagged"]) == ("6", "0.5", "50.0", "1")
@@ -285,13 +349,24 @@ def test_overview_counts_today_week_and_month_from_real_events(dash, counters):
     assert feed[0]["officer"] == "o2" and feed[0]["score"] == "1"
     assert "Không hài lòng" in html and "Trần Thị Bình" in html
 
+    # A rating at each period's first instant counts in it, one a millisecond earlier does not;
+    # one at tomorrow's first instant counts nowhere yet.
+    stamps = [midnight_ms(start) + shift for start in starts.values() for shift in (0, -1)]
+    stamps.append(midnight_ms(today + timedelta(days=1)))
+    edge = counters("dev-edge", counter="3")
+    edge.send(*(rating(edge, 4, "o1", ts=ts) for ts in stamps))
+    days = [datetime.fromtimestamp(ts / 1000, TZ).date() for ts in stamps]
+    figs = dict(figures_of(viewer.get("/").text))
+    for key, start in starts.items():
+        assert int(figs[key]["ratings"]) == 6 + sum(start <= day <= today for day in days), key
+
 
 def test_officers_table_is_wilson_ranked_and_matches_the_api(dash, counters):
     seed(dash, counters)
     c = dash.login("viewer")
     html = c.get("/officers").text
     rows = attrs(html, r'<tr data-officer="[^>]*>')
-    month = month_now()
+    month = dash.month()
     first, last = f"{month}-01", f"{month}-{monthrange(*map(int, month.split('-')))[1]:02d}"
     api = c.get("/api/v1/satisfaction", params={"group": "officer", "from": first, "to": last}).json()
     assert [r["officer"] for r in rows] == [r["key"] for r in api["rows"]] == ["o1", "o2"]
@@ -319,7 +394,7 @@ def test_officer_page_shows_trend_levels_reasons_calls_and_counters(dash, counte
     assert served["ratings"] == "2" and served["served"] == "1"
     assert re.search(r'<tr data-action="next"><td>[^<]+</td><td class="num">1</td>', html)
     assert 'data-counter="s1/2"' in html
-    today = datetime.now(TZ).date().isoformat()
+    today = dash.now().date().isoformat()
     assert re.search(rf'data-day="{today}" data-ratings="2"', html)
     o1 = c.get("/officers/o1").text
     assert "Không có lý do nào được chọn." in o1 and "Tư pháp" in o1
@@ -392,7 +467,7 @@ def test_language_switch_changes_labels(dash):
 
 def test_every_message_id_exists_in_both_languages():
     used: set[str] = set()
-    for path in [*WEB.glob("templates/*.html"), *WEB.glob("*.py")]:
+    for path in [*WEB.glob("templates/*.html"), *WEB.rglob("*.py")]:
         used |= set(re.findall(r"""\btr?\(\s*["']([a-z_.0-9]+)["']\s*[,)]""", path.read_text("utf-8")))
     assert len(used) > 60
     missing = sorted(i for i in used if i not in CATALOGUE)

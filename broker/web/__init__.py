@@ -8,7 +8,7 @@ from __future__ import annotations
 __all__ = ["mount_dashboard"]
 
 
-def mount_dashboard(app, *, store, ingest, auth, cfg) -> None:
+def mount_dashboard(app, *, store, ingest, auth, cfg, clock=None) -> None:
     from broker.web.app import mount_dashboard as mount
 
-    mount(app, store=store, ingest=ingest, auth=auth, cfg=cfg)
+    mount(app, store=store, ingest=ingest, auth=auth, cfg=cfg, clock=clock)

@@ -17,9 +17,10 @@ import hmac
 import json
 import os
 import secrets
-import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from common.clock import Clock, now
 
 SESSION_COOKIE = "hl_session"
 PRE_COOKIE = "hl_pre"
@@ -66,7 +67,7 @@ class Session:
 
 
 class Signer:
-    def __init__(self, secret: bytes, *, clock=time.time, ttl_s: int = SESSION_TTL_S):
+    def __init__(self, secret: bytes, *, clock: Clock = now, ttl_s: int = SESSION_TTL_S):
         self._key = hashlib.sha256(b"hailong-dashboard\0" + secret).digest()
         self._clock = clock
         self.ttl_s = ttl_s

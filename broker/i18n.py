@@ -1,4 +1,4 @@
-"""The dashboard's one translation catalogue: message id -> {"vi": ..., "en": ...}.
+"""The one translation catalogue of the dashboard and the report files: message id -> {"vi": ..., "en": ...}.
 
 Vietnamese is the default; English is chosen with the `lang` cookie (/lang/en).
 Every label on every page goes through `t`; tests/test_web_dashboard.py checks that

@@ -1,0 +1,127 @@
+"""What the API's routes depend on: the caller and its role, and the service's parts on `app.state`.
+
+`create_app` puts the store, ingest, auth, config, clock and the settings derived from the
+config on `app.state`; routes ask for them with the aliases here (`StoreDep`, `ClockDep`...)
+instead of closing over them, so a route module is a plain `APIRouter`. Only `principal`
+reads the auth, to recognise the caller.
+
+The role checks are declared once, here: `Viewer`, `Manager` and `Admin` for routes, and
+`check_role` for anyone else who must decide the same way (the dashboard's forms).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from broker.auth import Principal
+from common.clock import Clock
+from common.periods import DEFAULT_TZ
+
+__all__ = ["API", "Admin", "ApiSettings", "ClockDep", "IngestDep", "Manager", "PrincipalResolver",
+           "SettingsDep", "StoreDep", "Viewer", "add_principal_resolver", "check_role", "principal", "require"]
+
+API = "/api/v1"
+
+# Something that recognises a caller from the request (e.g. the dashboard's session cookie).
+PrincipalResolver = Callable[[Request], "Principal | None"]
+
+
+@dataclass(frozen=True)
+class ApiSettings:
+    """What the routes need from the config, read once."""
+
+    tz: str  # the service's zone: days in queries and report times
+    satisfied_from: int | None  # None: the store's default
+    centre: str  # the service's name, on report files
+
+    @classmethod
+    def of(cls, cfg) -> "ApiSettings":
+        return cls(tz=getattr(cfg.service, "timezone", DEFAULT_TZ),
+                   satisfied_from=getattr(cfg.service, "satisfied_from", 0) or None,
+                   centre=getattr(cfg.service, "name", ""))
+
+
+# ----- the service's parts ---------------------------------------------------------------------
+
+
+def _store(request: Request) -> Any:
+    return request.app.state.store
+
+
+def _ingest(request: Request) -> Any:
+    return request.app.state.ingest
+
+
+def _clock(request: Request) -> Clock:
+    return request.app.state.clock
+
+
+def _settings(request: Request) -> ApiSettings:
+    return request.app.state.settings
+
+
+StoreDep = Annotated[Any, Depends(_store)]
+IngestDep = Annotated[Any, Depends(_ingest)]
+ClockDep = Annotated[Clock, Depends(_clock)]
+SettingsDep = Annotated[ApiSettings, Depends(_settings)]
+
+
+# ----- the caller ------------------------------------------------------------------------------
+
+_bearer = HTTPBearer(auto_error=False, description="an API token: `hailong broker token create --role ...`")
+
+
+def _unauthorized(why: str) -> HTTPException:
+    return HTTPException(401, why, headers={"WWW-Authenticate": "Bearer"})
+
+
+def principal(request: Request,
+              creds: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]) -> Principal:
+    """The caller: from the bearer token if one is sent, else from any registered resolver.
+
+    A wrong token is refused outright rather than falling through to a cookie, so a
+    client with a stale token learns about it instead of silently acting as someone else.
+    """
+    if creds is not None:
+        found = request.app.state.auth.verify_token(creds.credentials)
+        if found is None:
+            raise _unauthorized("invalid or revoked token")
+        return found
+    if request.headers.get("authorization"):
+        raise _unauthorized("Authorization must be 'Bearer <token>'")
+    # The seam for the dashboard: its session cookie resolves to a Principal here.
+    for resolve in request.app.state.principal_resolvers:
+        found = resolve(request)
+        if found is not None:
+            return found
+    raise _unauthorized("missing bearer token")
+
+
+def add_principal_resolver(app: FastAPI, resolver: PrincipalResolver) -> None:
+    """Let `resolver` (e.g. a session-cookie check) authenticate requests that carry no token."""
+    app.state.principal_resolvers.append(resolver)
+
+
+def check_role(who: Principal, role: str) -> Principal:
+    """`who` if its role is `role` or higher; else a 403 HTTPException saying what is missing."""
+    if not who.allows(role):
+        raise HTTPException(403, f"this needs the {role} role or higher; {who.name!r} is {who.role}")
+    return who
+
+
+def require(role: str) -> Callable[..., Principal]:
+    """The dependency that lets a caller with `role` or higher through."""
+
+    def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
+        return check_role(who, role)
+
+    return check
+
+
+Viewer = Annotated[Principal, Depends(require("viewer"))]
+Manager = Annotated[Principal, Depends(require("manager"))]
+Admin = Annotated[Principal, Depends(require("admin"))]

@@ -1,0 +1,66 @@
+"""Devices and what is sent to them: the device list, registration, assignments, display and identify."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path
+from fastapi.responses import JSONResponse
+
+from broker import actions
+from broker.api.bodies import DEVICE_PATTERN, AssignmentIn, DeviceIn, DisplayIn, IdentifyIn
+from broker.api.deps import API, Admin, ClockDep, IngestDep, Manager, StoreDep, Viewer
+from broker.api.errors import found
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=API, tags=["devices"])
+
+
+@router.get("/devices")
+def devices(_: Viewer, store: StoreDep):
+    return {"items": store.devices()}
+
+
+@router.put("/devices/{device_id}")
+def register_device(_: Admin, store: StoreDep,
+                    device_id: Annotated[str, Path(pattern=DEVICE_PATTERN)], body: DeviceIn):
+    """Say which site and counter a device serves."""
+    store.register_device(device_id, body.site, body.counter)
+    return found(store.device(device_id), f"device {device_id!r}")
+
+
+@router.post("/assignments")
+def assign(_: Manager, store: StoreDep, ingest: IngestDep, clock: ClockDep, body: AssignmentIn):
+    """Put an officer (or nobody) at a counter: recorded, then sent to the counter's device (retained)."""
+    at = body.at if body.at is not None else int(clock() * 1000)
+    try:
+        result = actions.assign_officer(store, ingest, site=body.site, counter=body.counter, officer=body.officer,
+                                        at_ms=at)
+    except actions.NotFound as e:
+        raise HTTPException(404, f"{e} (add it under {API}/officers first)") from None
+    except actions.NotShowable as e:
+        raise HTTPException(422, str(e)) from None
+    if not result["published"]:
+        return JSONResponse({"detail": f"recorded, but not sent: counter {body.site}/{body.counter} has no "
+                                       "device yet; assign again once its device is registered", **result},
+                            status_code=409)
+    return result
+
+
+def _sent(send, *args) -> dict:
+    try:
+        return send(*args)
+    except actions.NotFound as e:
+        raise HTTPException(404, str(e)) from None
+
+
+@router.post("/devices/{device_id}/display", status_code=202)
+def display(_: Manager, store: StoreDep, ingest: IngestDep, device_id: str, body: DisplayIn):
+    """Show a ticket number on the counter's display (for a third-party queue system)."""
+    return _sent(actions.display_ticket, store, ingest, device_id, body.ticket)
+
+
+@router.post("/devices/{device_id}/identify", status_code=202)
+def identify(_: Manager, store: StoreDep, ingest: IngestDep, device_id: str, body: IdentifyIn):
+    """Blink the counter for `seconds`, to find it on the floor."""
+    return _sent(actions.identify_device, store, ingest, device_id, body.seconds)

@@ -1,0 +1,126 @@
+"""The registry: sites, their counters, and officers. Anyone may read it; only an admin changes it."""
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Response
+
+from broker.api.bodies import ID_PATTERN, CounterBody, CounterIn, OfficerBody, OfficerIn, SiteBody, SiteIn
+from broker.api.deps import API, Admin, SettingsDep, StoreDep, Viewer
+from broker.api.errors import found
+from broker.registry import InUse
+
+__all__ = ["router"]
+
+router = APIRouter(prefix=API, tags=["registry"])
+
+
+# ----- sites --------------------------------------------------------------------------------------
+
+
+@router.get("/sites")
+def list_sites(_: Viewer, store: StoreDep):
+    return {"items": store.sites()}
+
+
+@router.get("/sites/{site_id}")
+def get_site(_: Viewer, store: StoreDep, site_id: str):
+    return found(store.site(site_id), f"site {site_id!r}")
+
+
+@router.post("/sites", status_code=201)
+def create_site(_: Admin, store: StoreDep, settings: SettingsDep, body: SiteIn):
+    if store.site(body.id) is not None:
+        raise HTTPException(409, f"site {body.id!r} already exists; PUT {API}/sites/{body.id} changes it")
+    store.upsert_site(body.id, body.name, tz=body.tz or settings.tz)
+    return store.site(body.id)
+
+
+@router.put("/sites/{site_id}")
+def put_site(_: Admin, store: StoreDep, settings: SettingsDep,
+             site_id: Annotated[str, Path(pattern=ID_PATTERN)], body: SiteBody):
+    store.upsert_site(site_id, body.name, tz=body.tz or settings.tz)
+    return store.site(site_id)
+
+
+@router.delete("/sites/{site_id}", status_code=204)
+def delete_site(_: Admin, store: StoreDep, site_id: str):
+    found(store.site(site_id), f"site {site_id!r}")
+    try:
+        store.delete_site(site_id)
+    except InUse as e:
+        raise HTTPException(409, str(e)) from None
+    return Response(status_code=204)
+
+
+# ----- counters -----------------------------------------------------------------------------------
+
+
+@router.get("/counters")
+def list_counters(_: Viewer, store: StoreDep, site: str | None = None):
+    return {"items": store.counters(site)}
+
+
+@router.get("/counters/{site_id}/{counter_id}")
+def get_counter(_: Viewer, store: StoreDep, site_id: str, counter_id: str):
+    return found(store.counter(site_id, counter_id), f"counter {site_id}/{counter_id}")
+
+
+@router.post("/counters", status_code=201)
+def create_counter(_: Admin, store: StoreDep, body: CounterIn):
+    found(store.site(body.site), f"site {body.site!r} (create it first)")
+    if store.counter(body.site, body.counter) is not None:
+        raise HTTPException(409, f"counter {body.site}/{body.counter} already exists; "
+                                 f"PUT {API}/counters/{body.site}/{body.counter} changes it")
+    store.upsert_counter(body.site, body.counter, body.name, device=body.device)
+    return store.counter(body.site, body.counter)
+
+
+@router.put("/counters/{site_id}/{counter_id}")
+def put_counter(_: Admin, store: StoreDep, site_id: str,
+                counter_id: Annotated[str, Path(pattern=ID_PATTERN)], body: CounterBody):
+    found(store.site(site_id), f"site {site_id!r} (create it first)")
+    store.upsert_counter(site_id, counter_id, body.name, device=body.device)
+    return store.counter(site_id, counter_id)
+
+
+@router.delete("/counters/{site_id}/{counter_id}", status_code=204)
+def delete_counter(_: Admin, store: StoreDep, site_id: str, counter_id: str):
+    found(store.counter(site_id, counter_id), f"counter {site_id}/{counter_id}")
+    store.delete_counter(site_id, counter_id)
+    return Response(status_code=204)
+
+
+# ----- officers -----------------------------------------------------------------------------------
+
+
+@router.get("/officers")
+def list_officers(_: Viewer, store: StoreDep):
+    return {"items": store.officers()}
+
+
+@router.get("/officers/{officer_id}")
+def get_officer(_: Viewer, store: StoreDep, officer_id: str):
+    return found(store.officer(officer_id), f"officer {officer_id!r}")
+
+
+@router.post("/officers", status_code=201)
+def create_officer(_: Admin, store: StoreDep, body: OfficerIn):
+    if store.officer(body.id) is not None:
+        raise HTTPException(409, f"officer {body.id!r} already exists; PUT {API}/officers/{body.id} changes it")
+    store.upsert_officer(body.id, body.name, body.code, body.unit, body.badge)
+    return store.officer(body.id)
+
+
+@router.put("/officers/{officer_id}")
+def put_officer(_: Admin, store: StoreDep,
+                officer_id: Annotated[str, Path(min_length=1, max_length=64)], body: OfficerBody):
+    store.upsert_officer(officer_id, body.name, body.code, body.unit, body.badge)
+    return store.officer(officer_id)
+
+
+@router.delete("/officers/{officer_id}", status_code=204)
+def delete_officer(_: Admin, store: StoreDep, officer_id: str):
+    found(store.officer(officer_id), f"officer {officer_id!r}")
+    store.delete_officer(officer_id)
+    return Response(status_code=204)

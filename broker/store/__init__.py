@@ -1,0 +1,41 @@
+"""The central service's store: every event exactly once, and per-officer satisfaction.
+
+`Store` is one object with flat methods (`store.ingest(...)`, `store.sites()`,
+`store.satisfaction(...)`), because that is what the ingest loop, the HTTP API and the
+dashboard call. Behind it, one module per concern:
+
+    connection  opening the store; the read and write transactions every part runs in (StoreBase)
+    schema      the migrations, applied on open
+    dialect     the SQL that is SQLite's own (pragmas, upserts, index hints ...), for a later PostgreSQL
+    batch       ingest: exactly-once inserts, rollups in the same transaction, clock correction
+    rollups     the per-day and per-month count tables: how a batch moves them, how a report reads them
+    registry    sites, counters, officers, assignments, device bindings: writes and reads
+    devices     device health (status, telemetry) and queue tickets
+    statistics  satisfaction, low-score reasons, the events, dead letters, totals
+    dashboard   the dashboard's page queries
+
+Each concern is a mix-in subclassing StoreBase, and `Store` just combines them. A mix-in uses
+only StoreBase (its transactions, `_rows`, the ingest caches) and module-level helpers of the
+modules below it, never another mix-in's methods, so each module reads on its own. Mix-ins
+rather than composition because callers reach every method on the Store itself: composition
+would mean either a forwarding method per public method or changing every caller.
+
+Errors: the driver's errors never leave a transaction (`StoreBase._read`/`_write` turn them
+into StoreError); bad arguments are ValueError; InUse (a StoreError) refuses a delete.
+See docs/store.md for the schema and the rules for time and attribution.
+"""
+from __future__ import annotations
+
+from broker.store.batch import Incoming, Ingest, Outcome
+from broker.store.dashboard import Dashboard
+from broker.store.devices import Devices
+from broker.store.errors import InUse, StoreError
+from broker.store.registry import Registry
+from broker.store.schema import MIGRATIONS
+from broker.store.statistics import GROUPS, UNATTRIBUTED, Statistics
+
+__all__ = ["GROUPS", "MIGRATIONS", "Incoming", "InUse", "Outcome", "Store", "StoreError", "UNATTRIBUTED"]
+
+
+class Store(Ingest, Registry, Devices, Statistics, Dashboard):
+    """The store: open with `Store.open(url_or_path)`, close with `close()` or a `with` block."""

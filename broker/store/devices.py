@@ -1,0 +1,85 @@
+"""Devices at run time: what each counter's Pi last said about itself, and the queue numbers it prints.
+
+A device row exists as soon as anything is heard from it (an event, a status, telemetry),
+registered or not. Status and telemetry commits are not fsynced one by one: the next
+status repeats them, and losing the last few in a power cut is harmless.
+"""
+from __future__ import annotations
+
+import json
+
+import broker.store.dialect as dialect
+from broker.store.connection import StoreBase
+from common.periods import parse_day
+
+__all__ = ["COLUMNS", "Devices", "SEEN", "device_of"]
+
+COLUMNS = ("id, registered, site, counter, first_seen_ms, last_seen_ms, online, fw, ledger, "
+           "backlog, clock_ok, telemetry")
+
+# An ingest batch saw the device between two arrival times, claiming a site and counter
+# (None: no valid event). The claim counts only until the device is registered.
+SEEN = dialect.upsert(
+    "devices", ("id", "site", "counter", "first_seen_ms", "last_seen_ms"), ("id",),
+    f"first_seen_ms = {dialect.least('coalesce(first_seen_ms, excluded.first_seen_ms)', 'excluded.first_seen_ms')},"
+    f" last_seen_ms = {dialect.greatest('coalesce(last_seen_ms, 0)', 'excluded.last_seen_ms')},"
+    " site = CASE WHEN registered = 1 OR excluded.site IS NULL THEN site ELSE excluded.site END,"
+    " counter = CASE WHEN registered = 1 OR excluded.site IS NULL THEN counter ELSE excluded.counter END")
+
+_STATUS = dialect.upsert(
+    "devices", ("id", "first_seen_ms", "last_seen_ms", "online", "fw", "ledger"), ("id",),
+    "online = excluded.online, fw = coalesce(excluded.fw, fw), ledger = coalesce(excluded.ledger, ledger),"
+    " first_seen_ms = coalesce(first_seen_ms, excluded.first_seen_ms),"
+    f" last_seen_ms = {dialect.greatest('coalesce(last_seen_ms, 0)', 'coalesce(excluded.last_seen_ms, 0)')}")
+
+_TELEMETRY = dialect.upsert(
+    "devices", ("id", "first_seen_ms", "last_seen_ms", "fw", "ledger", "backlog", "clock_ok", "telemetry"), ("id",),
+    "fw = coalesce(excluded.fw, fw), ledger = coalesce(excluded.ledger, ledger), backlog = excluded.backlog,"
+    " clock_ok = excluded.clock_ok, telemetry = excluded.telemetry,"
+    " first_seen_ms = coalesce(first_seen_ms, excluded.first_seen_ms),"
+    f" last_seen_ms = {dialect.greatest('coalesce(last_seen_ms, 0)', 'excluded.last_seen_ms')}")
+
+_TICKET = dialect.upsert("tickets", ("site", "day", "last"), ("site", "day"), "last = last + 1") + " RETURNING last"
+
+
+def device_of(row: tuple) -> dict:
+    """A devices row (COLUMNS) as the API shows it."""
+    id_, registered, site, counter, first, last, online, fw, ledger, backlog, clock_ok, telemetry = row
+    return {"device": id_, "registered": bool(registered), "site": site, "counter": counter,
+            "first_seen_ms": first, "last_seen_ms": last, "online": None if online is None else bool(online),
+            "fw": fw, "ledger": ledger, "backlog": backlog, "clock_ok": None if clock_ok is None else bool(clock_ok),
+            "last_telemetry": None if telemetry is None else json.loads(telemetry)}
+
+
+class Devices(StoreBase):
+    def devices(self) -> list[dict]:
+        """Every device seen or registered, by id. Unregistered ones carry the site and counter they claim."""
+        return [device_of(row) for row in self._rows(f"SELECT {COLUMNS} FROM devices ORDER BY id")]
+
+    def device(self, device: str) -> dict | None:
+        rows = self._rows(f"SELECT {COLUMNS} FROM devices WHERE id = ?", (device,))
+        return device_of(rows[0]) if rows else None
+
+    def device_status(self, device: str, status: dict, at_ms: int) -> None:
+        """Record a (retained) status message: online or not, firmware, ledger."""
+        online = bool(status.get("online"))
+        with self._write(durable=False) as db:
+            # An offline status is the broker speaking for a device that is gone:
+            # it says nothing about when the device was last seen.
+            db.execute(_STATUS, (device, at_ms, at_ms if online else None, int(online), status.get("fw"),
+                                 status.get("ledger")))
+
+    def device_telemetry(self, device: str, telemetry: dict, at_ms: int) -> None:
+        body = json.dumps(telemetry, ensure_ascii=False, separators=(",", ":"))
+        clock_ok = telemetry.get("clock_ok")
+        with self._write(durable=False) as db:
+            db.execute(_TELEMETRY, (device, at_ms, at_ms, telemetry.get("fw"), telemetry.get("ledger"),
+                                    telemetry.get("backlog"), None if clock_ok is None else int(bool(clock_ok)),
+                                    body))
+
+    def next_ticket(self, site: str, day: str) -> int:
+        """The site's next queue number for that local day: 1, 2, 3 ... durable before it is returned."""
+        day = parse_day(day)
+        with self._write() as db:
+            (number,) = db.execute(_TICKET, (site, day, 1)).fetchone()
+        return number

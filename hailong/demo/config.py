@@ -1,0 +1,75 @@
+"""The demo site and how its parts are configured: the service, each counter, their ports."""
+from __future__ import annotations
+
+import json
+import socket
+from datetime import datetime
+from pathlib import Path
+
+from common.clock import Clock, now
+from common.periods import DEFAULT_TZ, today as local_today, zone
+from hailong.sample_data import REASONS
+
+SITE = "demo"
+SITE_NAME = "Trung tâm Phục vụ hành chính công (demo)"
+TZ = DEFAULT_TZ
+STORE_FILE = "hailong.db"
+REASON_WINDOW_S = 2.0
+
+
+def device_id(n: int) -> str:
+    return f"demo-c{n}"
+
+
+def today(clock: Clock = now) -> str:
+    """The demo site's local day (YYYY-MM-DD) at the clock's moment."""
+    return local_today(zone(TZ), clock).isoformat()
+
+
+def local_time(ms: int) -> str:
+    """HH:MM:SS at the demo site of a millisecond timestamp, e.g. an event's `ts`."""
+    return datetime.fromtimestamp(ms / 1000, zone(TZ)).strftime("%H:%M:%S")
+
+
+def service_config(data: Path, http_port: int, mqtt_port: int):
+    from broker.config import config_from_dict
+
+    return config_from_dict({
+        "service": {"name": SITE_NAME, "data_dir": str(data), "timezone": TZ},
+        "mqtt": {"embedded": True, "port": mqtt_port, "protocol": "3.1.1", "client_id": "hailong-demo-service",
+                 "batch_wait_ms": 5},
+        "store": {"url": "sqlite:///" + str(data / STORE_FILE)},
+        "http": {"host": "127.0.0.1", "port": http_port},
+    })
+
+
+def device_config(data: Path, n: int, mqtt_port: int) -> Path:
+    folder = data / f"counter-{n}"
+    folder.mkdir(parents=True, exist_ok=True)
+    reasons = ", ".join(json.dumps(r, ensure_ascii=False) for r in REASONS)
+    cfg = data / f"counter-{n}.toml"
+    cfg.write_text(
+        "[device]\n"
+        f'id = "{device_id(n)}"\nsite = "{SITE}"\ncounter = "{n}"\ndata_dir = "{folder / "data"}"\n'
+        "[mqtt]\n"
+        f'host = "127.0.0.1"\nport = {mqtt_port}\nprotocol = "3.1.1"\n'
+        "backoff_min_s = 0.2\nbackoff_max_s = 2\n"
+        '[clock]\ntrust = "always"\n'
+        "[telemetry]\ninterval_s = 2\n"
+        # Demo time runs fast: a citizen is served in seconds, not minutes.
+        "[rating]\ngrace_s = 0.5\nrepeat_gap_s = 2\nfeedback_s = 0.3\n"
+        f"reasons = [{reasons}]\nask_reason_max_score = 1\nreason_window_s = {REASON_WINDOW_S}\n",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def port_free(port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind(("127.0.0.1", port))
+            s.listen()
+        except OSError:
+            return False
+    return True
