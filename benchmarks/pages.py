@@ -123,6 +123,7 @@ def main(argv=None) -> int:
     from broker.config import config_from_dict
     from broker.embedded import EmbeddedBroker
     from broker.service import Service
+    from provisioning.mosquitto_files import write_local_site
     from tests.mosquitto import free_port
 
     work, fs = bench_dir()
@@ -134,9 +135,11 @@ def main(argv=None) -> int:
             print(f"generated in {generate(db_path, args.ratings):.0f} s")
         state = work / "state"
         state.mkdir()
+        passwd, acl = write_local_site(work / "mosquitto", {"hailong-service": "bench-only"})
         cfg = config_from_dict({
             "service": {"data_dir": str(state)},
-            "mqtt": {"embedded": True, "port": free_port()},
+            "mqtt": {"embedded": True, "port": free_port(), "password": "bench-only",
+                     "passwd_file": str(passwd), "acl_file": str(acl)},
             "store": {"url": f"sqlite:///{db_path}"},  # an absolute path: sqlite:////abs/path
             "http": {"port": free_port()},
         })
@@ -152,7 +155,7 @@ def main(argv=None) -> int:
             print(f"\nstore: {total:,} events, {db_path.stat().st_size / 2**30:.2f} GiB; "
                   f"{OFFICERS} officers, {SITES * COUNTERS_PER_SITE} counters, {SITES} sites; "
                   f"service assembled (store migrations included) in {open_s:.1f} s")
-            embedded = EmbeddedBroker("127.0.0.1", cfg.mqtt.port).start()
+            embedded = EmbeddedBroker.from_config(cfg.mqtt).start()
             service.ingest.start()
             if not service.ingest.connected.wait(15):
                 raise RuntimeError("ingest did not connect to the embedded MQTT broker")

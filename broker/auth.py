@@ -16,6 +16,7 @@ import re
 import secrets
 import sqlite3
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -38,6 +39,7 @@ _NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
 # Enough of a token to recognise it in a list and to revoke it by, without the rest:
 # 8 of its 43 random characters leave over 200 bits unknown.
 _SHOWN = len(TOKEN_PREFIX) + 8
+_MAX_GHOSTS = 10_000  # names that are no user's, remembered for their lockout
 
 MIGRATIONS: list[str] = [
     # 1: users with a persisted lockout, tokens stored only as hashes.
@@ -126,6 +128,10 @@ class Auth:
         # database costs an attacker real hardware per guess.
         self._hasher = hasher or PasswordHasher()
         self._dummy: str | None = None
+        # Failures for names that are not users, counted like a user's so that the dashboard's
+        # "locked" answer does not tell which names exist. In memory and bounded: an attacker
+        # cycling through names must not grow anything without limit.
+        self._ghosts: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._lock = threading.Lock()
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -214,6 +220,7 @@ class Auth:
             if self._dummy is None:
                 self._dummy = self._hasher.hash(secrets.token_urlsafe(16))
             self._check(self._dummy, password)
+            self._ghost_failure(name, self._now_ms())
             return None
         now = self._now_ms()
         if row["locked_until_ms"] > now:
@@ -247,12 +254,24 @@ class Auth:
             return False
 
     def locked_until_ms(self, name: str) -> int | None:
-        """When the user's lockout ends (ms since epoch), or None if not locked."""
+        """When the user's lockout ends (ms since epoch), or None if not locked; a name that is
+        no user's answers the same way after as many failures."""
         with self._lock:
             row = self._db.execute("SELECT locked_until_ms FROM auth_users WHERE name = ?", (name,)).fetchone()
-        if row is None or row["locked_until_ms"] <= self._now_ms():
-            return None
-        return row["locked_until_ms"]
+            until = row["locked_until_ms"] if row is not None else self._ghosts.get(name, (0, 0))[1]
+        return until if until > self._now_ms() else None
+
+    def _ghost_failure(self, name: str, now: int) -> None:
+        with self._lock:
+            failures, until = self._ghosts.pop(name, (0, 0))
+            if until and until <= now:
+                failures, until = 0, 0  # a lock that has run out starts a fresh count
+            if not until:  # while locked, refusals neither count nor extend it, as for users
+                failures += 1
+                until = now + self.lockout_ms if failures >= self.lockout_attempts else 0
+            self._ghosts[name] = (failures, until)
+            while len(self._ghosts) > _MAX_GHOSTS:
+                self._ghosts.popitem(last=False)
 
     def list_users(self) -> list[dict]:
         with self._lock:

@@ -30,7 +30,7 @@ def cmd_run(args) -> int:
         from broker.embedded import EmbeddedBroker, EmbeddedBrokerError
 
         try:
-            embedded = EmbeddedBroker(cfg.mqtt.embedded_bind, cfg.mqtt.port).start()
+            embedded = EmbeddedBroker.from_config(cfg.mqtt).start()
         except EmbeddedBrokerError as e:
             print(f"hailong broker: {e}", file=sys.stderr)
             return 1

@@ -102,6 +102,14 @@ SCHEMA: list[Key] = [
         must_exist=True, example="/etc/hailong/service.crt"),
     Key("mqtt.key_file", "path", None, "Private key of cert_file.",
         must_exist=True, example="/etc/hailong/service.key"),
+    Key("mqtt.passwd_file", "path", None,
+        "Mosquitto password file whose accounts the embedded broker admits (embedded = true only; "
+        "`hailong provision mosquitto export` writes it, as for Mosquitto). Nobody else can connect.",
+        must_exist=True, example="/etc/hailong/mosquitto/passwd"),
+    Key("mqtt.acl_file", "path", None,
+        "Mosquitto ACL file confining each account of passwd_file to its own topics (embedded = true only; "
+        "written with passwd_file).",
+        must_exist=True, example="/etc/hailong/mosquitto/acl"),
     _text("mqtt.embedded_bind", "127.0.0.1",
           "Address the embedded broker listens on (embedded = true only); loopback unless counters "
           'must reach it, then e.g. "0.0.0.0".'),
@@ -143,6 +151,8 @@ _CROSS_RULES = [
     "`mqtt.cert_file` and `mqtt.key_file` are set together or not at all.",
     '`mqtt.protocol` must be "3.1.1" when `mqtt.embedded` is true: the embedded broker (amqtt) '
     "speaks MQTT 3.1.1 only. Left unset, it follows `mqtt.embedded`.",
+    "With `mqtt.embedded` true, `mqtt.passwd_file` and `mqtt.acl_file` are required, and the service logs in "
+    "to its own broker like any client: `mqtt.password` or `mqtt.password_file` is required too.",
     "`store.url`: `sqlite:///hailong.db` is `hailong.db` beside this file; "
     "`sqlite:////var/lib/hailong/hailong.db` is the absolute path `/var/lib/hailong/hailong.db`.",
 ]
@@ -180,6 +190,8 @@ class MqttSection:
     ca_file: Path | None
     cert_file: Path | None
     key_file: Path | None
+    passwd_file: Path | None
+    acl_file: Path | None
     embedded_bind: str
     session_expiry_s: int
     batch_max: int
@@ -261,6 +273,20 @@ def _check_across(v: dict[str, Any], problems: Problems) -> None:
             v["mqtt.protocol"] = "3.1.1" if v["mqtt.embedded"] else "5"
         elif v["mqtt.embedded"] and v["mqtt.protocol"] == "5":
             problems.append(("mqtt.protocol", "the embedded broker speaks MQTT 3.1.1 only"))
+    if v.get("mqtt.embedded"):
+        _check_embedded(v, problems)
+
+
+def _check_embedded(v: dict[str, Any], problems: Problems) -> None:
+    # An embedded broker open to anonymous clients would let anyone on the LAN vote.
+    why = "required with embedded = true: the embedded broker admits only provisioned accounts"
+    for key in ("mqtt.passwd_file", "mqtt.acl_file"):
+        if key in v and v[key] is None:
+            problems.append((key, why))
+    if all(k in v for k in ("mqtt.password", "mqtt.password_file")) and v["mqtt.password"] is None \
+            and v["mqtt.password_file"] is None:
+        problems.append(("mqtt.password_file", "required with embedded = true (or mqtt.password): "
+                                               "the service logs in to its embedded broker like any client"))
 
 
 def _resolve_store_path(v: dict[str, Any], base: Path | None) -> None:

@@ -12,15 +12,24 @@ amqtt 0.12.1 behaviour worth knowing (pinned in tests/test_embedded_broker.py):
     stop() or a crash forgets them all.
   * Its anonymous-auth plugin flags sessions "anonymous", and anonymous
     sessions lose their queue at disconnect even with clean_session=False.
-    _AcceptAll admits everyone without the flag so persistent sessions work.
+    Our _PasswordFile plugin admits only the accounts of a Mosquitto password
+    file and never sets the flag, so persistent sessions work.
+  * Topic rules come from a plugin's topic_filtering (publish, subscribe,
+    receive); _AclFile applies a Mosquitto ACL file to each, as Mosquitto does.
   * It never enforces keepalive; _EnforceKeepAlive does, so a counter that
     loses power gets its last will published and its messages queued.
   * A QoS 1 message in flight when the subscriber's connection drops, or
     not acknowledged within 5 s, is forgotten rather than redelivered.
-  * Messages queued for an offline client arrive with RETAIN set, and every
-    connecting client is sent the retained messages matching *anyone's*
-    subscriptions: receivers must check the topic, and not read RETAIN as
-    "old state".
+  * Messages queued for an offline client arrive with RETAIN set: receivers
+    must not read RETAIN as "old state".
+  * amqtt sends every connecting client the retained messages matching
+    *anyone's* subscriptions, without asking the topic plugins: officer names
+    to anyone who connects. _Broker sends them only for the client's own
+    subscriptions, and only what its ACL lets it read.
+
+Without a password file and an ACL the broker does not start, unless the caller
+asks for `allow_anonymous=True` (tests of amqtt itself): a small site must not be
+open to its LAN. Both files are re-read when they change, at the next connection.
 """
 from __future__ import annotations
 
@@ -31,9 +40,15 @@ import socket
 import threading
 import time
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from common.errors import ConfigError
+from common.mqtt_access import Acl, read_acl, read_passwd, verify_password
+
 _AUTH_PLUGIN = f"{__name__}._AcceptAll"
+_PASSWD_PLUGIN = f"{__name__}._PasswordFile"
+_ACL_PLUGIN = f"{__name__}._AclFile"
 _QUEUE_PLUGIN = f"{__name__}._CapOfflineQueue"
 _KEEPALIVE_PLUGIN = f"{__name__}._EnforceKeepAlive"
 _LAST_SEEN = "hailong.last_seen"
@@ -48,13 +63,25 @@ class EmbeddedBrokerError(RuntimeError):
 class EmbeddedBroker:
     """amqtt running on its own event loop in a daemon thread."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 1883, *, max_queued: int = 100000) -> None:
+    def __init__(self, host: str = "127.0.0.1", port: int = 1883, *, max_queued: int = 100000,
+                 passwd_file: str | Path | None = None, acl_file: str | Path | None = None,
+                 allow_anonymous: bool = False) -> None:
+        if not allow_anonymous and (passwd_file is None or acl_file is None):
+            raise EmbeddedBrokerError("the embedded broker needs a password file and an ACL file "
+                                      "(mqtt.passwd_file and mqtt.acl_file; `hailong provision mosquitto export` "
+                                      "writes both)")
         self.host = host
         self.port = port
         self.max_queued = max_queued
+        self.access = None if allow_anonymous else _Access(Path(passwd_file), Path(acl_file))
         self._thread: threading.Thread | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._stop_requested: asyncio.Event | None = None
+
+    @classmethod
+    def from_config(cls, mqtt) -> EmbeddedBroker:
+        """The broker a service config's [mqtt] section asks for (embedded = true)."""
+        return cls(mqtt.embedded_bind, mqtt.port, passwd_file=mqtt.passwd_file, acl_file=mqtt.acl_file)
 
     @property
     def running(self) -> bool:
@@ -64,6 +91,8 @@ class EmbeddedBroker:
         if self.running:
             return self
         broker_cls = _import_amqtt()
+        if self.access is not None:
+            self.access.load()  # a bad file is a clear error now, not a refused login later
         if self.port == 0:
             # amqtt does not report the port it bound, so choose one up front.
             self.port = _free_port(self.host)
@@ -120,11 +149,18 @@ class EmbeddedBroker:
             # An explicit plugin list also keeps amqtt's $SYS publisher and
             # per-packet loggers out: they cost throughput and nothing uses them.
             "plugins": {
-                _AUTH_PLUGIN: {},
+                **({_AUTH_PLUGIN: {}} if self.access is None else
+                   {_PASSWD_PLUGIN: {"key": self._access_key()}, _ACL_PLUGIN: {"key": self._access_key()}}),
                 _QUEUE_PLUGIN: {"max_queued": self.max_queued},
                 _KEEPALIVE_PLUGIN: {},
             },
         }
+
+    def _access_key(self) -> str:
+        # amqtt builds plugins from plain config values; they find this broker's files by key.
+        key = f"{id(self)}"
+        _ACCESS[key] = self.access
+        return key
 
     def _run(
         self, loop: asyncio.AbstractEventLoop, broker_cls: type, ready: threading.Event, failure: list[BaseException]
@@ -150,13 +186,45 @@ class EmbeddedBroker:
         await broker.shutdown()
 
 
+class _Access:
+    """A site's Mosquitto password file and ACL, re-read when either file changes."""
+
+    def __init__(self, passwd_file: Path, acl_file: Path) -> None:
+        self.files = (passwd_file, acl_file)
+        self._stamp: tuple | None = None
+        self.users: dict[str, str] = {}
+        self.acl = Acl()
+
+    def load(self) -> None:
+        try:
+            stamp = tuple((f.stat().st_mtime_ns, f.stat().st_size) for f in self.files)
+            if stamp != self._stamp:
+                self.users, self.acl = read_passwd(self.files[0]), read_acl(self.files[1])
+                self._stamp = stamp
+        except OSError as e:
+            raise EmbeddedBrokerError(f"cannot read {e.filename}: {e.strerror}") from None
+        except ConfigError as e:
+            raise EmbeddedBrokerError(str(e)) from None
+
+    def login(self, username: str | None, password: str | None) -> bool:
+        try:
+            self.load()
+        except EmbeddedBrokerError as e:
+            logging.getLogger(__name__).error("keeping the previous logins and ACL: %s", e)
+        hashed = self.users.get(username or "")
+        return hashed is not None and password is not None and verify_password(password, hashed)
+
+
+_ACCESS: dict[str, _Access] = {}
+
+
 def _import_amqtt() -> type:
     try:
-        from amqtt.broker import Broker
+        import amqtt.broker  # noqa: F401
     except ImportError as exc:
         raise EmbeddedBrokerError("the embedded broker needs amqtt: pip install 'hailong[broker]'") from exc
     _quieten_amqtt()
-    return Broker
+    return _build_plugins()["_Broker"]
 
 
 def _quieten_amqtt() -> None:
@@ -171,14 +239,18 @@ def _quieten_amqtt() -> None:
 def __getattr__(name: str) -> type:
     # amqtt loads plugins by dotted path (the *_PLUGIN constants). Build them
     # on first lookup so that importing this module never imports amqtt.
-    if name in ("_AcceptAll", "_CapOfflineQueue", "_EnforceKeepAlive"):
+    if name in ("_AcceptAll", "_PasswordFile", "_AclFile", "_CapOfflineQueue", "_EnforceKeepAlive", "_Broker"):
         globals().update(_build_plugins())
         return globals()[name]
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _build_plugins() -> dict[str, type]:
+    if "_Broker" in globals():
+        return {k: globals()[k] for k in ("_AcceptAll", "_PasswordFile", "_AclFile", "_CapOfflineQueue",
+                                          "_EnforceKeepAlive", "_Broker")}
     from amqtt.plugins.base import BaseAuthPlugin, BasePlugin
+    classes = {**_access_plugins(), **_broker_class()}
 
     class _AcceptAll(BaseAuthPlugin):
         """Admit every client, leaving Session.is_anonymous False.
@@ -255,7 +327,71 @@ def _build_plugins() -> dict[str, type]:
                         # the socket-EOF path: will published, session offline.
                         await handler.handle_connection_closed()
 
-    return {"_AcceptAll": _AcceptAll, "_CapOfflineQueue": _CapOfflineQueue, "_EnforceKeepAlive": _EnforceKeepAlive}
+    classes.update(_AcceptAll=_AcceptAll, _CapOfflineQueue=_CapOfflineQueue, _EnforceKeepAlive=_EnforceKeepAlive)
+    globals().update(classes)
+    return classes
+
+
+def _access_plugins() -> dict[str, type]:
+    from amqtt.contexts import Action
+    from amqtt.plugins.base import BaseAuthPlugin, BaseTopicPlugin
+
+    @dataclass
+    class KeyConfig:
+        key: str = ""
+
+    class _PasswordFile(BaseAuthPlugin):
+        """Admit the accounts of the site's Mosquitto password file, and no one else."""
+
+        Config = KeyConfig
+
+        async def authenticate(self, *, session: Any) -> bool:
+            ok = _ACCESS[self.config.key].login(session.username, session.password)
+            if not ok:
+                self.context.logger.warning("refused login of %r as user %r", session.client_id, session.username)
+            return ok
+
+    class _AclFile(BaseTopicPlugin):
+        """The site's Mosquitto ACL, applied to every publish, subscribe and delivery."""
+
+        Config = KeyConfig
+
+        async def topic_filtering(self, *, session: Any = None, topic: str | None = None,
+                                  action: Any = None) -> bool:
+            if session is None or topic is None:
+                return False
+            acl = _ACCESS[self.config.key].acl
+            if action == Action.SUBSCRIBE:
+                return acl.allows_subscription(session.username, session.client_id, topic)
+            access = "write" if action == Action.PUBLISH else "read"
+            return acl.allows(session.username, session.client_id, topic, access)
+
+    return {"_PasswordFile": _PasswordFile, "_AclFile": _AclFile}
+
+
+def _broker_class() -> dict[str, type]:
+    from amqtt.broker import Broker
+    from amqtt.contexts import Action
+
+    class _Broker(Broker):
+        async def _publish_retained_messages_for_subscription(self, subscription: tuple[str, int],
+                                                              session: Any) -> None:
+            # amqtt calls this at connect for every filter anyone subscribed to; answer only the
+            # client's own subscriptions, at their QoS, with what it may read.
+            topic_filter, _ = subscription
+            own = [qos for s, qos in self._subscriptions.get(topic_filter, ()) if s.client_id == session.client_id]
+            handler = self._get_handler(session)
+            if not own or handler is None:
+                return
+            tasks = [asyncio.ensure_future(handler.mqtt_publish(r.topic, r.data, min(own[0], r.qos or own[0]),
+                                                                retain=True))
+                     for topic, r in list(self._retained_messages.items())
+                     if self._matches(topic, topic_filter)
+                     and await self._topic_filtering(session, topic, Action.RECEIVE)]
+            if tasks:
+                await asyncio.wait(tasks)
+
+    return {"_Broker": _Broker}
 
 
 def _free_port(host: str) -> int:

@@ -16,6 +16,12 @@ Excel shows Vietnamese text, CRLF line endings, one header row, the totals as th
 with an empty STT) a rate is the fraction with 4 decimals, the mean 3, the index 1, always
 with a decimal point "."; an empty cell means "no ratings".
 
+Text is safe where it lands: characters an XLSX (XML) cannot hold become U+FFFD, and a
+name that a spreadsheet would read as a formula (starting with =, +, -, @, tab or CR) is a
+string cell in the workbook and carries a leading apostrophe in the CSV (OWASP's
+neutralising prefix). Names are validated on the way in as well; stored events never
+change, so the reports must cope with whatever an older version let through.
+
 Level columns are named by the report's scale (3, 4 or 5 levels, as on the counters).
 When a period mixes scales, `counts` has more levels than `scale` and the level columns
 are named "Mức 1".."Mức N" instead (level 1 is always the worst button).
@@ -24,6 +30,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from datetime import date, datetime
 
 from broker.stats import wilson_lower
@@ -81,6 +88,21 @@ TEXT = {
 GROUPS = ("officer", "counter")
 
 
+# ----- text that is safe in a spreadsheet ----------------------------------------------------
+
+_ILLEGAL_XML = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]|[\ud800-\udfff]")
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def safe_text(value: str) -> str:
+    """The text with characters XML 1.0 cannot hold replaced by U+FFFD."""
+    return _ILLEGAL_XML.sub("\ufffd", value)
+
+
+def looks_like_formula(value: str) -> bool:
+    return value.startswith(_FORMULA_START)
+
+
 # ----- the table, shared by both formats --------------------------------------------------
 
 
@@ -132,23 +154,34 @@ def _totals(report: dict, levels: int) -> dict:
     rows = report["rows"]
     ratings = sum(r["ratings"] for r in rows)
     satisfied = sum(r["satisfied"] for r in rows)
-    weighed = [r for r in rows if r["ratings"] and r.get("mean") is not None]
-    mean = index = rate = None
+    counts = {str(k): sum(int((r.get("counts") or {}).get(str(k), 0)) for r in rows) for k in range(1, levels + 1)}
+    mean = index = rate = wilson = None
     if ratings:
         rate = round(satisfied / ratings, 4)
-        if weighed:
-            w = sum(r["ratings"] for r in weighed)
-            mean = round(sum(r["mean"] * r["ratings"] for r in weighed) / w, 3)
-            index = round(sum(r["index"] * r["ratings"] for r in weighed) / w, 1)
+        wilson = round(wilson_lower(satisfied, ratings), 4)
+        mean, index = _total_mean_index(report, rows, counts, levels)
     return {
-        "ratings": ratings,
-        "counts": {str(k): sum(int((r.get("counts") or {}).get(str(k), 0)) for r in rows)
-                   for k in range(1, levels + 1)},
-        "satisfied": satisfied, "rate": rate, "mean": mean, "index": index,
-        "wilson_lower": round(wilson_lower(satisfied, ratings), 4),
+        "ratings": ratings, "counts": counts,
+        "satisfied": satisfied, "rate": rate, "mean": mean, "index": index, "wilson_lower": wilson,
         "flagged": sum(r.get("flagged", 0) for r in rows),
         "served": sum(r.get("served", 0) for r in rows),
     }
+
+
+def _total_mean_index(report: dict, rows: list[dict], counts: dict, levels: int) -> tuple:
+    """Mean and index of all rows together: exact from the level counts when every rating is
+    on the report's scale (so grouping by officer or by counter gives the same total), else the
+    rows' values weighted by their ratings."""
+    scale, n = _scale(report), sum(counts.values())
+    if levels == scale and n == sum(r["ratings"] for r in rows):
+        score_sum = sum(int(k) * c for k, c in counts.items())
+        return round(score_sum / n, 3), round((score_sum - n) / (scale - 1) / n * 100, 1)
+    weighed = [r for r in rows if r["ratings"] and r.get("mean") is not None]
+    if not weighed:
+        return None, None
+    w = sum(r["ratings"] for r in weighed)
+    return (round(sum(r["mean"] * r["ratings"] for r in weighed) / w, 3),
+            round(sum(r["index"] * r["ratings"] for r in weighed) / w, 1))
 
 
 def _table(report: dict, group: str, lang: str) -> tuple[list[tuple[str, str]], list[list], list]:
@@ -156,7 +189,7 @@ def _table(report: dict, group: str, lang: str) -> tuple[list[tuple[str, str]], 
     _check_group(group)
     columns = _columns(report, group, lang)
     levels = _levels(report)
-    rows = [_row_values(i, r.get("name") or r.get("key") or "", r, levels)
+    rows = [_row_values(i, safe_text(r.get("name") or r.get("key") or ""), r, levels)
             for i, r in enumerate(report["rows"], start=1)]
     total = _row_values(None, TEXT[lang]["total"], _totals(report, levels), levels)
     return columns, rows, total
@@ -216,7 +249,7 @@ def satisfaction_xlsx(report: dict, *, centre: str, group: str, month: str, gene
         header.append((t["site"].format(site=site), Font()))
     header.append((t["generated"].format(at=_moment_text(generated_at)), Font(italic=True)))
     for r, (value, font) in enumerate(header, start=1):
-        cell = ws.cell(row=r, column=1, value=value)
+        cell = _text_cell(ws, r, 1, value)
         cell.font = font
 
     head = len(header) + 2  # one blank row between the block and the table
@@ -232,7 +265,7 @@ def satisfaction_xlsx(report: dict, *, centre: str, group: str, month: str, gene
 
     def put(r: int, values: list, bold: bool = False) -> None:
         for c, ((_, kind), value) in enumerate(zip(columns, values), start=1):
-            cell = ws.cell(row=r, column=c, value=value)
+            cell = _text_cell(ws, r, c, value) if kind == "text" else ws.cell(row=r, column=c, value=value)
             cell.border = border
             if value is not None and kind != "text":
                 cell.number_format = _FORMATS[kind]
@@ -262,6 +295,14 @@ def satisfaction_xlsx(report: dict, *, centre: str, group: str, month: str, gene
     return out.getvalue()
 
 
+def _text_cell(ws, row: int, column: int, value):
+    """A cell holding `value` as text, never as a formula, whatever it starts with."""
+    cell = ws.cell(row=row, column=column, value=safe_text(value) if isinstance(value, str) else value)
+    if isinstance(value, str):
+        cell.data_type = "s"
+    return cell
+
+
 # ----- CSV -------------------------------------------------------------------------------------
 
 
@@ -274,6 +315,8 @@ def _csv_cell(value, kind: str) -> str | int:
         return f"{value:.3f}"
     if kind == "index":
         return f"{value:.1f}"
+    if isinstance(value, str) and looks_like_formula(value):
+        return "'" + value
     return value
 
 

@@ -16,7 +16,7 @@ def ingest_settings(cfg):
     m = cfg.mqtt
     return IngestSettings(
         host=m.embedded_bind if m.embedded else m.host, port=m.port,
-        username=None if m.embedded else m.username, password=None if m.embedded else m.password,
+        username=m.username, password=m.password,
         protocol=m.protocol, client_id=m.client_id, prefix=m.prefix, tls=m.tls and not m.embedded,
         ca_file=str(m.ca_file) if m.ca_file else None,
         cert_file=str(m.cert_file) if m.cert_file else None,

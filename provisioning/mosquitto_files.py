@@ -59,3 +59,17 @@ def write_mosquitto_files(inv: Inventory, out_dir: str | Path) -> tuple[Path, Pa
     atomic_write(out / "passwd", passwd.encode(), mode=0o640)
     atomic_write(out / "acl", acl.encode(), mode=0o640)
     return out / "passwd", out / "acl"
+
+
+def write_local_site(out_dir: str | Path, passwords: dict[str, str], prefix: str = "hailong/v1",
+                     service_user: str = SERVICE_USER) -> tuple[Path, Path]:
+    """`passwd` and `acl` for a site with no inventory (the demo, a trial): the given accounts
+    (user -> plain password; the service's among them) with the same rules as a provisioned site."""
+    from provisioning.credentials import hash_password
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True, mode=0o750)
+    atomic_write(out / "passwd", render_passwd([(u, hash_password(p)) for u, p in passwords.items()]).encode(),
+                 mode=0o640)
+    atomic_write(out / "acl", render_acl([prefix], service_user).encode(), mode=0o640)
+    return out / "passwd", out / "acl"

@@ -19,6 +19,7 @@ from broker.config import config_from_dict  # noqa: E402
 from broker.embedded import EmbeddedBroker  # noqa: E402
 from broker.service import Service  # noqa: E402
 from hailong.sample_data import seed_month  # noqa: E402
+from provisioning.mosquitto_files import write_local_site  # noqa: E402
 from tests.browser import browser  # noqa: E402
 from tests.mosquitto import free_port  # noqa: E402
 
@@ -29,14 +30,16 @@ TZ = ZoneInfo("Asia/Ho_Chi_Minh")
 def main() -> int:
     work = Path(tempfile.mkdtemp(prefix="hailong-shots-"))
     mqtt_port, http_port = free_port(), free_port()
+    passwd, acl = write_local_site(work / "mosquitto", {"hailong-service": "screenshots-only"})
     cfg = config_from_dict({
         "service": {"data_dir": str(work / "state"), "name": "Bộ phận Một cửa huyện Kiến Thụy"},
-        "mqtt": {"embedded": True, "port": mqtt_port},
+        "mqtt": {"embedded": True, "port": mqtt_port, "password": "screenshots-only",
+                 "passwd_file": str(passwd), "acl_file": str(acl)},
         "store": {"url": f"sqlite:///{work / 'hailong.db'}"},
         "http": {"port": http_port},
     })
     now = datetime.now(TZ)
-    broker = EmbeddedBroker("127.0.0.1", mqtt_port).start()
+    broker = EmbeddedBroker.from_config(cfg.mqtt).start()
     service = Service.assemble(cfg)
     seed_month(service.store, first_day=date(now.year, now.month, 1), days=now.day, until=now)
     service.auth.add_user("quanly", "manager", "mat-khau-demo-2026")

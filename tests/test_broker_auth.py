@@ -95,6 +95,34 @@ def test_lockout_after_n_failures_lasts_the_window_and_survives_a_restart(db):
     auth.close()
 
 
+def test_a_name_that_is_no_users_locks_like_one_so_names_cannot_be_probed(db):
+    clock = Clock()
+    auth = Auth(db, lockout_attempts=3, lockout_minutes=10, clock=clock, hasher=CHEAP)
+    auth.add_user("lan", "viewer", "the right one!")
+    seen = {}
+    for name in ("lan", "nobody"):
+        answers = []
+        for _ in range(5):
+            answers.append((auth.verify_password(name, "a wrong one"), auth.locked_until_ms(name)))
+        seen[name] = answers
+    assert seen["lan"] == seen["nobody"]
+    assert seen["nobody"][2][1] == int(clock.t * 1000) + 600_000  # locked at the third failure, not extended
+    clock.t += 600
+    assert auth.locked_until_ms("nobody") is None and auth.locked_until_ms("lan") is None
+    auth.close()
+
+
+def test_names_that_are_no_users_are_remembered_within_a_bound(db, monkeypatch):
+    import broker.auth
+
+    monkeypatch.setattr(broker.auth, "_MAX_GHOSTS", 3)
+    auth = Auth(db, lockout_attempts=1, clock=Clock(), hasher=CHEAP)
+    for i in range(10):
+        auth.verify_password(f"probe-{i}", "x")
+    assert len(auth._ghosts) == 3 and auth.locked_until_ms("probe-9") is not None
+    auth.close()
+
+
 def test_a_token_exists_in_clear_only_once_and_only_its_hash_is_stored(db):
     with Auth(db) as auth:
         token = auth.create_token("manager", "queue-system")

@@ -24,6 +24,12 @@ from broker.config import (
 )
 
 MINIMAL = {"mqtt": {"embedded": False}, "store": {"url": "sqlite:///hailong.db"}}
+# The embedded broker's password and ACL files (they must exist) and the service's own login.
+SITE_FILES = Path(__file__).resolve().parent / "data" / "embedded-site"
+EMBEDDED = {"mqtt.embedded": True, "mqtt.password": "pw",
+            "mqtt.passwd_file": str(SITE_FILES / "passwd"), "mqtt.acl_file": str(SITE_FILES / "acl")}
+EMBEDDED_TOML = ('[mqtt]\nembedded = true\npassword = "pw"\n'
+                 f'passwd_file = "{SITE_FILES / "passwd"}"\nacl_file = "{SITE_FILES / "acl"}"\n')
 
 
 def with_keys(changes: dict, base: dict = MINIMAL) -> dict:
@@ -65,7 +71,7 @@ def test_minimal_config_gets_every_documented_default():
 
 def test_minimal_file_resolves_the_store_against_its_directory(tmp_path):
     path = tmp_path / "broker.toml"
-    path.write_text('[mqtt]\nembedded = true\n[store]\nurl = "sqlite:///db/hailong.db"\n', encoding="utf-8")
+    path.write_text(EMBEDDED_TOML + '[store]\nurl = "sqlite:///db/hailong.db"\n', encoding="utf-8")
     cfg = load_config(path)
     assert cfg.source == path
     assert cfg.store.path == tmp_path / "db" / "hailong.db"
@@ -101,13 +107,14 @@ def test_config_is_frozen_and_hides_the_password():
     (False, 5, "5"),
 ])
 def test_protocol_follows_embedded(embedded, protocol, expected):
-    cfg = config_from_dict(with_keys({"mqtt.embedded": embedded, "mqtt.protocol": protocol}))
+    cfg = config_from_dict(with_keys({**(EMBEDDED if embedded else {}), "mqtt.embedded": embedded,
+                                      "mqtt.protocol": protocol}))
     assert cfg.mqtt.protocol == expected
 
 
 @pytest.mark.parametrize("protocol", ["5", "v5", 5])
 def test_embedded_broker_refuses_an_explicit_mqtt5(protocol):
-    assert problems_for({"mqtt.embedded": True, "mqtt.protocol": protocol}) == {
+    assert problems_for({**EMBEDDED, "mqtt.protocol": protocol}) == {
         "mqtt.protocol": "the embedded broker speaks MQTT 3.1.1 only"}
 
 
@@ -200,6 +207,10 @@ def test_rules_across_keys_are_reported_with_the_others(tmp_path):
         "mqtt.port": "must be an integer 1..65535, got 'abc'",
         "mqtt.hots": "unknown key (did you mean mqtt.host?)",
         "mqtt.protocol": "the embedded broker speaks MQTT 3.1.1 only",
+        "mqtt.passwd_file": "required with embedded = true: the embedded broker admits only provisioned accounts",
+        "mqtt.acl_file": "required with embedded = true: the embedded broker admits only provisioned accounts",
+        "mqtt.password_file": "required with embedded = true (or mqtt.password): the service logs in to its "
+                              "embedded broker like any client",
         "store.url": "required key is missing",
         "http.port": "must be an integer 1..65535, got 0",
         "auth.lockout_attempts": "must be an integer >= 1, got 0",
@@ -267,7 +278,9 @@ def test_example_config_round_trips(tmp_path):
 
 
 def test_commented_out_example_values_are_valid(tmp_path):
-    for name in ("ca.crt", "service.crt", "service.key", "mqtt-password", "session-secret"):
+    (tmp_path / "mosquitto").mkdir()
+    for name in ("ca.crt", "service.crt", "service.key", "mqtt-password", "session-secret", "mosquitto/passwd",
+                 "mosquitto/acl"):
         (tmp_path / name).write_text("x")
     text = example_config().replace('"/etc/hailong/', f'"{tmp_path}/')
     data = tomllib.loads(re.sub(r"^# (\w+ = )", r"\1", text, flags=re.M))
@@ -294,9 +307,23 @@ def test_module_cli(tmp_path, capsys):
     assert config_module.main(["--example"]) == 0
     assert capsys.readouterr().out == example_config()
     good = tmp_path / "broker.toml"
-    good.write_text('[mqtt]\nembedded = true\n[store]\nurl = "sqlite:///x.db"\n', encoding="utf-8")
+    good.write_text(EMBEDDED_TOML + '[store]\nurl = "sqlite:///x.db"\n', encoding="utf-8")
     assert config_module.main(["--check", str(good)]) == 0
     bad = tmp_path / "bad.toml"
-    bad.write_text('[mqtt]\nembedded = true\nprotocol = "5"\n[store]\nurl = "sqlite:///x.db"\n', encoding="utf-8")
+    bad.write_text(EMBEDDED_TOML + 'protocol = "5"\n[store]\nurl = "sqlite:///x.db"\n', encoding="utf-8")
     assert config_module.main(["--check", str(bad)]) == 1
     assert "mqtt.protocol: the embedded broker speaks MQTT 3.1.1 only" in capsys.readouterr().err
+
+
+# --- the embedded broker admits only provisioned accounts ------------------------------------
+
+def test_an_embedded_broker_needs_its_password_and_acl_files_and_the_services_login():
+    assert problems_for({"mqtt.embedded": True}) == {
+        "mqtt.passwd_file": "required with embedded = true: the embedded broker admits only provisioned accounts",
+        "mqtt.acl_file": "required with embedded = true: the embedded broker admits only provisioned accounts",
+        "mqtt.password_file": "required with embedded = true (or mqtt.password): the service logs in to its "
+                              "embedded broker like any client"}
+    cfg = config_from_dict(with_keys(EMBEDDED))
+    assert (cfg.mqtt.passwd_file, cfg.mqtt.acl_file) == (SITE_FILES / "passwd", SITE_FILES / "acl")
+    assert problems_for({**EMBEDDED, "mqtt.acl_file": "/nonexistent/acl"}) == {
+        "mqtt.acl_file": "file not found: /nonexistent/acl"}

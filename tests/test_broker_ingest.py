@@ -16,6 +16,7 @@ from broker.store import Store
 from common import periods
 from protocol.codec import encode
 from protocol.events import make_event
+from provisioning.mosquitto_files import write_local_site
 from tests.mosquitto import free_port
 from tests.support import ROOT, DeviceProcess, Waiter, write_config
 
@@ -240,17 +241,19 @@ def test_small_site_runs_on_the_embedded_broker(tmp_path):
     class Embedded:
         host, port = "127.0.0.1", free_port()
 
+    passwd, acl = write_local_site(tmp_path / "mosquitto", {"hailong-service": "service-pw", "dev-1": "device-pw"})
     cfg = tmp_path / "broker.toml"
     http_port = free_port()
     cfg.write_text(
         f"[mqtt]\nembedded = true\nport = {Embedded.port}\nbatch_wait_ms = 5\n"
+        f'password = "service-pw"\npasswd_file = "{passwd}"\nacl_file = "{acl}"\n'
         f'[store]\nurl = "sqlite:///{tmp_path / "service" / "hailong.db"}"\n'
         f"[http]\nport = {http_port}\n"
     )
     register_in_file(tmp_path / "service" / "hailong.db", 1)
     svc = start_service(cfg, http_port)
-    dev = DeviceProcess(write_config(tmp_path, Embedded, mqtt='protocol = "3.1.1"\n', counter="1",
-                                     extra="[rating]\nrepeat_gap_s = 0\n"))
+    dev = DeviceProcess(write_config(tmp_path, Embedded, mqtt='protocol = "3.1.1"\npassword = "device-pw"\n',
+                                     counter="1", extra="[rating]\nrepeat_gap_s = 0\n"))
     try:
         dev.wait_ready()
         dev.wait("online", lambda v: v[-1] is True, timeout=20)

@@ -143,9 +143,9 @@ def test_an_empty_month_still_makes_a_table():
     ws = sheet(satisfaction_xlsx(empty, centre="TT", group="officer", month="2026-11", generated_at=AT))
     head, total = table(ws)
     assert head[3:7] == LABELS[4]
-    assert total == [None, "Tổng cộng", 0, 0, 0, 0, 0, 0, None, None, None, 0.0, 0, 0]
+    assert total == [None, "Tổng cộng", 0, 0, 0, 0, 0, 0, None, None, None, None, 0, 0]  # no Wilson without ratings
     assert csv_rows(satisfaction_csv(empty, centre="TT", group="officer", month="2026-11"))[1] == \
-        ["", "Tổng cộng", "0", "0", "0", "0", "0", "0", "", "", "", "0.0000", "0", "0"]
+        ["", "Tổng cộng", "0", "0", "0", "0", "0", "0", "", "", "", "", "0", "0"]
 
 
 def test_builders_refuse_bad_arguments():
@@ -279,3 +279,54 @@ def test_report_routes_need_a_viewer_and_a_valid_month_and_group(service):
     cookie.cookies.set("hl_session", "ok")
     r = cookie.get("/api/v1/reports/satisfaction.csv", params={"group": "officer", "month": "2026-11"})
     assert r.status_code == 200 and r.content.startswith(b"\xef\xbb\xbfSTT,")
+
+
+# ----- text that is safe where it lands (outside review, findings 3, 4, 9) ----------------------------
+
+HOSTILE = ["=HYPERLINK(\"http://x\",\"y\")", "+1+2", "-3", "@SUM(A1)", "\tTab", "\rCR", "Lan\u0001\u0008\u001f", "ok"]
+
+
+def hostile_report() -> dict:
+    return {**REPORT, "rows": [row(f"o{i}", name, [0, 0, 1, 0], satisfied=1, rate=1.0, mean=3.0, index=66.7, wl=0.2065)
+                               for i, name in enumerate(HOSTILE)]}
+
+
+def test_the_workbook_builds_with_control_characters_in_every_name():
+    data = satisfaction_xlsx(hostile_report(), centre="TT\u0001", group="officer", month="2026-11",
+                             generated_at=AT, site="Xã\u000b")
+    ws = sheet(data)
+    names = [r[1] for r in table(ws, HEAD + 1)[1:-1]]
+    assert names[6] == "Lan\ufffd\ufffd\ufffd"
+    assert ws["A1"].value == "TT\ufffd" and "Xã\ufffd" in ws["A4"].value
+
+
+def test_formula_looking_names_stay_text_in_both_files():
+    ws = sheet(satisfaction_xlsx(hostile_report(), centre="=1+1", group="officer", month="2026-11", generated_at=AT))
+    assert ws["A1"].value == "=1+1" and ws["A1"].data_type == "s"
+    cells = [r[1] for r in ws.iter_rows(min_row=HEAD + 1, max_row=HEAD + len(HOSTILE))]
+    assert [c.data_type for c in cells] == ["s"] * len(HOSTILE)
+    assert [c.value for c in cells][:4] == HOSTILE[:4]
+    rows = csv_rows(satisfaction_csv(hostile_report(), centre="TT", group="officer", month="2026-11"))
+    written = [r[1] for r in rows[1:-1]]
+    assert written[:6] == ["'" + name for name in HOSTILE[:6]]
+    assert written[7] == "ok"
+
+
+def test_the_total_mean_does_not_depend_on_the_grouping():
+    # The same 46 ratings, split once by officer and once by counter: rows round their own means,
+    # and an average of those would say 2.566 one way and 2.565 the other; the exact figure is 2.565.
+    from broker.stats import summarize
+
+    def report(splits):
+        rows = [{"key": f"k{i}", "name": f"k{i}", **summarize(dict(enumerate(c, 1)), 4), "served": 0}
+                for i, c in enumerate(splits)]
+        return {"scale": 4, "group": "officer", "from": "2026-11-01", "to": "2026-11-30", "rows": rows}
+
+    by_officer = [[1, 5, 7, 0], [0, 7, 6, 2], [2, 5, 10, 1]]
+    by_counter = [[2, 7, 13, 2], [1, 10, 10, 1]]
+    assert [sum(x) for x in zip(*by_officer)] == [sum(x) for x in zip(*by_counter)]
+    exact = summarize(dict(enumerate([sum(x) for x in zip(*by_officer)], 1)), 4)
+    totals = [csv_rows(satisfaction_csv(report(s), centre="TT", group="officer", month="2026-11"))[-1]
+              for s in (by_officer, by_counter)]
+    assert totals[0] == totals[1]
+    assert totals[0][9] == f"{exact['mean']:.3f}" == "2.565" and totals[0][10] == f"{exact['index']:.1f}"

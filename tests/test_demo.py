@@ -110,6 +110,9 @@ def test_demo_counts_every_citizen_press_and_reuses_its_data(tmp_path):
         assert {row["key"]: row["flagged"] for row in figures["rows"] if row["flagged"]} == expected_flagged
         devices = api_get(f"{again['url']}/api/v1/devices", again["api_token"])
         assert {d["device"] for d in devices["items"]} >= {f"demo-c{n}" for n in range(1, 5)}
+        # Its broker is closed to anyone the demo did not provision, as a site's Mosquitto is.
+        assert mqtt_refuses(again["mqtt_port"], None, None)
+        assert mqtt_refuses(again["mqtt_port"], "demo-c1", "a guess")
         second.proc.send_signal(signal.SIGINT)
         assert second.finish() == 0, "".join(second.stderr)
     finally:
@@ -122,6 +125,25 @@ def test_demo_counts_every_citizen_press_and_reuses_its_data(tmp_path):
     fresh = next(r for r in map(json.loads, third.stdout.splitlines()) if r["event"] == "started")
     assert fresh["reused"] is False and fresh["store_counts"]["events"] == 0
     assert fresh["login"]["password"] != started["login"]["password"]
+
+
+def mqtt_refuses(port: int, user: str | None, password: str | None) -> bool:
+    import paho.mqtt.client as mqtt
+
+    answered, reason = threading.Event(), []
+    client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="outsider", protocol=mqtt.MQTTv311,
+                         reconnect_on_failure=False)
+    client.on_connect = lambda _c, _u, _f, code, _p: (reason.append(code), answered.set())
+    if user is not None:
+        client.username_pw_set(user, password)
+    client.connect("127.0.0.1", port)
+    client.loop_start()
+    try:
+        assert answered.wait(10), "no CONNACK"
+        return reason[0].is_failure
+    finally:
+        client.disconnect()
+        client.loop_stop()
 
 
 def test_demo_stops_cleanly_on_ctrl_c(tmp_path):

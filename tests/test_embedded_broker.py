@@ -35,6 +35,7 @@ class Client:
         will: tuple[str, str] | None = None,
         manual_ack: bool = False,
         protocol: int = mqtt.MQTTv311,
+        credentials: tuple[str, str | None] | None = None,
     ) -> None:
         # The callbacks below close over these objects, never over self or the
         # paho client: paho closes its internal socketpair only in __del__, and
@@ -44,7 +45,14 @@ class Client:
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         self.connack: dict[str, object] = {}
+        self.suback_codes: queue.Queue = queue.Queue()
         messages, connected, subscribed, connack = self.messages, self.connected, self.subscribed, self.connack
+        suback_codes = self.suback_codes
+
+        def on_subscribe(_client, _userdata, _mid, codes, _props) -> None:
+            for code in codes:
+                suback_codes.put(code)
+            subscribed.set()
 
         def on_connect(_client, _userdata, flags, reason, _props) -> None:
             connack.update(session_present=flags.session_present, reason=reason)
@@ -60,10 +68,12 @@ class Client:
             manual_ack=manual_ack,
         )
         self.paho.on_connect = on_connect
-        self.paho.on_subscribe = lambda *_: subscribed.set()
+        self.paho.on_subscribe = on_subscribe
         self.paho.on_message = lambda _c, _u, msg: messages.put(msg)
         if will:
             self.paho.will_set(*will, qos=1)
+        if credentials:
+            self.paho.username_pw_set(*credentials)
         self.paho.connect("127.0.0.1", port, keepalive)
         self.paho.loop_start()
         assert self.connected.wait(TIMEOUT), f"{client_id} got no CONNACK"
@@ -81,6 +91,9 @@ class Client:
         info = self.paho.publish(topic, payload, qos=1, retain=retain)
         info.wait_for_publish(TIMEOUT)  # returns once the broker's PUBACK is in
         assert info.is_published()
+
+    def wait_suback_codes(self, n: int) -> list:
+        return [self.suback_codes.get(timeout=TIMEOUT) for _ in range(n)]
 
     def next_message(self) -> mqtt.MQTTMessage:
         return self.messages.get(timeout=TIMEOUT)
@@ -115,7 +128,7 @@ def no_leftover_threads():
 
 @pytest.fixture
 def broker():
-    b = EmbeddedBroker(port=0).start()
+    b = EmbeddedBroker(port=0, allow_anonymous=True).start()
     try:
         yield b
     finally:
@@ -181,7 +194,7 @@ def test_persistent_session_gets_qos1_sent_while_offline(broker):
 
 
 def test_offline_queue_keeps_newest_max_queued():
-    with EmbeddedBroker(port=0, max_queued=2) as broker:
+    with EmbeddedBroker(port=0, max_queued=2, allow_anonymous=True) as broker:
         central, _ = offline_device(broker.port)
         for n in range(4):
             central.publish(ACKS, f"ack-{n}")
@@ -224,7 +237,7 @@ def test_mqtt5_client_refused(broker):
 
 def test_port_in_use_is_reported(broker):
     with pytest.raises(EmbeddedBrokerError, match=f"port {broker.port} on 127.0.0.1 is already in use"):
-        EmbeddedBroker(port=broker.port).start()
+        EmbeddedBroker(port=broker.port, allow_anonymous=True).start()
 
 
 def test_port_taken_by_another_program():
@@ -233,11 +246,11 @@ def test_port_taken_by_another_program():
         other.listen()
         port = other.getsockname()[1]
         with pytest.raises(EmbeddedBrokerError, match=f"port {port} on 127.0.0.1 is already in use"):
-            EmbeddedBroker(port=port).start()
+            EmbeddedBroker(port=port, allow_anonymous=True).start()
 
 
 def test_stop_then_start_on_same_port():
-    broker = EmbeddedBroker(port=0).start()
+    broker = EmbeddedBroker(port=0, allow_anonymous=True).start()
     port = broker.port
     broker.stop()
     broker.stop()  # idempotent
@@ -246,7 +259,7 @@ def test_stop_then_start_on_same_port():
     with broker.start():
         assert broker.port == port
         Client(port, "counter-07", clean_session=True).disconnect()
-    with EmbeddedBroker(port=port):  # a fresh instance can have it too
+    with EmbeddedBroker(port=port, allow_anonymous=True):  # a fresh instance can have it too
         Client(port, "counter-07", clean_session=True).disconnect()
     assert not broker.running
 
@@ -287,18 +300,26 @@ def test_amqtt_flags_queued_messages_as_retained(broker):
     central.disconnect()
 
 
-def test_amqtt_sends_retained_messages_to_clients_that_did_not_subscribe(broker):
-    """amqtt 0.12.1 sends every connecting client the retained messages that
-    match anyone's subscription (at QoS 0). Devices must check the topic of
-    what they receive rather than assume it matches their own subscriptions.
-    """
+def test_retained_messages_reach_only_the_clients_own_subscriptions(broker):
+    """amqtt 0.12.1 sends every connecting client the retained messages that match
+    *anyone's* subscription; ours sends only those of the client's own subscriptions."""
     central = Client(broker.port, "central", clean_session=True)
     central.publish("hailong/site1/config", "v2", retain=True)
     central.subscribe("hailong/site1/#")
     assert central.next_message().payload == b"v2"
 
-    bystander = Client(broker.port, "counter-08", clean_session=True)  # subscribes to nothing
-    msg = bystander.next_message()
-    assert (msg.topic, msg.qos, msg.retain) == ("hailong/site1/config", 0, True)
+    bystander = Client(broker.port, "counter-08", clean_session=True)  # subscribes to nothing of that
+    assert_nothing_before_marker(bystander)
     bystander.disconnect()
     central.disconnect()
+
+
+def assert_nothing_before_marker(client: Client) -> None:
+    """The broker sends a connecting client its retained messages before it handles the client's
+    first SUBSCRIBE; so once a marker published after that subscription arrives, anything it was
+    going to be sent at connect is already in the queue."""
+    client.subscribe("marker/" + client.paho._client_id.decode())
+    client.publish("marker/" + client.paho._client_id.decode(), "m")
+    msg = client.next_message()
+    assert (msg.topic, msg.payload) == ("marker/" + client.paho._client_id.decode(), b"m")
+    assert client.messages.empty()

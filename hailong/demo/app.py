@@ -14,8 +14,8 @@ from pathlib import Path
 from common.clock import Clock, now
 from hailong.demo.citizens import keyboard, serve_citizens
 from hailong.demo.config import (
-    REASON_WINDOW_S, SITE, SITE_NAME, STORE_FILE, TZ, device_config, device_id, local_time, port_free,
-    service_config, today,
+    REASON_WINDOW_S, SITE, SITE_NAME, STORE_FILE, TZ, device_config, device_id, free_port, local_time, port_free,
+    provision_mqtt, service_config, today,
 )
 from hailong.demo.counter import Counter
 from hailong.demo.login import demo_login
@@ -138,12 +138,14 @@ class Demo:
         from broker.embedded import EmbeddedBroker, EmbeddedBrokerError
         from broker.service import Service
 
+        provision_mqtt(self.data, self.args.counters)
+        self.mqtt_port = self.args.mqtt_port or free_port()
+        cfg = service_config(self.data, self.args.port, self.mqtt_port)
         try:
-            self.broker = EmbeddedBroker("127.0.0.1", self.args.mqtt_port).start()
+            self.broker = EmbeddedBroker.from_config(cfg.mqtt).start()
         except EmbeddedBrokerError as e:
             raise DemoError(f"{e}; choose another with --mqtt-port") from None
-        self.mqtt_port = self.broker.port
-        self.service = Service.assemble(service_config(self.data, self.args.port, self.mqtt_port))
+        self.service = Service.assemble(cfg)
         # The same service `hailong broker run` runs.
         self.store, self.auth, self.ingest, self.api = (
             self.service.store, self.service.auth, self.service.ingest, self.service.api)

@@ -31,13 +31,35 @@ def local_time(ms: int) -> str:
     return datetime.fromtimestamp(ms / 1000, zone(TZ)).strftime("%H:%M:%S")
 
 
+SERVICE_USER = "hailong-service"
+MQTT_DIR = "mqtt"  # the embedded broker's passwd and acl, and every account's password file
+
+
+def provision_mqtt(data: Path, counters: int) -> None:
+    """Accounts for the service and each counter on the embedded broker, as `hailong provision`
+    makes them for Mosquitto: the demo's broker is closed to anyone else on the machine.
+    New passwords at every start; the counters' configs are rewritten with them."""
+    from common.fsutil import atomic_write
+    from provisioning.credentials import new_password
+    from provisioning.mosquitto_files import write_local_site
+
+    folder = data / MQTT_DIR
+    folder.mkdir(mode=0o700, exist_ok=True)
+    passwords = {SERVICE_USER: new_password(), **{device_id(n): new_password() for n in range(1, counters + 1)}}
+    for user, password in passwords.items():
+        atomic_write(folder / f"{user}.password", password.encode(), mode=0o600)
+    write_local_site(folder, passwords, service_user=SERVICE_USER)
+
+
 def service_config(data: Path, http_port: int, mqtt_port: int):
     from broker.config import config_from_dict
 
+    mqtt = data / MQTT_DIR
     return config_from_dict({
         "service": {"name": SITE_NAME, "data_dir": str(data), "timezone": TZ},
         "mqtt": {"embedded": True, "port": mqtt_port, "protocol": "3.1.1", "client_id": "hailong-demo-service",
-                 "batch_wait_ms": 5},
+                 "batch_wait_ms": 5, "username": SERVICE_USER, "password_file": str(mqtt / f"{SERVICE_USER}.password"),
+                 "passwd_file": str(mqtt / "passwd"), "acl_file": str(mqtt / "acl")},
         "store": {"url": "sqlite:///" + str(data / STORE_FILE)},
         "http": {"host": "127.0.0.1", "port": http_port},
     })
@@ -53,6 +75,7 @@ def device_config(data: Path, n: int, mqtt_port: int) -> Path:
         f'id = "{device_id(n)}"\nsite = "{SITE}"\ncounter = "{n}"\ndata_dir = "{folder / "data"}"\n'
         "[mqtt]\n"
         f'host = "127.0.0.1"\nport = {mqtt_port}\nprotocol = "3.1.1"\n'
+        f'password_file = "{data / MQTT_DIR / (device_id(n) + ".password")}"\n'
         "backoff_min_s = 0.2\nbackoff_max_s = 2\n"
         '[clock]\ntrust = "always"\n'
         "[telemetry]\ninterval_s = 2\n"
@@ -73,3 +96,10 @@ def port_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def free_port() -> int:
+    """A port nobody listens on now, for the embedded broker when --mqtt-port is 0."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
