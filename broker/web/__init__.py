@@ -1,7 +1,7 @@
 """The managers' dashboard: server-rendered pages on the service's HTTP port (see docs/dashboard.md).
 
-`broker.store` imports this package for its query mixin, so FastAPI and Jinja are only
-imported when the dashboard is actually mounted.
+FastAPI and Jinja are imported only when the dashboard is actually mounted, so importing the
+package costs nothing to the CLI's other commands.
 """
 from __future__ import annotations
 
