@@ -8,7 +8,7 @@ from fastapi import APIRouter, HTTPException, Path, Response
 from broker.api.bodies import ID_PATTERN, CounterBody, CounterIn, OfficerBody, OfficerIn, SiteBody, SiteIn
 from broker.api.deps import API, Admin, SettingsDep, StoreDep, Viewer
 from broker.api.errors import found
-from broker.registry import InUse
+from broker.store import InUse
 
 __all__ = ["router"]
 
