@@ -18,7 +18,7 @@ from typing import Callable
 
 from common import clock
 from common.mqtt import ClientSettings, connect_args, make_client
-from common.periods import DEFAULT_TZ
+from common.periods import DEFAULT_TZ, local_day, zone
 from protocol import ProtocolError
 from protocol.codec import encode
 from protocol.messages import decode_status, decode_telemetry, make_ack, make_command
@@ -274,11 +274,8 @@ class Ingest:
                 "id": officer["id"], "name": officer["name"], "code": officer["code"] or officer["id"][:8]})
 
     def _send_ticket(self, ev: dict) -> None:
-        from datetime import datetime, timezone
-        from zoneinfo import ZoneInfo
-
-        day = datetime.fromtimestamp(self._now_ms() / 1000, timezone.utc).astimezone(
-            ZoneInfo(self.s.timezone)).date().isoformat()
+        # Numbers restart every day of the service's zone (per site in the store).
+        day = local_day(self._now_ms(), zone(self.s.timezone))
         number = self.store.next_ticket(ev["site"], day)
         if self._command(ev["device"], "ticket", ticket=str(number), seq=ev["seq"]):
             self.metrics.tickets += 1
