@@ -110,7 +110,7 @@ def _decide(page: Page, form: dict, device_id: str, what: str, decide) -> Respon
     if not page.principal.allows(DECIDING_ROLE):
         return page.error(403, "error.forbidden")
     site, _, counter = form.get("counter", "").partition("/")
-    try:  # each row names its counter, so an approval is never ambiguous; a stale page may be
+    try:  # each row names its counter, so never ambiguous; a stale page may find nothing left to decide
         result = decide(unquote(site) or None, unquote(counter) or None)
     except NothingHeld:
         return _back("nothing_held", device_id)
