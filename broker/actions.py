@@ -1,8 +1,9 @@
-"""What a manager does to the counters, whether asked through the API or the dashboard's forms.
+"""What a manager or an admin does to the counters, whether asked through the API or the dashboard's forms.
 
 Plain functions over the store and ingest: no HTTP here. Callers check the caller's role
 first (broker.api.deps) and turn the typed errors below into their own answers (a JSON
-404 for the API, an error page or a flash message for the dashboard).
+404 for the API, an error page or a flash message for the dashboard). Deciding about held
+events (an admin's) raises the store's own errors: NothingHeld, Ambiguous, ValueError.
 """
 from __future__ import annotations
 
@@ -10,7 +11,8 @@ from common.errors import HailongError
 from protocol import ProtocolError
 from protocol.messages import make_assignment, make_command
 
-__all__ = ["ActionError", "NotFound", "NotShowable", "assign_officer", "display_ticket", "identify_device"]
+__all__ = ["ActionError", "NotFound", "NotShowable", "approve_held", "assign_officer", "discard_held", "display_ticket",
+           "identify_device"]
 
 
 class ActionError(HailongError):
@@ -73,3 +75,22 @@ def identify_device(store, ingest, device: str, seconds: float = 10) -> dict:
 def display_ticket(store, ingest, device: str, ticket: str) -> dict:
     """Show a queue ticket number on the device's display."""
     return _command(store, ingest, device, make_command("display", ticket=ticket))
+
+
+def approve_held(store, device: str, site: str | None = None, counter: str | None = None) -> dict:
+    """Register `device` at the counter its held events name, and count them (broker.store.held).
+
+    `site` and `counter` (both or neither) choose when its events name several counters. The
+    device registered at that counter before is unregistered: one device per counter.
+    NothingHeld when nothing waits, Ambiguous when a counter must be chosen, ValueError for
+    only one of site and counter. Returns {"device", "site", "counter", "counted"}.
+    """
+    return store.approve_device(device, site, counter)
+
+
+def discard_held(store, device: str, at_ms: int, site: str | None = None, counter: str | None = None) -> dict:
+    """Never count the held events of `device` (those naming site/counter, if given); kept for audit.
+
+    NothingHeld when nothing waits. Returns {"device", "discarded"}.
+    """
+    return store.discard_held(device, at_ms, site, counter)

@@ -112,6 +112,37 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "msg.assigned_not_sent": {"vi": "Đã ghi nhận, nhưng quầy chưa có thiết bị nên chưa gửi được.",
                               "en": "Recorded, but the counter has no device yet, so nothing was sent."},
     "msg.bad_request": {"vi": "Dữ liệu không hợp lệ.", "en": "Invalid input."},
+    "devices.held": {"vi": "Sự kiện đang bị giữ lại (chưa tính)", "en": "Held events (not counted)"},
+    "devices.held_note": {
+        "vi": "Sự kiện từ thiết bị chưa đăng ký, hoặc đăng ký ở quầy khác, được lưu nhưng không tính vào kết quả "
+              "cho tới khi quản trị viên duyệt. Duyệt: đăng ký thiết bị tại quầy đó và tính các sự kiện này. "
+              "Loại bỏ: không bao giờ tính.",
+        "en": "Events from devices that are not registered, or registered at another counter, are stored but not "
+              "counted until an admin approves them. Approve: register the device at that counter and count these "
+              "events. Discard: never count them."},
+    "devices.held_none": {"vi": "Không có sự kiện nào đang chờ duyệt.", "en": "Nothing is waiting for approval."},
+    "devices.claimed": {"vi": "Quầy ghi trong sự kiện", "en": "Counter named in the events"},
+    "devices.registered_at": {"vi": "Đăng ký tại", "en": "Registered at"},
+    "devices.now_at_counter": {"vi": "thiết bị hiện tại của quầy: {device}", "en": "the counter's device now: {device}"},
+    "devices.events": {"vi": "Sự kiện", "en": "Events"},
+    "devices.first_received": {"vi": "Nhận lần đầu", "en": "First received"},
+    "devices.last_received": {"vi": "Nhận lần cuối", "en": "Last received"},
+    "devices.approve": {"vi": "Duyệt", "en": "Approve"},
+    "devices.discard": {"vi": "Loại bỏ", "en": "Discard"},
+    "devices.confirm_approve": {
+        "vi": "Duyệt thiết bị {device} tại quầy {counter}? {n} sự kiện của nó sẽ được tính.",
+        "en": "Approve device {device} at counter {counter}? Its {n} events will be counted."},
+    "devices.confirm_replaces": {
+        "vi": "Thiết bị {device} sẽ bị huỷ đăng ký khỏi quầy này; sự kiện mới của nó sẽ không được tính.",
+        "en": "Device {device} will be unregistered from this counter; what it sends from now on will not count."},
+    "devices.confirm_discard": {
+        "vi": "Loại bỏ {n} sự kiện của {device} (quầy {counter})? Chúng sẽ không bao giờ được tính.",
+        "en": "Discard {n} events from {device} (counter {counter})? They will never be counted."},
+    "msg.approved": {"vi": "Đã duyệt {device}: {n} sự kiện được tính.", "en": "Approved {device}: {n} events counted."},
+    "msg.discarded": {"vi": "Đã loại bỏ {n} sự kiện của {device}; chúng sẽ không bao giờ được tính.",
+                      "en": "Discarded {n} events from {device}; they will never be counted."},
+    "msg.nothing_held": {"vi": "Không còn sự kiện nào của {device} đang chờ duyệt.",
+                         "en": "Nothing from {device} is waiting any more."},
     # misuse
     "misuse.title": {"vi": "Bấm bất thường", "en": "Button misuse"},
     "misuse.note": {"vi": "Các lượt bấm bị đánh dấu (bấm lặp, bấm nhiều nút) được giữ riêng và không tính vào kết quả.",

@@ -277,3 +277,77 @@ def test_migration_3_tidies_totals_dead_letters_and_devices(tmp_path):
         assert (old["size"], old["truncated"], len(old["payload"])) == (len(big), True, 4096)
         assert old["sha256"] == hashlib.sha256(big).hexdigest()
         assert (conflict["size"], conflict["truncated"]) == (2, False)
+
+
+# ------------------------------------------------ the registry: one device per counter
+
+
+def test_the_device_at_a_counter_is_only_ever_its_registered_device(store):
+    # evil-1 claims hcm/3, where nobody is registered: an assignment there must go nowhere,
+    # not to the claimant's topic with the officer's name in it.
+    store.ingest([msg(event(seq=1, device="evil-1", counter="3"))])
+    assert store.device_at("hcm", "3") is None
+    # Nor does it win a counter that has a registered device, or a counter whose row names none.
+    store.ingest([msg(event(seq=2, device="evil-1", counter="1"))])
+    assert store.device_at("hcm", "1") == "dev-a"
+    store.upsert_counter("hcm", "4", "Quầy 4")
+    store.ingest([msg(event(seq=3, device="evil-1", counter="4"))])
+    assert store.device_at("hcm", "4") is None
+    store.register_device("pi-4", "hcm", "4")
+    assert store.device_at("hcm", "4") == "pi-4"
+    store.register_device("pi-4", "hcm", "5")  # moved away: the counter has no device again
+    assert (store.device_at("hcm", "4"), store.device_at("hcm", "5")) == (None, "pi-4")
+
+
+@pytest.mark.parametrize("how", ["register_device", "upsert_counter", "approve_device"])
+def test_registering_a_device_at_a_counter_unbinds_the_one_that_was_there(store, how):
+    store.ingest([msg(event(seq=2, device="pi-new", officer=None))])  # held: pi-new is unknown so far
+    if how == "register_device":
+        store.register_device("pi-new", "hcm", "1")
+    elif how == "upsert_counter":
+        store.upsert_counter("hcm", "1", "Quầy 1", device="pi-new")
+    else:
+        store.approve_device("pi-new")
+    old = store.device("dev-a")
+    assert (old["registered"], store.device("pi-new")["registered"]) == (False, True)
+    assert store.counter("hcm", "1")["device"] == store.device_at("hcm", "1") == "pi-new"
+    counted = ratings_of(store, "hcm/1", "counter")
+    # The replaced device's events are held from now on; the one it sent before stays counted.
+    (out,) = store.ingest([msg(event(seq=3, device="dev-a", officer=None))])
+    assert out.held == "unregistered"
+    assert ratings_of(store, "hcm/1", "counter") == counted and ratings_of(store, "off-1") == counted
+    assert [e["held"] for e in store.events(device="dev-a")] == [None, "unregistered"]
+    (out,) = store.ingest([msg(event(seq=4, device="pi-new", officer=None))])
+    assert out.held is None and ratings_of(store, "hcm/1", "counter") == counted + 1
+    assert_rollups_match_events(store)
+
+
+def test_re_registering_the_same_device_keeps_it_bound(store):
+    store.register_device("dev-a", "hcm", "1")
+    store.upsert_counter("hcm", "1", "Quầy 1", device="dev-a")
+    assert store.device("dev-a")["registered"] and store.device_at("hcm", "1") == "dev-a"
+    (out,) = store.ingest([msg(event(seq=2))])
+    assert out.held is None
+
+
+def test_migration_4_leaves_one_registered_device_per_counter(tmp_path):
+    # A store as migration 3 left it, where a replaced Pi stayed registered at its counter.
+    path = tmp_path / "v3.db"
+    raw = sqlite3.connect(path, isolation_level=None)
+    raw.execute("BEGIN")
+    for migration in MIGRATIONS[:3]:
+        migration(raw)
+    raw.executemany("INSERT INTO counters (site, counter, name, device) VALUES (?, ?, '', ?)",
+                    [("hcm", "1", "pi-new"), ("hcm", "2", "pi-2"), ("hcm", "3", None)])
+    raw.executemany("INSERT INTO devices (id, registered, site, counter) VALUES (?, ?, ?, ?)",
+                    [("pi-old", 1, "hcm", "1"), ("pi-new", 1, "hcm", "1"), ("pi-2", 1, "hcm", "2"),
+                     ("pi-3", 1, "hcm", "3"), ("stray", 0, "hcm", "2")])
+    raw.execute("PRAGMA user_version = 3")
+    raw.execute("COMMIT")
+    raw.close()
+    with Store.open(path) as s:
+        assert {d["device"]: d["registered"] for d in s.devices()} == {
+            "pi-old": False, "pi-new": True, "pi-2": True, "pi-3": True, "stray": False}
+        assert [s.device_at("hcm", c) for c in "123"] == ["pi-new", "pi-2", "pi-3"]
+        (out,) = s.ingest([msg(event(seq=1, device="pi-old", officer=None))])
+        assert out.held == "unregistered"

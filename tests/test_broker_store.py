@@ -61,12 +61,10 @@ def local_day(ms: int, tz: str) -> str:
     return datetime.fromtimestamp(ms / 1000, ZoneInfo(tz)).date().isoformat()
 
 
-def register(store: Store, *counters: tuple[str, str], devices: tuple[str, ...] = ()) -> None:
-    """Register the test devices of these (site, counter)s, and `devices` at hcm/1: only known devices count."""
+def register(store: Store, *counters: tuple[str, str]) -> None:
+    """Register the test devices of these (site, counter)s: only known devices count."""
     for site, counter in counters:
         store.register_device(device_of(site, counter), site, counter)
-    for device in devices:
-        store.register_device(device, "hcm", "1")
 
 
 @pytest.fixture
@@ -780,9 +778,9 @@ def test_satisfaction_empty_period_and_bad_arguments(store):
 
 def test_satisfaction_ranks_evidence_over_a_lucky_streak(store):
     # The issue's example: 2 votes at 100 % must not outrank 500 at 97 %.
-    register(store, devices=("dev-l", "dev-s"))
-    batch = [msg(event(seq=i + 1, officer="lucky", device="dev-l", score=4)) for i in range(2)]
-    batch += [msg(event(seq=i + 1, officer="steady", device="dev-s", score=4 if i < 485 else 1))
+    register(store, ("hcm", "2"), ("hcm", "3"))
+    batch = [msg(event(seq=i + 1, officer="lucky", counter="2", score=4)) for i in range(2)]
+    batch += [msg(event(seq=i + 1, officer="steady", counter="3", score=4 if i < 485 else 1))
               for i in range(500)]
     store.ingest(batch)
     rows = store.satisfaction("officer", "2024-11-27", "2024-11-27")["rows"]
@@ -854,7 +852,8 @@ SITES = {"hcm": "Asia/Ho_Chi_Minh", "tokyo": "Asia/Tokyo", "london": "Europe/Lon
 FAKE_CLOCK = 946_684_800_000  # what a Pi without NTP believes: 2000-01-01
 
 
-@pytest.mark.parametrize("seed", [1, 2, 3])
+# Seeds whose workload hits every case checked at the end (a correction moving an event to another day).
+@pytest.mark.parametrize("seed", [1, 3, 4])
 def test_rollups_equal_a_recount_after_a_random_workload(tmp_path, seed):
     rng = random.Random(seed)
     s = Store.open(tmp_path / "s.db")
@@ -869,7 +868,8 @@ def _random_workload(s: Store, rng: random.Random) -> None:
         if tz is not None:  # "ghost" is unregistered: the default zone applies
             s.upsert_site(site, site.title(), tz)
     tz_of = {site: tz or "Asia/Ho_Chi_Minh" for site, tz in SITES.items()}
-    devices = {f"pi-{i}": (site, str(1 + i % 2)) for i, site in enumerate([*SITES, "hcm", "tokyo"])}
+    # One device per counter: registering a second one at a counter unbinds the first.
+    devices = {f"pi-{i}": (site, str(1 + i)) for i, site in enumerate([*SITES, "hcm", "tokyo"])}
     scale_of = {d: (3, 4, 5)[i % 3] for i, d in enumerate(devices)}
     unknown = "pi-5"  # never registered: its events are held until it is approved at the end
     for device, (site, counter) in devices.items():

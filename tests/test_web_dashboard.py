@@ -479,7 +479,8 @@ def test_every_message_id_exists_in_both_languages():
     # Ids built at run time.
     dynamic = [f"role.{r}" for r in ROLES] + [f"flag.{f}" for f in RATING_FLAGS] + \
         [f"action.{a}" for a in CALL_ACTIONS] + [f"devices.{s}" for s in ("online", "offline", "unknown")] + \
-        [f"msg.{m}" for m in ("identify_sent", "assigned", "assigned_not_sent", "bad_request")] + \
+        [f"msg.{m}" for m in ("identify_sent", "assigned", "assigned_not_sent", "bad_request", "approved",
+                              "discarded", "nothing_held")] + \
         ["reports.by_officer", "reports.by_counter", "period.today", "period.week", "period.month"]
     assert [d for d in dynamic if d not in CATALOGUE] == []
 

@@ -34,6 +34,7 @@ _ASSIGN = dialect.upsert("assignments", ("site", "counter", "start_ms", "officer
                          "officer = excluded.officer")
 _REGISTER = dialect.upsert("devices", ("id", "registered", "site", "counter"), ("id",),
                            "registered = 1, site = excluded.site, counter = excluded.counter")
+_UNBIND = "UPDATE devices SET registered = 0 WHERE registered = 1 AND site = ? AND counter = ? AND id != ?"
 _BIND = dialect.upsert("counters", _COUNTER, _COUNTER[:2], "device = excluded.device")
 
 
@@ -150,6 +151,7 @@ class Registry(StoreBase):
     def register_device(self, device: str, site: str, counter: str) -> dict:
         """The device serves (site, counter) from now on: its events naming it count from the next batch.
 
+        The device registered there before is unregistered (one device per counter, `bind_device`).
         Events already stored keep what they were: counted ones stay where they were counted, held
         ones stay held until `approve_device` counts them.
         """
@@ -159,17 +161,14 @@ class Registry(StoreBase):
         return device_of(row)
 
     def device_at(self, site: str, counter: str) -> str | None:
-        """The device serving a counter: the registry's binding, else the one device that claims it."""
-        with self._read() as db:
-            bound = db.execute("SELECT device FROM counters WHERE site = ? AND counter = ?", (site, counter)).fetchone()
-            if bound is not None and bound[0]:
-                return bound[0]
-            claims = db.execute("SELECT id, registered FROM devices WHERE site = ? AND counter = ? ORDER BY id",
-                                (site, counter)).fetchall()
-        registered = [device for device, is_registered in claims if is_registered]
-        if registered:
-            return registered[0]
-        return claims[0][0] if len(claims) == 1 else None
+        """The device registered at the counter, or None: what its events claim never makes it one.
+
+        Officer assignments (names included) are published to this device alone.
+        """
+        rows = self._rows("SELECT id FROM devices WHERE registered = 1 AND site = ? AND counter = ?",
+                          (site, counter))
+        # bind_device keeps it to one; migration 4 made it so for stores that had several.
+        return rows[0][0] if len(rows) == 1 else None
 
 
 def names_of(db: Connection, group: str) -> dict[tuple, str]:
@@ -180,9 +179,15 @@ def names_of(db: Connection, group: str) -> dict[tuple, str]:
 
 
 def bind_device(db: Connection, device: str, site: str, counter: str) -> None:
-    """Register the device at (site, counter), in the caller's transaction."""
+    """Register the device at (site, counter), in the caller's transaction: one device per counter.
+
+    Whichever device was registered there is unregistered, so its later events are held (a
+    replaced Pi that keeps sending, or someone using its credentials, must not count twice).
+    What it sent before stays counted.
+    """
+    db.execute(_UNBIND, (site, counter, device))
     db.execute(_REGISTER, (device, 1, site, counter))
-    # One device per counter and one counter per device.
+    # ... and one counter per device.
     db.execute("UPDATE counters SET device = NULL WHERE device = ?", (device,))
     db.execute(_BIND, (site, counter, "", device))
 

@@ -116,8 +116,18 @@ def _bound_dead_letters(db: Connection) -> None:
                    (deadletters.prefix(payload, 4096), len(payload), hashlib.sha256(payload).hexdigest(), id_))
 
 
+def _v4_one_device_per_counter(db: Connection) -> None:
+    # Registering a device at a counter used to leave the device registered there before registered
+    # too, and both counted. Keep the one the counter names (the latest registered), unregister the
+    # others: their later events are held. What they sent stays counted.
+    db.execute("UPDATE devices SET registered = 0 WHERE registered = 1 AND EXISTS (SELECT 1 FROM counters AS c"
+               " WHERE c.site = devices.site AND c.counter = devices.counter AND c.device IS NOT NULL"
+               " AND c.device != devices.id)")
+
+
 # Append-only: a release never edits a migration that has shipped.
-MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_flagged_index, _v3_known_devices]
+MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_flagged_index, _v3_known_devices,
+                                                  _v4_one_device_per_counter]
 
 
 def migrate(db: Connection, path: Path) -> None:

@@ -1,17 +1,24 @@
-"""Counters and devices: what is where and who sits there; managers assign officers and identify devices."""
+"""Counters and devices: what is where and who sits there; managers assign officers and identify devices.
+
+Held events (devices the registry does not vouch for, broker.store.held) are listed here too;
+an admin approves or discards them, as `POST /api/v1/devices/{id}/approve|discard` does.
+"""
 # No `from __future__ import annotations`: FastAPI reads the dependency annotations as objects.
 
 import logging
+from datetime import datetime
 from urllib.parse import quote, unquote
 
 from fastapi import APIRouter
-from fastapi.responses import RedirectResponse
+from fastapi.responses import RedirectResponse, Response
 from pydantic import ValidationError
 
 from broker import actions
 from broker.api.bodies import AssignmentIn
+from broker.store import Ambiguous, NothingHeld
 from broker.web.format import counter_value
-from broker.web.page import ActingPage, Form, UserPage
+from broker.web.page import ActingPage, Form, Page, UserPage
+from common.periods import zone
 
 __all__ = ["router"]
 
@@ -19,8 +26,9 @@ log = logging.getLogger("hailong.web")
 
 router = APIRouter(include_in_schema=False)
 
-MESSAGES = ("identify_sent", "assigned", "assigned_not_sent", "bad_request")
+MESSAGES = ("identify_sent", "assigned", "assigned_not_sent", "bad_request", "approved", "discarded", "nothing_held")
 IDENTIFY_S = 10
+DECIDING_ROLE = "admin"  # the role the API asks to approve or discard held events, as to register a device
 
 
 def _counter_rows(counters: list[dict], devices: list[dict], assigned: dict, officer_names: dict) -> list[dict]:
@@ -34,8 +42,27 @@ def _counter_rows(counters: list[dict], devices: list[dict], assigned: dict, off
             for c in rows]
 
 
+def _held_rows(page: Page, counters: list[dict]) -> list[dict]:
+    """Held devices, each with its claimed counter's name and current device, times in the site's zone."""
+    store = page.dash.store
+    at = {(c["site"], c["counter"]): c for c in counters}
+    tz_of = {s["id"]: s["tz"] for s in store.sites()}
+    rows = []
+    for h in store.held_devices():
+        counter = at.get((h["site"], h["counter"]), {})
+        tz = zone(tz_of.get(h["site"], page.dash.tz_name))
+        rows.append({**h, "counter_name": counter.get("name") or "", "value": counter_value(h["site"], h["counter"]),
+                     "replaces": None if counter.get("device") == h["device"] else counter.get("device"),
+                     "first": _local(h["first_received_ms"], tz), "last": _local(h["last_received_ms"], tz)})
+    return rows
+
+
+def _local(ms: int, tz) -> str:
+    return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M")
+
+
 @router.get("/devices")
-def devices(page: UserPage, msg: str | None = None, device: str | None = None):
+def devices(page: UserPage, msg: str | None = None, device: str | None = None, n: str = ""):
     store = page.dash.store
     counters = store.counters()
     names = {(c["site"], c["counter"]): c["name"] for c in counters}
@@ -49,7 +76,8 @@ def devices(page: UserPage, msg: str | None = None, device: str | None = None):
         rows.append({**dev, "counter_name": names.get(key) or "",
                      "officer": officer_id, "officer_name": officer_names.get(officer_id, officer_id)})
     return page.render("devices.html", devices=rows, counters=_counter_rows(counters, rows, assigned, officer_names),
-                       officers=officers, message=msg if msg in MESSAGES else None, message_device=device or "")
+                       officers=officers, message=msg if msg in MESSAGES else None, message_device=device or "",
+                       message_n=n if n.isdigit() else "", held=_held_rows(page, counters), can_decide=page.principal.allows(DECIDING_ROLE))
 
 
 @router.post("/devices/{device_id}/identify")
@@ -75,3 +103,37 @@ def assign(page: ActingPage, form: Form):
     log.info("dashboard: %s assigned %r to %s/%s", page.session.user, officer_id, body.site, body.counter)
     return RedirectResponse(f"/devices?msg={'assigned' if result['published'] else 'assigned_not_sent'}",
                             status_code=303)
+
+
+def _decide(page: Page, form: dict, device_id: str, what: str, decide) -> Response:
+    """Approve or discard (`decide(site, counter)`) one held row of the page, for an admin only."""
+    if not page.principal.allows(DECIDING_ROLE):
+        return page.error(403, "error.forbidden")
+    site, _, counter = form.get("counter", "").partition("/")
+    try:  # each row names its counter, so never ambiguous; a stale page may find nothing left to decide
+        result = decide(unquote(site) or None, unquote(counter) or None)
+    except NothingHeld:
+        return _back("nothing_held", device_id)
+    except (Ambiguous, ValueError):
+        return RedirectResponse("/devices?msg=bad_request", status_code=303)
+    n = result.get("counted", result.get("discarded"))
+    log.info("dashboard: %s %s %d held event(s) of %s naming %s/%s", page.session.user, what, n, device_id,
+             unquote(site), unquote(counter))
+    return _back(what, device_id, n)
+
+
+def _back(msg: str, device_id: str, n: int = 0) -> RedirectResponse:
+    return RedirectResponse(f"/devices?msg={msg}&device={quote(device_id, safe='')}&n={n}#held", status_code=303)
+
+
+@router.post("/devices/{device_id}/approve")
+def approve(page: ActingPage, form: Form, device_id: str):
+    return _decide(page, form, device_id, "approved",
+                   lambda site, counter: actions.approve_held(page.dash.store, device_id, site, counter))
+
+
+@router.post("/devices/{device_id}/discard")
+def discard(page: ActingPage, form: Form, device_id: str):
+    at_ms = page.dash.now_ms()
+    return _decide(page, form, device_id, "discarded",
+                   lambda site, counter: actions.discard_held(page.dash.store, device_id, at_ms, site, counter))
