@@ -77,3 +77,25 @@ def test_a_failed_commit_shows_err_and_gives_no_feedback(runtime):
     records.wait_for(lambda items: {"display": " Err"} in items)
     assert factory.pin(21).state is False  # no LED: we promised nothing
     assert not any("stored" in r for r in records.items)
+
+
+def test_a_refused_press_is_forgotten_shows_err_and_the_retry_counts(runtime):
+    """A full disk refuses the vote: no "thank you" may follow the Err, and the retry is not a "repeat"."""
+    rt, records, factory = runtime
+    working = rt.ledger.append
+
+    def full(body, held=False):
+        raise LedgerError("database or disk is full")
+
+    rt.ledger.append = full
+    rt.panel.click("4")
+    records.wait_for(lambda items: {"display": " Err"} in items)
+    # Err stays a few seconds, then the counter's own text comes back -- never the press's animation.
+    shown = records.wait_for(lambda items: (lambda d: d[d.index(" Err"):] if d[-1] == "----" else None)(
+        [r["display"] for r in items if "display" in r]), timeout=10)
+    assert shown == [" Err", "----"]
+    assert factory.pin(21).state is False
+    rt.ledger.append = working  # space is back
+    rt.panel.click("4")
+    (stored,) = records.wait_for(lambda items: [r["stored"] for r in items if "stored" in r])
+    assert stored["score"] == 4 and stored["flags"] == []
