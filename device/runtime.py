@@ -19,7 +19,7 @@ from device.clock import SystemClock
 from device.counter import (
     Beep, Counter, CounterSettings, Finalize, Led, Officer, Remember, Show, Store,
 )
-from device.ledger import Ledger, LedgerError
+from device.ledger import Ledger, LedgerCorrupt, LedgerError
 from device.outbox import Outbox
 from device.salvage import Salvage, SalvageView
 from device.uplink import MqttUplink, UplinkSettings
@@ -130,6 +130,7 @@ class DeviceRuntime:
         self._acks: dict[str, list[int]] = {}
         self._ack_trouble = False
         self._unfinished: dict | None = None  # a reason that could not be written yet
+        self._corrupt: LedgerCorrupt | None = None
         self._telemetry_at = 0.0
         self._watchdog_every = systemd.watchdog_interval()
         self._watchdog_at = 0.0
@@ -191,6 +192,10 @@ class DeviceRuntime:
                 self._periodic(now)
         finally:
             self._shutdown()
+        if self._corrupt is not None:
+            # Exit non-zero: the service manager restarts us, and opening the ledger again
+            # quarantines the file and salvages what it still holds.
+            raise self._corrupt
 
     def _pump(self, now: float) -> None:
         budget = SEND_BUDGET
@@ -326,6 +331,9 @@ class DeviceRuntime:
                 except LedgerError as err:
                     log.error("could not store %s event: %s", e.type, err)
                     self.emit({"error": f"ledger: {err}"})
+                    if isinstance(err, LedgerCorrupt):
+                        self._corrupt = err
+                        self._stopping.set()
                     return False
             elif isinstance(e, Show):
                 self.display.show(e.text)
