@@ -131,6 +131,7 @@ class DeviceRuntime:
         self._ack_trouble = False
         self._unfinished: dict | None = None  # a reason that could not be written yet
         self._corrupt: LedgerCorrupt | None = None
+        self._refused = False  # the last batch of effects stopped at a Store the ledger refused
         self._telemetry_at = 0.0
         self._watchdog_every = systemd.watchdog_interval()
         self._watchdog_at = 0.0
@@ -315,15 +316,17 @@ class DeviceRuntime:
     def _feed(self, step: Callable, *args) -> None:
         """Run one step of the counter and carry out its effects; undo the step if its vote was refused."""
         before = self.counter.snapshot()
-        if not self._apply(step(*args)):
+        self._refused = False
+        self._apply(step(*args))
+        if self._refused:
             # Feedback is a promise we cannot keep without the ledger: the counter forgets the
             # press (no "thank you" animation later, no "repeat" flag on the citizen's retry)
             # and shows the fault instead of the rest of this batch (its LED, animation, beep).
             self.counter.restore(before)
             self._apply(self.counter.refused(self.clock.monotonic()))
 
-    def _apply(self, effects) -> bool:
-        """Carry out effects in order; False (and stop) when the ledger refused a Store."""
+    def _apply(self, effects) -> None:
+        """Carry out effects in order; stop at a Store the ledger refused (and say so in `_refused`)."""
         for e in effects:
             if isinstance(e, Store):
                 try:
@@ -334,7 +337,8 @@ class DeviceRuntime:
                     if isinstance(err, LedgerCorrupt):
                         self._corrupt = err
                         self._stopping.set()
-                    return False
+                    self._refused = True
+                    return
             elif isinstance(e, Show):
                 self.display.show(e.text)
             elif isinstance(e, Led):
@@ -352,7 +356,6 @@ class DeviceRuntime:
                     self.ledger.set_meta(e.key, e.value)
                 except LedgerError as err:  # a convenience across restarts, not a vote
                     log.error("could not remember %s: %s", e.key, err)
-        return True
 
     def _finalize(self) -> None:
         """Release the held event with its reason; a refused write is retried (it blocks later sends)."""
