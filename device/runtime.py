@@ -126,7 +126,8 @@ class DeviceRuntime:
         )
         self.outbox = self._outbox(self.ledger)
         self.salvage, self._salvaged = self._open_salvage()
-        self._outboxes = [self.outbox] + [self._outbox(v) for v in self._salvaged.values()]
+        self._rescue_outboxes = {lid: self._outbox(view) for lid, view in self._salvaged.items()}
+        self._outboxes = [self.outbox, *self._rescue_outboxes.values()]
         self._acks: dict[str, list[int]] = {}
         self._ack_trouble = False
         self._unfinished: dict | None = None  # a reason that could not be written yet
@@ -284,8 +285,8 @@ class DeviceRuntime:
         # Acks that queued up together are deleted in one transaction: one fsync, not one each.
         acks, self._acks = self._acks, {}
         for ledger_id, seqs in acks.items():
-            rescued = self._salvaged.get(ledger_id)
-            outbox = self.outbox if rescued is None else self._outboxes[1 + list(self._salvaged).index(ledger_id)]
+            rescued = self._rescue_outboxes.get(ledger_id)
+            outbox = self.outbox if rescued is None else rescued
             try:
                 done = outbox.acked(ledger_id, seqs)
             except (LedgerError, sqlite3.Error) as err:
