@@ -18,12 +18,14 @@ $(STAMP): pyproject.toml | $(PY)
 
 venv: $(STAMP)
 
-# Mosquitto and Chromium are real test peers; install them when we can (root, apt),
+# Mosquitto and Chromium are real test peers, fuse3 (libfuse3) serves the power-cut filesystem;
+# install them when we can (root, apt),
 # otherwise say what is missing.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto mosquitto-clients"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	command -v fusermount3 >/dev/null 2>&1 || missing="$$missing fuse3"; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing with apt-get"; \
@@ -49,8 +51,11 @@ bench: venv system-deps
 	$(PY) benchmarks/query.py --db .bench/hailong-10m.db   # generates 10 million ratings once (~8 min, ~4 GB)
 	$(PY) benchmarks/pages.py --db .bench/hailong-10m.db
 
+# Seeded: `make chaos SEED=7` replays another schedule.
+SEED ?= 2026
 chaos: venv system-deps
-	HAILONG_CHAOS_ROUNDS=50 $(PY) -m pytest -q tests/test_device_crash.py
+	HAILONG_CHAOS_SEED=$(SEED) HAILONG_CHAOS_ROUNDS=50 HAILONG_POWER_CUTS=30 \
+	  $(PY) -m pytest -q -s tests/test_device_crash.py tests/test_device_power.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

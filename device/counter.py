@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Mapping, Union
 
 STAFF_BUTTONS = ("next", "recall")
+ERROR_S = 3.0  # how long "Err" stays when a press could not be stored
 _CURRENT = object()  # "the ticket on the display now", distinct from an explicit None
 
 
@@ -209,6 +210,20 @@ class Counter:
         if officer is not None:
             effects.append(self._store("signin", now, method="central"))
         return effects + self._remember_officer() + self._announce_officer(now)
+
+    def snapshot(self) -> dict:
+        """All of the counter's state, to `restore` if the effects of a step cannot be carried out."""
+        return {k: v.copy() if isinstance(v, (list, dict, set)) else v for k, v in vars(self).items()}
+
+    def restore(self, state: dict) -> None:
+        shown = self._shown  # what the display shows now is a fact, whatever the step had planned
+        self.__dict__.update({k: v.copy() if isinstance(v, (list, dict, set)) else v for k, v in state.items()})
+        self._shown = shown
+
+    def refused(self, now: float) -> list[Effect]:
+        """The ledger refused to store (full or failing disk): say so instead of "thank you"."""
+        self._play(now, ["Err"], ERROR_S)
+        return self._render(now)
 
     def stored(self, event: Mapping) -> None:
         """The runtime tells us the seq a `call next` got, to match the service's answer."""

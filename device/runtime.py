@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import queue
 import shutil
+import sqlite3
 import threading
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -18,8 +19,9 @@ from device.clock import SystemClock
 from device.counter import (
     Beep, Counter, CounterSettings, Finalize, Led, Officer, Remember, Show, Store,
 )
-from device.ledger import Ledger, LedgerError
+from device.ledger import Ledger, LedgerCorrupt, LedgerError
 from device.outbox import Outbox
+from device.salvage import Salvage, SalvageView
 from device.uplink import MqttUplink, UplinkSettings
 from protocol import ProtocolError
 from protocol.codec import encode
@@ -122,11 +124,15 @@ class DeviceRuntime:
             on_disconnect=lambda reason: self._q.put(_Item("down", (reason,))),
             on_message=lambda topic, payload: self._q.put(_Item("msg", (topic, payload))),
         )
-        self.outbox = Outbox(
-            self.ledger, self._send_event,
-            window=cfg.ledger.in_flight, ack_timeout_s=cfg.ledger.ack_timeout_s,
-        )
+        self.outbox = self._outbox(self.ledger)
+        self.salvage, self._salvaged = self._open_salvage()
+        self._rescue_outboxes = {lid: self._outbox(view) for lid, view in self._salvaged.items()}
+        self._outboxes = [self.outbox, *self._rescue_outboxes.values()]
         self._acks: dict[str, list[int]] = {}
+        self._ack_trouble = False
+        self._unfinished: dict | None = None  # a reason that could not be written yet
+        self._corrupt: LedgerCorrupt | None = None
+        self._refused = False  # the last batch of effects stopped at a Store the ledger refused
         self._telemetry_at = 0.0
         self._watchdog_every = systemd.watchdog_interval()
         self._watchdog_at = 0.0
@@ -142,6 +148,23 @@ class DeviceRuntime:
     def stop(self) -> None:
         self._q.put(_Item("stop"))
 
+    def _outbox(self, ledger) -> Outbox:
+        return Outbox(ledger, self._send_event, window=self.cfg.ledger.in_flight,
+                      ack_timeout_s=self.cfg.ledger.ack_timeout_s)
+
+    def _open_salvage(self) -> tuple[Salvage | None, dict[str, SalvageView]]:
+        """Rescue the votes of quarantined ledgers; trouble here must not stop the counter."""
+        try:
+            salvage = Salvage.open(self.cfg.ledger_path)
+            for path, rescue in salvage.scan():
+                self.emit({"salvage": {"file": path.name, "ledger": rescue.ledger, "events": len(rescue.events),
+                                       "unreadable": rescue.unreadable}})
+            return salvage, {lid: SalvageView(salvage, lid) for lid in salvage.ledgers()}
+        except Exception as exc:  # noqa: BLE001 - sqlite3, OS and anything else: log, count, go on
+            log.exception("salvage of quarantined ledgers failed")
+            self.emit({"error": f"salvage: {exc}"})
+            return None, {}
+
     def _quarantined(self, moved, reason: str) -> None:
         log.error("ledger was corrupt (%s); moved aside to %s, starting a new ledger", reason, moved)
         self.emit({"quarantined": str(moved), "reason": reason})
@@ -150,7 +173,7 @@ class DeviceRuntime:
 
     def run(self) -> None:
         now = self.clock.monotonic()
-        self._apply(self.counter.start(now))
+        self._feed(self.counter.start, now)
         self.uplink.start()
         self.emit({"ready": True, "ledger": self.ledger.ledger_id, "backlog": self.ledger.backlog()})
         self.ready.set()
@@ -166,11 +189,22 @@ class DeviceRuntime:
                         item = None
                 self._flush_acks()
                 now = self.clock.monotonic()
-                self._apply(self.counter.tick(now))
-                self.outbox.pump(now, budget=SEND_BUDGET, yield_to=self._work_waiting)
+                self._feed(self.counter.tick, now)
+                self._pump(now)
                 self._periodic(now)
         finally:
             self._shutdown()
+        if self._corrupt is not None:
+            # Exit non-zero: the service manager restarts us, and opening the ledger again
+            # quarantines the file and salvages what it still holds.
+            raise self._corrupt
+
+    def _pump(self, now: float) -> None:
+        budget = SEND_BUDGET
+        for outbox in self._outboxes:  # today's votes first, then any rescued ones
+            budget -= outbox.pump(now, budget=budget, yield_to=self._work_waiting)
+            if budget <= 0 or outbox.more:
+                break
 
     def _work_waiting(self) -> bool:
         # Presses, releases and acks all beat sending more of a backlog.
@@ -178,15 +212,17 @@ class DeviceRuntime:
 
     def _next_item(self) -> _Item | None:
         now = self.clock.monotonic()
-        if self.outbox.more:
+        if any(o.more for o in self._outboxes):
             try:
                 return self._q.get_nowait()
             except queue.Empty:
                 return None
-        deadlines = [d for d in (self.counter.next_deadline(), self.outbox.next_deadline()) if d]
+        deadlines = [d for d in (self.counter.next_deadline(), *(o.next_deadline() for o in self._outboxes)) if d]
         deadlines.append(self._telemetry_at if self.outbox.connected else now + 1.0)
         if self._watchdog_every:
             deadlines.append(self._watchdog_at)
+        if self._acks or self._unfinished is not None:
+            deadlines.append(now + 1.0)  # retry what the disk refused
         timeout = max(0.0, min(min(deadlines) - now, 1.0))
         try:
             return self._q.get(timeout=timeout)
@@ -197,27 +233,29 @@ class DeviceRuntime:
         now = self.clock.monotonic()
         if item.kind == "press":
             name, t = item.args
-            self._apply(self.counter.press(name, t))
+            self._feed(self.counter.press, name, t)
         elif item.kind == "release":
             name, t = item.args
-            self._apply(self.counter.release(name, t))
+            self._feed(self.counter.release, name, t)
         elif item.kind == "badge":
-            self._apply(self.counter.badge(item.args[0], now))
+            self._feed(self.counter.badge, item.args[0], now)
         elif item.kind == "msg":
             self._message(*item.args, now=now)
         elif item.kind == "up":
             self._connected(now)
         elif item.kind == "down":
             log.warning("broker connection lost: %s", item.args[0])
-            self.outbox.connection_down()
-            self._apply(self.counter.set_online(False, now))
+            for outbox in self._outboxes:
+                outbox.connection_down()
+            self._feed(self.counter.set_online, False, now)
             self.emit({"online": False})
         elif item.kind == "stop":
             self._stopping.set()
 
     def _connected(self, now: float) -> None:
-        self.outbox.connection_up()
-        self._apply(self.counter.set_online(True, now))
+        for outbox in self._outboxes:
+            outbox.connection_up()
+        self._feed(self.counter.set_online, True, now)
         status = make_status(True, fw=__version__, ledger=self.ledger.ledger_id, ts=self.clock.wall_ms())
         self.uplink.publish(self.topics.status, encode(status), qos=1, retain=True)
         self._telemetry_at = now  # right away: the service learns our backlog on reconnect
@@ -230,7 +268,7 @@ class DeviceRuntime:
             elif topic == self.topics.cmd:
                 self._command(decode_command(payload), now)
             elif topic == self.topics.assignment:
-                self._apply(self.counter.set_officer(_officer(decode_assignment(payload)["officer"]), now))
+                self._feed(self.counter.set_officer, _officer(decode_assignment(payload)["officer"]), now)
             else:
                 log.warning("ignoring message on unexpected topic %s", topic)
         except ProtocolError as e:
@@ -247,34 +285,60 @@ class DeviceRuntime:
         # Acks that queued up together are deleted in one transaction: one fsync, not one each.
         acks, self._acks = self._acks, {}
         for ledger_id, seqs in acks.items():
-            done = self.outbox.acked(ledger_id, seqs)
+            rescued = self._rescue_outboxes.get(ledger_id)
+            outbox = self.outbox if rescued is None else rescued
+            try:
+                done = outbox.acked(ledger_id, seqs)
+            except (LedgerError, sqlite3.Error) as err:
+                # A full disk refuses even a delete: keep the ack and try again, never crash over it.
+                self._acks.setdefault(ledger_id, []).extend(seqs)
+                if not self._ack_trouble:
+                    log.error("cannot record acks for ledger %s: %s (will retry)", ledger_id, err)
+                    self.emit({"error": f"ack: {err}"})
+                self._ack_trouble = True
+                continue
+            self._ack_trouble = False
             if done:
-                self.emit({"acked": done})
+                self.emit({"acked" if rescued is None else "salvage_acked": done})
 
     def _command(self, cmd: dict, now: float) -> None:
         kind = cmd["cmd"]
         if kind == "display":
-            self._apply(self.counter.display_ticket(cmd["ticket"], now))
+            self._feed(self.counter.display_ticket, cmd["ticket"], now)
         elif kind == "ticket":
-            self._apply(self.counter.ticket_answer(cmd["ticket"], cmd["seq"], now))
+            self._feed(self.counter.ticket_answer, cmd["ticket"], cmd["seq"], now)
         elif kind == "officer":
-            self._apply(self.counter.set_officer(_officer(cmd["officer"]), now))
+            self._feed(self.counter.set_officer, _officer(cmd["officer"]), now)
         elif kind == "identify":
-            self._apply(self.counter.identify(cmd["seconds"], now))
+            self._feed(self.counter.identify, cmd["seconds"], now)
 
     # ----- effects -------------------------------------------------------------------
 
+    def _feed(self, step: Callable, *args) -> None:
+        """Run one step of the counter and carry out its effects; undo the step if its vote was refused."""
+        before = self.counter.snapshot()
+        self._refused = False
+        self._apply(step(*args))
+        if self._refused:
+            # Feedback is a promise we cannot keep without the ledger: the counter forgets the
+            # press (no "thank you" animation later, no "repeat" flag on the citizen's retry)
+            # and shows the fault instead of the rest of this batch (its LED, animation, beep).
+            self.counter.restore(before)
+            self._apply(self.counter.refused(self.clock.monotonic()))
+
     def _apply(self, effects) -> None:
+        """Carry out effects in order; stop at a Store the ledger refused (and say so in `_refused`)."""
         for e in effects:
             if isinstance(e, Store):
                 try:
                     self._store(e)
                 except LedgerError as err:
-                    # Feedback is a promise we cannot keep without the ledger: show the fault
-                    # and drop the rest of this batch (its LED, animation, beep) instead.
                     log.error("could not store %s event: %s", e.type, err)
                     self.emit({"error": f"ledger: {err}"})
-                    self.display.show(self.counter.fit("Err"))
+                    if isinstance(err, LedgerCorrupt):
+                        self._corrupt = err
+                        self._stopping.set()
+                    self._refused = True
                     return
             elif isinstance(e, Show):
                 self.display.show(e.text)
@@ -286,11 +350,24 @@ class DeviceRuntime:
             elif isinstance(e, Beep):
                 self.panel.beep(e.seconds)
             elif isinstance(e, Finalize):
-                event = self.ledger.finalize_held(e.updates)
-                if event is not None:
-                    self.emit({"updated": event})
+                self._unfinished = e.updates
+                self._finalize()
             elif isinstance(e, Remember):
-                self.ledger.set_meta(e.key, e.value)
+                try:
+                    self.ledger.set_meta(e.key, e.value)
+                except LedgerError as err:  # a convenience across restarts, not a vote
+                    log.error("could not remember %s: %s", e.key, err)
+
+    def _finalize(self) -> None:
+        """Release the held event with its reason; a refused write is retried (it blocks later sends)."""
+        try:
+            event = self.ledger.finalize_held(self._unfinished)
+        except LedgerError as err:
+            log.error("could not release the held event: %s (will retry)", err)
+            return
+        self._unfinished = None
+        if event is not None:
+            self.emit({"updated": event})
 
     def _store(self, e: Store) -> None:
         d = self.cfg.device
@@ -299,6 +376,10 @@ class DeviceRuntime:
             "ledger": None, "seq": None, **self.clock.stamp(), **e.fields,
         }
         event = self.ledger.append(body, held=e.held)
+        if e.held and self._unfinished is not None:
+            # Holding a new event released the old one: the reason its citizen chose is lost.
+            log.error("a reason could not be written before the next low rating; its rating went without")
+            self._unfinished = None
         self.emit({"stored": event})
         self.counter.stored(event)
 
@@ -308,6 +389,8 @@ class DeviceRuntime:
     # ----- periodic ------------------------------------------------------------------
 
     def _periodic(self, now: float) -> None:
+        if self._unfinished is not None:
+            self._finalize()
         if self.outbox.connected and now >= self._telemetry_at:
             self._telemetry_at = now + self.cfg.telemetry.interval_s
             self.uplink.publish(self.topics.telemetry, encode(self.telemetry()), qos=0)
@@ -317,6 +400,11 @@ class DeviceRuntime:
 
     def telemetry(self) -> dict:
         extra = {"ledger_quarantined": str(self.ledger.quarantined)} if self.ledger.quarantined else {}
+        if self.salvage is not None:
+            try:
+                extra.update(self.salvage.figures())
+            except sqlite3.Error as err:
+                log.error("salvage figures unavailable: %s", err)
         return make_telemetry(
             uptime_s=round(self.clock.since_boot(), 1),
             backlog=self.ledger.backlog(),
@@ -333,7 +421,10 @@ class DeviceRuntime:
     def _shutdown(self) -> None:
         systemd.stopping()
         self.uplink.stop(last_words=(self.topics.status, encode(make_status(False))))
-        for closer in (self.panel.close, self.display.close, self.ledger.close):
+        closers = [self.panel.close, self.display.close, self.ledger.close]
+        if self.salvage is not None:
+            closers.append(self.salvage.close)
+        for closer in closers:
             try:
                 closer()
             except Exception:  # noqa: BLE001 - close everything we can on the way out

@@ -31,6 +31,7 @@ if TYPE_CHECKING:  # typing is not imported at run time, to keep imports cheap
 __all__ = [
     "COMMANDS",
     "MAX_IDENTIFY_SECONDS",
+    "TELEMETRY_SALVAGE",
     "decode_ack",
     "decode_assignment",
     "decode_command",
@@ -53,6 +54,8 @@ COMMANDS = ("display", "ticket", "officer", "identify")
 MAX_IDENTIFY_SECONDS = 600
 
 _TELEMETRY = ("uptime_s", "backlog", "clock_ok", "fw", "disk_free_mb", "cpu_temp_c", "ts", "ledger")
+# Votes rescued from quarantined ledgers (docs/protocol.md, "Telemetry").
+TELEMETRY_SALVAGE = ("salvaged", "salvage_pending", "salvage_unreadable")
 
 # --- ack: service -> device ------------------------------------------------
 
@@ -172,6 +175,9 @@ def validate_telemetry(obj: object) -> dict[str, Any]:
         _check_number(temp, "cpu_temp_c", lo=None)
     _check_int(_get(t, "ts"), "ts", lo=0)
     check_ledger(_get(t, "ledger"))
+    for key in TELEMETRY_SALVAGE:  # optional: present once a ledger was ever quarantined
+        if key in t:
+            _check_int(t[key], key, lo=0)
     return t
 
 

@@ -622,7 +622,7 @@ def test_unregistered_devices_are_stored_and_listed(bare):
     (dev,) = store.devices()
     assert dev == {"device": "new-pi", "registered": False, "site": "hcm", "counter": "8",
                    "first_seen_ms": T0 + 1, "last_seen_ms": T0 + 2, "online": None, "fw": None, "ledger": None,
-                   "backlog": None, "clock_ok": None, "last_telemetry": None}
+                   "backlog": None, "clock_ok": None, "last_telemetry": None, "salvage": None}
     reg = store.register_device("new-pi", "hcm", "7")
     assert (reg["registered"], reg["site"], reg["counter"]) == (True, "hcm", "7")
     # Once registered, the registry says where it is, whatever its events claim.
@@ -646,8 +646,11 @@ def test_status_and_telemetry(bare):
     ghost, pi = store.devices()
     assert pi == {"device": "pi-1", "registered": True, "site": "hcm", "counter": "1", "first_seen_ms": T0,
                   "last_seen_ms": T0 + 1000, "online": False, "fw": "1.2.0", "ledger": LEDGER, "backlog": 3,
-                  "clock_ok": False, "last_telemetry": telemetry}
+                  "clock_ok": False, "last_telemetry": telemetry, "salvage": None}
     assert (ghost["device"], ghost["registered"], ghost["online"]) == ("ghost", False, True)
+    # A device that rescued votes from a quarantined ledger says so in its health.
+    store.device_telemetry("pi-1", dict(telemetry, salvaged=41, salvage_pending=3, salvage_unreadable=2), T0 + 6000)
+    assert store.device("pi-1")["salvage"] == {"salvaged": 41, "pending": 3, "unreadable": 2}
 
 
 def test_officers_and_badges(store):

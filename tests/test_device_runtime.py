@@ -77,3 +77,62 @@ def test_a_failed_commit_shows_err_and_gives_no_feedback(runtime):
     records.wait_for(lambda items: {"display": " Err"} in items)
     assert factory.pin(21).state is False  # no LED: we promised nothing
     assert not any("stored" in r for r in records.items)
+
+
+def test_a_refused_press_is_forgotten_shows_err_and_the_retry_counts(runtime):
+    """A full disk refuses the vote: no "thank you" may follow the Err, and the retry is not a "repeat"."""
+    rt, records, factory = runtime
+    working = rt.ledger.append
+
+    def full(body, held=False):
+        raise LedgerError("database or disk is full")
+
+    rt.ledger.append = full
+    rt.panel.click("4")
+    records.wait_for(lambda items: {"display": " Err"} in items)
+    # Err stays a few seconds, then the counter's own text comes back -- never the press's animation.
+    shown = records.wait_for(lambda items: (lambda d: d[d.index(" Err"):] if d[-1] == "----" else None)(
+        [r["display"] for r in items if "display" in r]), timeout=10)
+    assert shown == [" Err", "----"]
+    assert factory.pin(21).state is False
+    rt.ledger.append = working  # space is back
+    rt.panel.click("4")
+    (stored,) = records.wait_for(lambda items: [r["stored"] for r in items if "stored" in r])
+    assert stored["score"] == 4 and stored["flags"] == []
+
+
+def test_a_ledger_found_corrupt_while_running_ends_the_process_so_a_restart_quarantines_it(tmp_path):
+    from device.ledger import LedgerCorrupt
+
+    cfg = config_from_dict({
+        "device": {"id": "dev-1", "site": "s", "counter": "3", "data_dir": str(tmp_path / "data")},
+        "mqtt": {"host": "127.0.0.1"}, "clock": {"trust": "never"},
+    })
+    records = Waiter()
+    rt = DeviceRuntime(
+        cfg,
+        panel_factory=lambda on_input: Panel(
+            rating_pins=[5, 6, 13, 19], led_pins=[12, 16, 20, 21], next_pin=23, recall_pin=24,
+            buzzer_pin=None, pin_factory=MockFactory(), on_input=on_input),
+        display=TextDisplay(4, on_change=lambda text: records.append({"display": text})),
+        emit=records.append, uplink_factory=OfflineUplink)
+
+    def rotten(body, held=False):
+        raise LedgerCorrupt("database disk image is malformed")
+
+    rt.ledger.append = rotten
+    outcome = []
+
+    def run():
+        try:
+            rt.run()
+        except LedgerCorrupt as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    assert rt.ready.wait(10)
+    rt.panel.click("3")
+    thread.join(10)
+    assert not thread.is_alive() and len(outcome) == 1  # `hailong device run` exits 1 on it
+    assert {"display": " Err"} in records.items

@@ -13,7 +13,7 @@ import broker.store.dialect as dialect
 from broker.store.connection import StoreBase
 from common.periods import parse_day
 
-__all__ = ["COLUMNS", "Devices", "SEEN", "device_of"]
+__all__ = ["COLUMNS", "Devices", "SEEN", "device_of", "salvage_of"]
 
 COLUMNS = ("id, registered, site, counter, first_seen_ms, last_seen_ms, online, fw, ledger, "
            "backlog, clock_ok, telemetry")
@@ -46,10 +46,22 @@ _TICKET = dialect.upsert("tickets", ("site", "day", "last"), ("site", "day"), "l
 def device_of(row: tuple) -> dict:
     """A devices row (COLUMNS) as the API shows it."""
     id_, registered, site, counter, first, last, online, fw, ledger, backlog, clock_ok, telemetry = row
+    telemetry = None if telemetry is None else json.loads(telemetry)
     return {"device": id_, "registered": bool(registered), "site": site, "counter": counter,
             "first_seen_ms": first, "last_seen_ms": last, "online": None if online is None else bool(online),
             "fw": fw, "ledger": ledger, "backlog": backlog, "clock_ok": None if clock_ok is None else bool(clock_ok),
-            "last_telemetry": None if telemetry is None else json.loads(telemetry)}
+            "last_telemetry": telemetry, "salvage": salvage_of(telemetry)}
+
+
+def salvage_of(telemetry: dict | None) -> dict | None:
+    """Votes the device rescued from quarantined ledgers, from its last telemetry; None if it never had to.
+
+    `unreadable` above 0 means votes were lost to a damaged SD card: someone should look at the device.
+    """
+    if not telemetry or "salvaged" not in telemetry:
+        return None
+    return {"salvaged": telemetry.get("salvaged"), "pending": telemetry.get("salvage_pending"),
+            "unreadable": telemetry.get("salvage_unreadable")}
 
 
 class Devices(StoreBase):
