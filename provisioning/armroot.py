@@ -150,8 +150,10 @@ def host_pip_settings() -> dict[str, str]:
 class ArmRoot:
     """A throw-away copy of a cached root: `with ArmRoot(tarball) as root: root.run([...])`."""
 
-    def __init__(self, tarball: Path, workdir: Path | None = None):
+    def __init__(self, tarball: Path, workdir: Path | None = None, pip_cache: Path | None = None):
         self.tarball = tarball
+        # pip's cache kept on the host between throw-away roots: downloads and spidev's build, once.
+        self.pip_cache = pip_cache
         self._tmp = None if workdir else tempfile.TemporaryDirectory(prefix="hailong-arm64-")
         self.path = Path(workdir or self._tmp.name) / "root"
 
@@ -180,17 +182,26 @@ class ArmRoot:
     def host_path(self, inside: str) -> Path:
         return self.path / inside.lstrip("/")
 
-    def run(self, argv: list[str] | str, *, network: bool = True, env: dict | None = None,
-            timeout: float = 1800, **kw) -> subprocess.CompletedProcess:
-        """Run a command in the root (a shell line if `argv` is a string), as root."""
+    def command(self, argv: list[str] | str, *, network: bool = True, env: dict | None = None) -> list[str]:
+        """The host command that runs `argv` in the root as root (a shell line if a string);
+        every step execs the next, so the process started is the one to signal."""
         inner = ["/bin/sh", "-c", argv] if isinstance(argv, str) else argv
         base = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/root",
                 "LANG": "C.UTF-8", "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PIP_ROOT_USER_ACTION": "ignore"}
         base.update({k: v for k, v in os.environ.items() if k.lower() in ("http_proxy", "https_proxy", "no_proxy")})
         base.update(env or {})
         root = shlex.quote(str(self.path))
-        setup = (f"mount -t proc proc {root}/proc && mount --rbind /dev {root}/dev && "
-                 f"exec chroot {root} /usr/bin/env -i {' '.join(shlex.quote(f'{k}={v}') for k, v in base.items())} "
+        mounts = [f"mount -t proc proc {root}/proc", f"mount --rbind /dev {root}/dev"]
+        if self.pip_cache is not None:
+            self.pip_cache.mkdir(parents=True, exist_ok=True)
+            (self.path / "root" / ".cache" / "pip").mkdir(parents=True, exist_ok=True)
+            mounts.append(f"mount --bind {shlex.quote(str(self.pip_cache))} {root}/root/.cache/pip")
+        setup = (" && ".join(mounts) + f" && exec chroot {root} /usr/bin/env -i "
+                 + " ".join(shlex.quote(f"{k}={v}") for k, v in base.items()) + " "
                  + " ".join(shlex.quote(a) for a in inner))
-        unshare = ["unshare", "--mount", "--propagation", "private"] + (["--net"] if not network else [])
-        return subprocess.run([*unshare, "/bin/sh", "-c", setup], timeout=timeout, **kw)
+        unshare = ["unshare", "--mount", "--propagation", "private"] + ([] if network else ["--net"])
+        return [*unshare, "/bin/sh", "-c", setup]
+
+    def run(self, argv: list[str] | str, *, network: bool = True, env: dict | None = None,
+            timeout: float = 1800, **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(self.command(argv, network=network, env=env), timeout=timeout, **kw)

@@ -17,7 +17,7 @@ import tempfile
 import zipfile
 from pathlib import Path
 
-from provisioning.armroot import ArmRoot, ArmRootError, root_tarball
+from provisioning.armroot import ArmRoot, ArmRootError, cache_dir, root_tarball
 from provisioning.wheelhouse import PROJECT, TARGETS, Target, wheel_name_version, write_manifest
 
 EXTRA = "pi"
@@ -66,7 +66,7 @@ def requirements_for(own_wheel: Path, target: Target) -> list[str]:
 def build_target(target: Target, own_wheel: Path, out: Path, log=print) -> list[str]:
     """Every wheel of `target`, into `out`; returns their file names."""
     tarball = root_tarball(target.suite, log=log)
-    with ArmRoot(tarball) as root:
+    with ArmRoot(tarball, pip_cache=cache_dir().parent / f"pip-arm64-{target.suite}") as root:
         inbox = root.host_path("/tmp/in")
         inbox.mkdir(parents=True)
         shutil.copy(own_wheel, inbox)

@@ -51,13 +51,14 @@ def fake_bootfs(path: Path) -> Path:
     return path
 
 
-def provisioned_card(tmp: Path, wheels: Path | None, broker_port: int = 1883) -> tuple[Path, Path]:
+def provisioned_card(tmp: Path, wheels: Path | None, broker_port: int = 1883,
+                     boot: Path | None = None) -> tuple[Path, Path]:
     """(boot partition, bundle) of device hl-hp-c1, written by `hailong provision boot write`."""
     inv = tmp / "inv"
     assert provision(["--inventory", str(inv), "site", "add", "hp", "--broker-host", "127.0.0.1",
                       "--port", str(broker_port)]) == 0
     assert provision(["--inventory", str(inv), "device", "add", "--site", "hp", "--counter", "1"]) == 0
-    boot = fake_bootfs(tmp / "bootfs")
+    boot = fake_bootfs(boot or tmp / "bootfs")
     args = ["--inventory", str(inv), "boot", "write", str(boot), "--device", "hl-hp-c1"]
     assert provision(args + (["--wheels", str(wheels)] if wheels else [])) == 0
     return boot, inv / "bundles" / "hl-hp-c1"
