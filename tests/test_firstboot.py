@@ -72,7 +72,10 @@ def assert_installed(prefix: Path, bundle: Path) -> None:
         assert (etc / name).read_bytes() == (bundle / name).read_bytes()
         assert stat.S_IMODE((etc / name).stat().st_mode) == 0o600 and (etc / name).stat().st_uid == os.geteuid()
     assert (prefix / "var" / "lib" / "hailong").stat().st_uid == os.geteuid()
-    assert (prefix / "opt" / "hailong" / ".venv" / "bin" / "hailong").exists()
+    venv = prefix / "opt" / "hailong" / ".venv"
+    assert (venv / "bin" / "hailong").exists()
+    for path in (venv.parent, venv, venv / "bin" / "hailong"):  # the service user runs it, root made it
+        assert stat.S_IMODE(path.stat().st_mode) & 0o005 == 0o005, path
     units = prefix / "etc" / "systemd" / "system"
     assert (units / "multi-user.target.wants" / "hailong-device.service").is_symlink()
     assert not (units / "multi-user.target.wants" / "hailong-firstboot.service").exists()

@@ -116,6 +116,9 @@ step_software() {
     done
     [ -z "$missing" ] || fail "the image lacks Raspberry Pi OS packages:$missing (apt install them, or use Raspberry Pi OS Lite, which has them)"
     options=$(sed -n 's/^# venv-options: //p' "$req")
+    # The service user runs this software: readable by all, unlike the secrets (umask 077).
+    umask 022
+    install -d -m 0755 "$(dirname "$VENV")"
     rm -rf "$VENV"
     # shellcheck disable=SC2086  # options are words
     python3 -m venv $options "$VENV"
