@@ -24,7 +24,8 @@ from provisioning.wheelbuild import build_wheelhouse
 from tests.firstboot_support import ROOT, SYSTEMCTL, SECRETS, provisioned_card, secrets_left, status, write_script
 from tests.support import DeviceProcess, FakeService
 
-pytestmark = pytest.mark.slow
+# The first run builds the root (~5 min on 2 busy cores) inside the first test's setup.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 EMULATED = 180.0  # seconds: Python under qemu starts ~10x slower than on the host
 
 
