@@ -51,13 +51,19 @@ def fake_bootfs(path: Path) -> Path:
     return path
 
 
-def provisioned_card(tmp: Path, wheels: Path | None, broker_port: int = 1883,
-                     boot: Path | None = None) -> tuple[Path, Path]:
-    """(boot partition, bundle) of device hl-hp-c1, written by `hailong provision boot write`."""
+def inventory(tmp: Path, broker_port: int = 1883) -> Path:
+    """An inventory with site hp and device hl-hp-c1 (its bundle in INV/bundles/hl-hp-c1)."""
     inv = tmp / "inv"
     assert provision(["--inventory", str(inv), "site", "add", "hp", "--broker-host", "127.0.0.1",
                       "--port", str(broker_port)]) == 0
     assert provision(["--inventory", str(inv), "device", "add", "--site", "hp", "--counter", "1"]) == 0
+    return inv
+
+
+def provisioned_card(tmp: Path, wheels: Path | None, broker_port: int = 1883,
+                     boot: Path | None = None) -> tuple[Path, Path]:
+    """(boot partition, bundle) of device hl-hp-c1, written by `hailong provision boot write`."""
+    inv = inventory(tmp, broker_port)
     boot = fake_bootfs(boot or tmp / "bootfs")
     args = ["--inventory", str(inv), "boot", "write", str(boot), "--device", "hl-hp-c1"]
     assert provision(args + (["--wheels", str(wheels)] if wheels else [])) == 0
