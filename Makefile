@@ -18,14 +18,20 @@ $(STAMP): pyproject.toml | $(PY)
 
 venv: $(STAMP)
 
-# Mosquitto and Chromium are real test peers, fuse3 (libfuse3) serves the power-cut filesystem;
-# install them when we can (root, apt),
-# otherwise say what is missing.
+# Mosquitto and Chromium are real test peers; install them when we can (root, apt), otherwise say
+# what is missing. As root, also fuse3 (the power-cut filesystem) and what the arm64 test needs (an
+# arm64 root under qemu-user); without root those tests skip themselves with the reason.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto mosquitto-clients"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
-	command -v fusermount3 >/dev/null 2>&1 || missing="$$missing fuse3"; \
+	if [ "$$(id -u)" = "0" ]; then \
+	  command -v fusermount3 >/dev/null 2>&1 || missing="$$missing fuse3"; \
+	  test -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P || command -v qemu-aarch64-static >/dev/null 2>&1 || missing="$$missing qemu-user-static"; \
+	  command -v debootstrap >/dev/null 2>&1 || test -x /usr/sbin/debootstrap || missing="$$missing debootstrap"; \
+	  command -v update-binfmts >/dev/null 2>&1 || test -x /usr/sbin/update-binfmts || missing="$$missing binfmt-support"; \
+	  command -v zstd >/dev/null 2>&1 || missing="$$missing zstd"; \
+	fi; \
 	if [ -n "$$missing" ]; then \
 	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	    echo "installing$$missing with apt-get"; \
@@ -50,6 +56,7 @@ bench: venv system-deps
 	$(PY) benchmarks/ingest.py
 	$(PY) benchmarks/query.py --db .bench/hailong-10m.db   # generates 10 million ratings once (~8 min, ~4 GB)
 	$(PY) benchmarks/pages.py --db .bench/hailong-10m.db
+	$(PY) benchmarks/arm64.py   # as root: the counter under qemu-user, as a ratio to this host
 
 # Seeded: `make chaos SEED=7` replays another schedule.
 SEED ?= 2026

@@ -225,12 +225,12 @@ class TimedDeviceProcess(DeviceProcess):
     parent's time.monotonic() and with other processes'.
     """
 
-    def __init__(self, config: Path, *, env: dict | None = None):
+    def __init__(self, config: Path | None, *, env: dict | None = None, argv: list[str] | None = None):
         self.acked_total = 0  # sum of the {"acked": [...]} lines so far
         self.acked_progress: list[tuple[float, int]] = []  # (arrival time, running total)
         self.counts: dict[str, int] = {}  # lines seen per key
         self.spawned_at = time.monotonic()
-        super().__init__(config, env=env)
+        super().__init__(config, env=env, argv=argv)
 
     def _read_stdout(self):
         for line in self.proc.stdout:

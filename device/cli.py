@@ -8,6 +8,7 @@ import signal
 import sys
 import threading
 
+from common.ownership import OwnershipError, claim
 from device.errors import HardwareError
 
 _HINT = "on a laptop add --simulate; on a Pi install hailong[pi] and run `hailong device doctor`"
@@ -40,6 +41,7 @@ def cmd_run(args) -> int:
     from device.runtime import DeviceRuntime
 
     cfg = load_config(args.config)
+    claim(cfg.device.data_dir, config=cfg.source, command="hailong device run")
     simulate = args.simulate
     emit = _emitter(sys.stdout) if simulate else (lambda record: logging.getLogger("hailong.device").debug("%s", record))
     d = cfg.display
@@ -98,6 +100,7 @@ def cmd_agent(args) -> int:
 
     bundle = Path(args.bundle_dir)
     installed = bundle / "device.toml"
+    claim(bundle, command="hailong device agent")  # pushed bundles must stay the service's
     # Before the first push there is no config yet: the hardware defaults still apply.
     cfg = load_config(installed) if installed.exists() else config_from_dict({
         "device": {"id": "unprovisioned", "site": "-", "counter": "-", "data_dir": str(bundle)},
@@ -159,4 +162,4 @@ def main(argv: list[str] | None = None) -> int:
     from device.ledger import LedgerError
     from common.cli import dispatch
 
-    return dispatch(build_parser(), argv, prog="hailong device", errors={(HardwareError, LedgerError): 1})
+    return dispatch(build_parser(), argv, prog="hailong device", errors={(HardwareError, LedgerError, OwnershipError): 1})

@@ -137,9 +137,13 @@ def check_badge(cfg) -> tuple[str, str]:
 
 
 def run_checks(cfg, *, simulate: bool = False) -> list[Check]:
+    from common.ownership import claim
+    from device.pinwarnings import gpio_check_with_fallbacks
+
+    claim(cfg.device.data_dir, config=cfg.source)  # never a ledger the service cannot write
     os.makedirs(cfg.device.data_dir, exist_ok=True)
     return [
-        _guard("gpio", lambda: check_gpio(cfg, simulate)),
+        _guard("gpio", lambda: gpio_check_with_fallbacks(lambda: check_gpio(cfg, simulate))),
         _guard("display", lambda: check_display(cfg, simulate)),
         _guard("broker", lambda: check_broker(cfg)),
         _guard("clock", lambda: check_clock(cfg)),

@@ -1,95 +1,68 @@
-"""Prepare a freshly flashed Raspberry Pi OS (Bookworm) boot partition for one counter.
+"""Prepare a freshly flashed Raspberry Pi OS boot partition for one counter.
 
-Writes BOOTFS/hailong/ (the device's bundle, the systemd unit and firstboot.sh), ensures
-`dtparam=spi=on` and `enable_uart=1` under an `[all]` section of config.txt, and hooks
-firstboot.sh into the first boot the way Bookworm supports it: cmdline.txt's
-`systemd.run=/boot/firmware/firstrun.sh` (what Raspberry Pi Imager's customisation uses).
-If Imager already wrote a firstrun.sh, a call to ours is inserted before its clean-up
-lines instead of replacing it. Every step is idempotent.
+Writes BOOTFS/hailong/ (the device's bundle, the systemd units, firstboot.sh and, with
+`wheels`, the offline wheelhouse in hailong/wheels/), ensures `dtparam=spi=on` and
+`enable_uart=1` under an `[all]` section of config.txt, and hooks firstboot.sh into the first
+boot the way Raspberry Pi OS supports it: cmdline.txt's `systemd.run=/boot/firmware/firstrun.sh`
+(what Raspberry Pi Imager's customisation uses). If Imager already wrote a firstrun.sh, a call
+to ours is inserted before its clean-up lines instead of replacing it.
+
+Everything is checked before anything is written (the bundle, the wheelhouse's hashes, the
+card's files, the free space), and cmdline.txt is written last, so a card is either left as
+it was or hooked only once all it needs is on it. Every step is idempotent. The scripts and
+units come from provisioning/data/ inside the installed package.
 """
 from __future__ import annotations
 
+import os
 import shutil
+import tomllib
+from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 
-from provisioning.bundle import copy_bundle
-from common.fsutil import atomic_write
+from common.configschema import Schema
+from common.device_file import ARRAY_SECTIONS, SCHEMA, SECTIONS
+from common.fsutil import atomic_write, fsync_dir
+from provisioning import bundle as bundle_files
+from provisioning.wheelhouse import WheelhouseError, check_wheelhouse, wheelhouse_files
 
-BOOT_MOUNT = "/boot/firmware"  # where Bookworm mounts the boot partition
+BOOT_MOUNT = "/boot/firmware"  # where Bookworm and Trixie mount the boot partition
 DIR = "hailong"
+WHEELS = "wheels"
 FIRSTBOOT = "firstboot.sh"
 FIRSTRUN = "firstrun.sh"
+STATUS = "firstboot-status.txt"
+UNIT = "hailong-device.service"
+RETRY_UNIT = "hailong-firstboot.service"
 MARKER = "# hailong: install the counter software's bundle"
 CONFIG_LINES = ("dtparam=spi=on", "enable_uart=1")
 CMDLINE_ARGS = (f"systemd.run={BOOT_MOUNT}/{FIRSTRUN}", "systemd.run_success_action=reboot",
                 "systemd.unit=kernel-command-line.target")
-UNIT = Path(__file__).resolve().parent.parent / "deploy" / "hailong-device.service"
-
-FIRSTBOOT_SH = f"""#!/bin/bash
-# hailong first boot: install this counter's bundle, written by `hailong provision boot write`.
-# Runs once as root from {BOOT_MOUNT}/{FIRSTRUN}; safe to run again.
-set -eu
-SRC={BOOT_MOUNT}/{DIR}
-log() {{ echo "hailong firstboot: $*"; logger -t hailong-firstboot "$*" 2>/dev/null || true; }}
-
-if ! id hailong >/dev/null 2>&1; then
-    useradd --system --home-dir /var/lib/hailong --no-create-home --shell /usr/sbin/nologin hailong
-    log "created user hailong"
-fi
-for group in gpio spi dialout; do
-    getent group "$group" >/dev/null && usermod -aG "$group" hailong || true
-done
-
-install -d -m 0700 -o hailong -g hailong /etc/hailong
-for f in device.toml mqtt-password provisioning-key ca.crt; do
-    if [ -f "$SRC/$f" ]; then
-        install -m 0600 -o hailong -g hailong "$SRC/$f" "/etc/hailong/$f"
-    fi
-done
-install -d -m 0750 -o hailong -g hailong /var/lib/hailong
-
-# The software: already in the image, or wheels copied to $SRC/wheels (no network needed).
-if [ ! -x /opt/hailong/.venv/bin/hailong ]; then
-    python3 -m venv /opt/hailong/.venv
-    if [ -d "$SRC/wheels" ]; then
-        /opt/hailong/.venv/bin/pip install --no-index --find-links "$SRC/wheels" 'hailong[pi]'
-    else
-        /opt/hailong/.venv/bin/pip install 'hailong[pi]' || log "pip install failed: install hailong by hand"
-    fi
-fi
-
-install -m 0644 "$SRC/hailong-device.service" /etc/systemd/system/hailong-device.service
-systemctl daemon-reload
-systemctl enable hailong-device.service
-
-# The boot partition is FAT (no permissions): do not leave the secrets on it.
-rm -f "$SRC/mqtt-password" "$SRC/provisioning-key"
-log "installed; hailong-device.service enabled"
-"""
-
-FIRSTRUN_SH = f"""#!/bin/bash
-# First-boot hook referenced from cmdline.txt (systemd.run=); written by `hailong provision boot write`.
-set +e
-{MARKER}
-bash {BOOT_MOUNT}/{DIR}/{FIRSTBOOT}
-rm -f {BOOT_MOUNT}/{FIRSTRUN}
-sed -i 's| systemd.run.*||g' {BOOT_MOUNT}/cmdline.txt
-exit 0
-"""
+# Onto the card's hailong/ folder, from the package: (file name, mode).
+RESOURCES = ((FIRSTBOOT, 0o755), (UNIT, 0o644), (RETRY_UNIT, 0o644))
+REQUIRED = (bundle_files.CONFIG, bundle_files.PASSWORD, bundle_files.KEY)
 
 
 class BootfsError(Exception):
     pass
 
 
-def ensure_config_txt(path: Path) -> bool:
-    """Add the missing lines under a trailing `[all]` section; keep every existing line.
-    Returns whether the file changed."""
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    lines = text.splitlines()
+def resource(name: str) -> bytes:
+    """A file of provisioning/data/ in the installed package (wheel or checkout)."""
+    try:
+        return (resources.files("provisioning") / "data" / name).read_bytes()
+    except OSError as e:
+        raise BootfsError(f"the installed hailong package lacks provisioning/data/{name} ({e}); reinstall it") from None
+
+
+# --- what each boot-partition file becomes (None: already right) -----------------------------
+
+def config_txt_update(text: str) -> str | None:
+    """Add the missing lines under a trailing `[all]` section; keep every existing line."""
     # Effective only if under [all]: find lines already present in an [all] section.
     section, present = "all", set()
-    for line in lines:
+    for line in text.splitlines():
         s = line.strip()
         if s.startswith("[") and s.endswith("]"):
             section = s[1:-1].strip().lower()
@@ -97,16 +70,14 @@ def ensure_config_txt(path: Path) -> bool:
             present.add(s)
     missing = [line for line in CONFIG_LINES if line not in present]
     if not missing:
-        return False
+        return None
     if text and not text.endswith("\n"):
         text += "\n"
     text += "\n# hailong: SPI for the ticket display, UART for the badge reader and serial console\n[all]\n"
-    text += "".join(f"{line}\n" for line in missing)
-    atomic_write(path, text.encode(), mode=0o644)
-    return True
+    return text + "".join(f"{line}\n" for line in missing)
 
 
-def ensure_cmdline(path: Path) -> bool:
+def cmdline_update(path: Path) -> str | None:
     if not path.is_file():
         raise BootfsError(f"{path} not found: is this a Raspberry Pi OS boot partition?")
     line = path.read_text(encoding="utf-8").strip()
@@ -118,19 +89,14 @@ def ensure_cmdline(path: Path) -> bool:
         raise BootfsError(f"{path} already runs {run[0]!r} at first boot; call "
                           f"{BOOT_MOUNT}/{DIR}/{FIRSTBOOT} from it by hand")
     added = [a for a in CMDLINE_ARGS if a not in words]
-    if not added:
-        return False
-    atomic_write(path, (" ".join(words + added) + "\n").encode(), mode=0o644)
-    return True
+    return " ".join(words + added) + "\n" if added else None
 
 
-def ensure_firstrun(path: Path) -> bool:
-    if not path.exists():
-        atomic_write(path, FIRSTRUN_SH.encode(), mode=0o755)
-        return True
-    text = path.read_text(encoding="utf-8")
+def firstrun_update(text: str | None) -> str | None:
+    if text is None:
+        return resource(FIRSTRUN).decode()
     if MARKER in text:
-        return False
+        return None
     call = f"{MARKER}\nbash {BOOT_MOUNT}/{DIR}/{FIRSTBOOT}\n"
     lines = text.splitlines(keepends=True)
     # Imager's script ends by deleting itself and its cmdline.txt entry, then `exit 0`:
@@ -144,25 +110,119 @@ def ensure_firstrun(path: Path) -> bool:
         if lines and not lines[-1].endswith("\n"):
             lines[-1] += "\n"
         lines.append(call)
-    atomic_write(path, "".join(lines).encode(), mode=0o755)
-    return True
+    return "".join(lines)
 
 
-def write_bootfs(bootfs: str | Path, bundle_dir: Path) -> list[str]:
-    """Prepare the boot partition at `bootfs`; return a list of what was changed."""
+# --- checking everything first ------------------------------------------------------------------
+
+def check_bundle(bundle: Path) -> None:
+    missing = [name for name in REQUIRED if not (bundle / name).is_file()]
+    if missing:
+        raise BootfsError(f"bundle {bundle}: missing {', '.join(missing)}")
+    schema = Schema(SECTIONS, SCHEMA, lambda problems, source: ValueError(problems), arrays=frozenset(ARRAY_SECTIONS))
+    try:
+        data = tomllib.loads((bundle / bundle_files.CONFIG).read_text(encoding="utf-8"))
+        _, problems = schema.read(data, bundle, bundle / bundle_files.CONFIG)
+    except (OSError, UnicodeError, tomllib.TOMLDecodeError, ValueError) as e:
+        raise BootfsError(f"bundle {bundle}: device.toml unreadable: {e}") from None
+    if problems:
+        raise BootfsError(f"bundle {bundle}: device.toml: " + "; ".join(f"{k}: {m}" for k, m in problems))
+    ca = data.get("mqtt", {}).get("ca_file")
+    if ca and not (bundle / ca).is_file():
+        raise BootfsError(f"bundle {bundle}: device.toml names ca_file {ca!r}, which is not in the bundle")
+
+
+@dataclass
+class Plan:
+    """Every byte `write_bootfs` will write, worked out before the first write."""
+
+    boot: Path
+    files: list[tuple[Path, bytes | Path, int]] = field(default_factory=list)  # dest, content or source, mode
+    obsolete: list[Path] = field(default_factory=list)
+    hook: list[tuple[Path, str, int, str]] = field(default_factory=list)  # dest, text, mode, what
+
+    def size(self) -> int:
+        return sum(len(c) if isinstance(c, bytes) else c.stat().st_size for _, c, _ in self.files)
+
+
+def plan_bootfs(bootfs: str | Path, bundle_dir: Path, wheels: Path | None = None) -> Plan:
     boot = Path(bootfs)
     if not (boot / "cmdline.txt").is_file():
         raise BootfsError(f"{boot}: no cmdline.txt; pass the mounted boot partition (bootfs)")
-    changed = []
+    check_bundle(bundle_dir)
+    plan = Plan(boot)
     dest = boot / DIR
-    copy_bundle(bundle_dir, dest)
-    shutil.copyfile(UNIT, dest / UNIT.name)
-    atomic_write(dest / FIRSTBOOT, FIRSTBOOT_SH.encode(), mode=0o755)
-    changed.append(f"{dest}/ (bundle, {UNIT.name}, {FIRSTBOOT})")
-    if ensure_config_txt(boot / "config.txt"):
-        changed.append("config.txt: " + ", ".join(CONFIG_LINES) + " under [all]")
-    if ensure_firstrun(boot / FIRSTRUN):
-        changed.append(f"{FIRSTRUN}: runs {DIR}/{FIRSTBOOT}")
-    if ensure_cmdline(boot / "cmdline.txt"):
-        changed.append(f"cmdline.txt: {CMDLINE_ARGS[0]}")
+    for name in (*REQUIRED, bundle_files.CA):
+        if (bundle_dir / name).is_file():
+            plan.files.append((dest / name, (bundle_dir / name).read_bytes(), 0o600))
+    for name, mode in RESOURCES:
+        plan.files.append((dest / name, resource(name), mode))
+    if wheels is not None:
+        try:
+            manifest = check_wheelhouse(wheels)
+        except WheelhouseError as e:
+            raise BootfsError(str(e)) from None
+        names = wheelhouse_files(manifest)
+        plan.files += [(dest / WHEELS / name, wheels / name, 0o644) for name in names]
+        if (dest / WHEELS).is_dir():
+            plan.obsolete += [p for p in (dest / WHEELS).iterdir() if p.name not in names]
+    # A status left by an earlier first boot would describe another installation.
+    plan.obsolete.append(dest / STATUS)
+    config = boot / "config.txt"
+    text = config_txt_update(config.read_text(encoding="utf-8") if config.exists() else "")
+    if text is not None:
+        plan.hook.append((config, text, 0o644, "config.txt: " + ", ".join(CONFIG_LINES) + " under [all]"))
+    firstrun = boot / FIRSTRUN
+    text = firstrun_update(firstrun.read_text(encoding="utf-8") if firstrun.exists() else None)
+    if text is not None:
+        plan.hook.append((firstrun, text, 0o755, f"{FIRSTRUN}: runs {DIR}/{FIRSTBOOT}"))
+    text = cmdline_update(boot / "cmdline.txt")
+    if text is not None:
+        plan.hook.append((boot / "cmdline.txt", text, 0o644, f"cmdline.txt: {CMDLINE_ARGS[0]}"))
+    replaced = sum(p.stat().st_size for p, _, _ in plan.files if p.is_file())
+    free = shutil.disk_usage(boot).free
+    if plan.size() - replaced > free:
+        raise BootfsError(f"{boot}: {plan.size() / 2**20:.1f} MiB to write, {free / 2**20:.1f} MiB free")
+    return plan
+
+
+# --- writing --------------------------------------------------------------------------------
+
+def _copy(src: Path, dest: Path, mode: int) -> None:
+    """atomic_write for a file too big to hold in memory twice (a wheel)."""
+    tmp = dest.with_name(f".{dest.name}.tmp")
+    with open(src, "rb") as r, open(tmp, "wb") as w:
+        shutil.copyfileobj(r, w, 1 << 20)
+        w.flush()
+        os.fsync(w.fileno())
+    os.chmod(tmp, mode)
+    os.replace(tmp, dest)
+
+
+def apply(plan: Plan) -> list[str]:
+    dest = plan.boot / DIR
+    dest.mkdir(mode=0o700, exist_ok=True)
+    dest.chmod(0o700)
+    for path in plan.obsolete:
+        path.unlink(missing_ok=True)
+    for path, content, mode in plan.files:
+        path.parent.mkdir(exist_ok=True)
+        if isinstance(content, bytes):
+            atomic_write(path, content, mode=mode)
+        else:
+            _copy(content, path, mode)
+    for directory in {p.parent for p, _, _ in plan.files}:
+        fsync_dir(directory)
+    wheels = sum(1 for p, _, _ in plan.files if p.parent.name == WHEELS and p.suffix == ".whl")
+    changed = [f"{dest}/ (bundle, {UNIT}, {RETRY_UNIT}, {FIRSTBOOT}"
+               + (f", {wheels} wheels in {WHEELS}/)" if wheels else ")")]
+    # cmdline.txt is last in the hook list: the first boot runs only once everything is there.
+    for path, text, mode, what in plan.hook:
+        atomic_write(path, text.encode(), mode=mode)
+        changed.append(what)
     return changed
+
+
+def write_bootfs(bootfs: str | Path, bundle_dir: Path, wheels: Path | None = None) -> list[str]:
+    """Prepare the boot partition at `bootfs`; return a list of what was changed."""
+    return apply(plan_bootfs(bootfs, bundle_dir, wheels))

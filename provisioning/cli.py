@@ -12,7 +12,8 @@ service account's password to stdout).
     provision device revoke ID
     provision device register ID --service-url URL --token-file F
     provision mosquitto export DIR [--service-password-file F]
-    provision boot write BOOTFS --device ID [--bundle DIR]
+    provision boot write BOOTFS --device ID [--bundle DIR] [--wheels DIR]
+    provision wheels --out DIR [--python 3.11 3.13]   (provisioning.wheelbuild)
     provision serial ... / provision badge ...   (provisioning.serial_client)
 
 Every command takes --inventory DIR (default $XDG_DATA_HOME/hailong or ~/.local/share/hailong).
@@ -28,7 +29,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from provisioning import credentials, service_api
+from provisioning import credentials, service_api, wheelbuild
 from provisioning.inventory import Inventory, InventoryError, atomic_write, default_inventory_dir
 
 PROG = "hailong provision"
@@ -220,7 +221,7 @@ def cmd_mosquitto_export(inv: Inventory, args) -> int:
 
 
 def cmd_boot_write(inv: Inventory, args) -> int:
-    from provisioning.bootfs import BootfsError, write_bootfs
+    from provisioning.bootfs import DIR, STATUS, BootfsError, write_bootfs
 
     device = inv.active_device(args.device)
     bundle = Path(args.bundle) if args.bundle else _bundle_dir(inv, device["id"], None)
@@ -228,11 +229,14 @@ def cmd_boot_write(inv: Inventory, args) -> int:
         raise CliError(f"no bundle for {device['id']} at {bundle}: pass --bundle DIR, or make a new one with "
                        f"`{PROG} device bundle {device['id']}`")
     try:
-        changed = write_bootfs(args.bootfs, bundle)
+        changed = write_bootfs(args.bootfs, bundle, Path(args.wheels) if args.wheels else None)
     except BootfsError as e:
         raise CliError(str(e)) from None
     for line in changed:
         print(f"{args.bootfs}: {line}")
+    if not args.wheels:
+        print("note: no --wheels: the first boot installs nothing and waits for hailong in /opt/hailong/.venv "
+              f"(see {DIR}/{STATUS} on the card); make a wheelhouse with `{PROG} wheels --out DIR`")
     print("eject the card, put it in the counter and power it on; the first boot installs hailong and reboots")
     return 0
 
@@ -262,7 +266,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"inventory folder (default {default_inventory_dir()})")
     p = argparse.ArgumentParser(prog=PROG, description="Provision sites, counters' credentials and SD cards.",
                                 parents=[common])
-    areas = p.add_subparsers(dest="area", required=True, metavar="{site,device,mosquitto,boot,serial,badge}")
+    areas = p.add_subparsers(dest="area", required=True, metavar="{site,device,mosquitto,boot,wheels,serial,badge}")
 
     site = areas.add_parser("site", help="sites and their broker").add_subparsers(dest="cmd", required=True)
     s = site.add_parser("add", parents=[common], help="add or update a site")
@@ -315,7 +319,10 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("bootfs")
     b.add_argument("--device", required=True)
     b.add_argument("--bundle", metavar="DIR", help="default INVENTORY/bundles/ID")
+    b.add_argument("--wheels", metavar="DIR", help="offline wheelhouse (`provision wheels --out DIR`) to put on the card")
     b.set_defaults(func=cmd_boot_write)
+
+    wheelbuild.add_parser(areas, common)
 
     for name, text in (("serial", "talk to a counter over its serial console"),
                        ("badge", "officer badges over the serial console")):
@@ -339,7 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     inv = None
     try:
         where = getattr(args, "inventory", None)
-        inv = Inventory(Path(where) if where else default_inventory_dir())
+        if getattr(args, "needs_inventory", True):
+            inv = Inventory(Path(where) if where else default_inventory_dir())
         return args.func(inv, args)
     except (CliError, InventoryError) as e:
         print(f"{PROG}: error: {e}", file=sys.stderr)

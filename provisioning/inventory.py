@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from common.fsutil import atomic_write
+from common.ownership import OwnershipError, claim
 from tinydb import Query, TinyDB
 from tinydb.storages import Storage
 
@@ -59,6 +60,10 @@ def now() -> str:
 class Inventory:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
+        try:  # `sudo hailong provision` on a technician's inventory would leave files they cannot write
+            claim(self.dir, command="hailong provision", switch=False, service=False)
+        except OwnershipError as e:
+            raise InventoryError(str(e)) from None
         self.dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         self.db = TinyDB(self.dir / INVENTORY_FILE, storage=AtomicJSONStorage)
         self.sites = self.db.table("sites")

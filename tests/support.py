@@ -134,11 +134,12 @@ def write_config(tmp: Path, broker, *, device_id: str = "dev-1", extra: str = ""
 class DeviceProcess:
     """`hailong device run --simulate` as a real child process, its JSON lines collected."""
 
-    def __init__(self, config: Path, *, env: dict | None = None):
+    def __init__(self, config: Path | None, *, env: dict | None = None, argv: list[str] | None = None):
+        """`argv`: another way to start the same command (an installed copy, in an arm64 root)."""
         self.stderr = Waiter()
         self.lines = Waiter(dead=lambda items: bool(items) and "eof" in items[-1])
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hailong.cli", "device", "run", "--simulate", "--config", str(config)],
+            argv or [sys.executable, "-m", "hailong.cli", "device", "run", "--simulate", "--config", str(config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
             text=True, bufsize=1, cwd=ROOT, env={**os.environ, **(env or {})},
         )

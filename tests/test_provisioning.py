@@ -284,7 +284,7 @@ def test_boot_write_is_idempotent(inv_dir, tmp_path):
     for name in ("mqtt-password", "provisioning-key", "hailong-device.service", "firstboot.sh"):
         assert (boot / "hailong" / name).is_file()
     script = (boot / "hailong" / "firstboot.sh").read_text()
-    assert "install -m 0600 -o hailong" in script and "systemctl enable hailong-device.service" in script
+    assert "install -d -m 0700" in script and "systemctl ${PREFIX:+--root=\"$PREFIX\"} enable hailong-device.service" in script
     subprocess.run(["bash", "-n", str(boot / "hailong" / "firstboot.sh")], check=True, timeout=30)
     subprocess.run(["bash", "-n", str(boot / "firstrun.sh")], check=True, timeout=30)
 
