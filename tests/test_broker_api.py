@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -367,6 +368,16 @@ def test_metrics_show_the_stores_held_conflicting_and_dropped_totals(service, co
     text = service.client("viewer").get("/metrics").text
     assert "hailong_events_conflicts_total 1\n" in text and "hailong_events_held 2\n" in text
     assert "hailong_dead_letters 1\n" in text and "hailong_dead_letters_dropped_total 1\n" in text
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool not installed (Debian package `prometheus`; `make system-deps` installs it)")
+def test_metrics_pass_promtool(service, counters):
+    seed(service, counters)  # non-zero values, as a scrape would see them
+    text = service.client("viewer").get("/metrics").text
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    # promtool names each finding (e.g. an abbreviated unit) and exits non-zero when there is one.
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_garbage_is_dead_lettered_and_shown_to_managers(service, counters):
