@@ -12,7 +12,7 @@ from functools import cache
 from typing import Annotated, Any
 from zoneinfo import available_timezones
 
-from pydantic import AfterValidator, BaseModel, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
 from protocol.codec import MAX_INT, TEXT_PATTERN, forbidden_char
@@ -56,10 +56,15 @@ def Text(max_length: int, min_length: int = 0, *, kind: Callable[..., Any] = Fie
 
 
 def Key(kind: Callable[..., Any] = Field,
-        description: str = "1-64 characters, no '/', not '.' or '..', no control characters") -> Any:
+        description: str = "1-64 characters, no '/', not '.' or '..', no control characters", **field: Any) -> Any:
     """An id that is also a path segment (officer ids; sites and counters as looked up)."""
     return Annotated[str, kind(min_length=1, max_length=64, description=description,
-                               json_schema_extra={"pattern": KEY_PATTERN}), AfterValidator(_addressable)]
+                               json_schema_extra={"pattern": KEY_PATTERN}, **field), AfterValidator(_addressable)]
+
+
+def _example(**values: Any) -> ConfigDict:
+    """A body's example in the document: shown by the docs page, sent first by the contract test."""
+    return ConfigDict(json_schema_extra={"examples": [values]})
 
 
 @cache
@@ -79,7 +84,7 @@ IdStr = Annotated[str, Field(pattern=ID_PATTERN, description="1-64 of A-Z a-z 0-
 Zone = Annotated[str, Field(description="IANA time zone", json_schema_extra={"enum": list(zones())}),
                  AfterValidator(_known_zone)]
 Name = Text(100)
-Id64 = Text(64, 1)
+Id64 = Text(64, 1)  # ids that need not name a URL path
 
 
 class SiteBody(BaseModel):
@@ -88,6 +93,8 @@ class SiteBody(BaseModel):
 
 
 class SiteIn(SiteBody):
+    model_config = _example(id="hcm-q1", name="UBND Quận 1", tz="Asia/Ho_Chi_Minh")
+
     id: IdStr
 
 
@@ -97,6 +104,8 @@ class CounterBody(BaseModel):
 
 
 class CounterIn(CounterBody):
+    model_config = _example(site="hcm-q1", counter="03", name="Quầy 3", device="hcm-q1-c03")
+
     site: IdStr
     counter: IdStr
 
@@ -109,24 +118,34 @@ class OfficerBody(BaseModel):
 
 
 class OfficerIn(OfficerBody):
+    model_config = _example(id="off-0042", name="Nguyễn Thị Lan", code="NTL", unit="Tư pháp", badge="04A1B2C3")
+
     id: Key(description="the id events carry: 1-64 characters, no '/', not '.' or '..', no control characters")
 
 
 class AssignmentIn(BaseModel):
-    site: Text(64, 1)
-    counter: Text(64, 1)
-    officer: Text(64, 1, description="officer id, or null for nobody") | None = Field(...)
+    model_config = _example(site="hcm-q1", counter="03", officer="off-0042")
+
+    site: Id64
+    counter: Id64
+    officer: Text(64, 1, description="officer id, or null for nobody") | None = Field(...)  # noqa: F821
     at: int | None = Field(None, ge=0, le=MAX_INT, description="ms since epoch; default now")
 
 
 class DeviceIn(BaseModel):
-    site: Text(64, 1)
-    counter: Text(64, 1)
+    model_config = _example(site="hcm-q1", counter="03")
+
+    site: Id64
+    counter: Id64
 
 
 class DisplayIn(BaseModel):
-    ticket: Text(16, 1)
+    model_config = _example(ticket="1042")
+
+    ticket: Text(16, 1)  # noqa: F821
 
 
 class IdentifyIn(BaseModel):
+    model_config = _example(seconds=10)
+
     seconds: float = Field(10, ge=1, le=MAX_IDENTIFY_SECONDS)

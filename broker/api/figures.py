@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 
 from fastapi import HTTPException, Query, Response
 
+from broker.api.answers import DeadLetterPage, EventPage, ReasonList, Satisfaction, ok
 from broker.api.deps import ClockDep, Manager, SettingsDep, StoreDep, Viewer
 from broker.api.errors import api_router
 from broker.reports import satisfaction_csv, satisfaction_xlsx
@@ -31,14 +32,14 @@ _INSTANT = {"anyOf": [{"type": "string", "pattern": _MS}, {"type": "string", "fo
 
 Group = Literal["officer", "counter", "site"]
 ReportGroup = Annotated[Literal["officer", "counter"], Query(description="rows per officer or counter")]
-Month = Annotated[str, Query(description="the month, YYYY-MM (site-local days)",
+Month = Annotated[str, Query(description="the month, YYYY-MM (site-local days)", examples=["2026-11"],
                              json_schema_extra={"pattern": _MONTH})]
 Id = Annotated[str | None, Query(max_length=64)]
 OnlySite = Annotated[str | None, Query(max_length=64, description="only this site")]
 DateFrom = Annotated[str, Query(alias="from", description="first day, YYYY-MM-DD, site-local",
-                                json_schema_extra={"format": "date"})]
+                                examples=["2026-11-01"], json_schema_extra={"format": "date"})]
 DateTo = Annotated[str, Query(alias="to", description="last day, inclusive; not before `from`",
-                              json_schema_extra={"format": "date"})]
+                              examples=["2026-11-30"], json_schema_extra={"format": "date"})]
 
 
 # ----- reading the query ----------------------------------------------------------------------
@@ -104,7 +105,7 @@ def _satisfaction(store, settings, group: str, first: str, last: str, site: str 
 # ----- satisfaction ------------------------------------------------------------------------------
 
 
-@router.get("/satisfaction")
+@router.get("/satisfaction", responses=ok(Satisfaction))
 def satisfaction(
     _: Viewer, store: StoreDep, settings: SettingsDep,
     group: Annotated[Group, Query(description="rows per officer, counter or site")],
@@ -158,7 +159,7 @@ def satisfaction_report_csv(_: Viewer, store: StoreDep, settings: SettingsDep,
 # ----- reasons, events, dead letters --------------------------------------------------------
 
 
-@router.get("/reasons")
+@router.get("/reasons", responses=ok(ReasonList))
 def reasons(
     _: Viewer, store: StoreDep,
     officer: Annotated[str, Query(max_length=64, description="officer id; empty for unattributed ratings")],
@@ -169,7 +170,7 @@ def reasons(
     return {"officer": officer or None, "items": store.low_reasons(officer or None, first, last)}
 
 
-@router.get("/events")
+@router.get("/events", responses=ok(EventPage))
 def events(
     _: Viewer, store: StoreDep, settings: SettingsDep,
     device: Id = None, site: Id = None, counter: Id = None, officer: Id = None,
@@ -193,7 +194,7 @@ def events(
     return {"items": page, "next": page[-1]["id"] if len(rows) > limit else None}
 
 
-@router.get("/dead-letters")
+@router.get("/dead-letters", responses=ok(DeadLetterPage))
 def dead_letters(_: Manager, store: StoreDep,
                  limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
                  offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0):
