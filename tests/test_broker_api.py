@@ -275,6 +275,26 @@ def test_satisfaction_rejects_bad_periods_and_groups_clearly(service):
         assert r.json()["detail"].startswith(message), r.json()
 
 
+def test_periods_at_the_calendars_ends_are_answered(service):
+    # Found by the contract test: a period next to year 1 or 9999 was a 500 (the month beyond overflowed).
+    api = service.client("viewer")
+    for first, last in (("0001-01-01", "0001-01-02"), ("9999-12-02", "9999-12-31"), ("0001-01-01", "9999-12-31")):
+        r = api.get("/api/v1/satisfaction", params={"group": "site", "from": first, "to": last})
+        assert r.status_code == 200 and r.json()["rows"] == [], r.text
+    for params in ({"until": "9999-12-31"}, {"since": "0001-01-01"}, {"since": "0001-01-01T00:00:00+14:00"},
+                   {"until": "9999-12-31T23:59:59.999999-14:00"}, {"since": "2024-01-01t00:00:00z"}):
+        r = api.get("/api/v1/events", params=params)
+        assert r.status_code == 200, (params, r.text)
+    assert api.get("/api/v1/reports/satisfaction.csv", params={"group": "officer", "month": "9999-12"}) \
+        .status_code == 200
+
+
+def test_a_body_that_is_not_utf8_is_a_declared_400(service):
+    r = service.client("admin").post("/api/v1/sites", content=b'{"id": "\xff"}',
+                                     headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json() == {"detail": "There was an error parsing the body"}
+
+
 def test_events_are_paged_and_filtered(service, counters):
     seed(service, counters)
     api = service.client("viewer")
