@@ -46,18 +46,18 @@ def _addressable(value: str) -> str:
     return value
 
 
-def Text(max_length: int, min_length: int = 0, *, kind: Callable[..., Any] = Field, **field: Any) -> Any:
-    """A stored name or text: `min_length`..`max_length` characters, none of them a control character.
-
-    `kind` is `Field` in a body, or FastAPI's `Path` / `Query` for a parameter.
-    """
-    return Annotated[str, kind(min_length=min_length, max_length=max_length,
-                               json_schema_extra={"pattern": TEXT_PATTERN}, **field), AfterValidator(_clean)]
+def Text(max_length: int, min_length: int = 0, **field: Any) -> Any:
+    """A stored name or text: `min_length`..`max_length` characters, none of them a control character."""
+    return Annotated[str, Field(min_length=min_length, max_length=max_length,
+                                json_schema_extra={"pattern": TEXT_PATTERN}, **field), AfterValidator(_clean)]
 
 
 def Key(kind: Callable[..., Any] = Field,
         description: str = "1-64 characters, no '/', not '.' or '..', no control characters", **field: Any) -> Any:
-    """An id that is also a path segment (officer ids; sites and counters as looked up)."""
+    """An id that is also a path segment (officer ids; sites and counters as looked up).
+
+    `kind` is `Field` in a body, or FastAPI's `Path` for a parameter.
+    """
     return Annotated[str, kind(min_length=1, max_length=64, description=description,
                                json_schema_extra={"pattern": KEY_PATTERN}, **field), AfterValidator(_addressable)]
 
@@ -85,6 +85,10 @@ Zone = Annotated[str, Field(description="IANA time zone", json_schema_extra={"en
                  AfterValidator(_known_zone)]
 Name = Text(100)
 Id64 = Text(64, 1)  # ids that need not name a URL path
+Code = Text(8, 1, description="short code for the counter display")
+Ticket = Text(16, 1)
+OfficerRef = Text(64, 1, description="officer id, or null for nobody")
+OfficerId = Key(description="the id events carry: 1-64 characters, no '/', not '.' or '..', no control characters")
 
 
 class SiteBody(BaseModel):
@@ -112,7 +116,7 @@ class CounterIn(CounterBody):
 
 class OfficerBody(BaseModel):
     name: Name
-    code: Text(8, 1, description="short code for the counter display")  # noqa: F821 - a call, not a name
+    code: Code
     unit: Name = ""
     badge: str | None = Field(None, pattern=r"^[0-9A-Fa-f]{1,32}$", description="card UID, 1-32 hex digits")
 
@@ -120,7 +124,7 @@ class OfficerBody(BaseModel):
 class OfficerIn(OfficerBody):
     model_config = _example(id="off-0042", name="Nguyễn Thị Lan", code="NTL", unit="Tư pháp", badge="04A1B2C3")
 
-    id: Key(description="the id events carry: 1-64 characters, no '/', not '.' or '..', no control characters")
+    id: OfficerId
 
 
 class AssignmentIn(BaseModel):
@@ -128,7 +132,7 @@ class AssignmentIn(BaseModel):
 
     site: Id64
     counter: Id64
-    officer: Text(64, 1, description="officer id, or null for nobody") | None = Field(...)  # noqa: F821
+    officer: OfficerRef | None = Field(...)
     at: int | None = Field(None, ge=0, le=MAX_INT, description="ms since epoch; default now")
 
 
@@ -142,7 +146,7 @@ class DeviceIn(BaseModel):
 class DisplayIn(BaseModel):
     model_config = _example(ticket="1042")
 
-    ticket: Text(16, 1)  # noqa: F821
+    ticket: Ticket
 
 
 class IdentifyIn(BaseModel):

@@ -10,7 +10,7 @@ from broker import actions
 from broker.api.answers import Assigned, DeviceList, Sent, ok
 from broker.api.bodies import DEVICE_PATTERN, AssignmentIn, DeviceIn, DisplayIn, IdentifyIn
 from broker.api.deps import API, Admin, ClockDep, IngestDep, Manager, StoreDep, Viewer
-from broker.api.errors import NotSent, api_router, errors, found
+from broker.api.errors import NOT_SENT, api_router, errors, found
 
 __all__ = ["router"]
 
@@ -31,7 +31,7 @@ def register_device(_: Admin, store: StoreDep, device_id: DeviceId, body: Device
     return found(store.device(device_id), f"device {device_id!r}")
 
 
-@router.post("/assignments", responses=ok(Assigned) | errors(404) | {409: {"model": NotSent, "description": NotSent.__doc__}})
+@router.post("/assignments", responses=ok(Assigned) | errors(404) | NOT_SENT)
 def assign(_: Manager, store: StoreDep, ingest: IngestDep, clock: ClockDep, body: AssignmentIn):
     """Put an officer (or nobody) at a counter: recorded, then sent to the counter's device (retained)."""
     at = body.at if body.at is not None else int(clock() * 1000)

@@ -13,10 +13,9 @@ no list of statuses is kept by hand.
 from __future__ import annotations
 
 import logging
-from typing import Any
-
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from fastapi import APIRouter, FastAPI, HTTPException, Request
 from fastapi.dependencies.models import Dependant
@@ -30,7 +29,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from broker.api.deps import API, principal
 from broker.auth import ROLES
 
-__all__ = ["ApiError", "NotSent", "api_router", "errors", "found", "install_error_handlers", "validation_text"]
+__all__ = ["ApiError", "NOT_SENT", "NotSent", "api_router", "errors", "found", "install_error_handlers",
+           "validation_text"]
 
 log = logging.getLogger("hailong.api")
 
@@ -53,6 +53,8 @@ class NotSent(ApiError):
     published: bool
     assignment: dict[str, Any]
 
+
+NOT_SENT = {409: {"model": NotSent, "description": NotSent.__doc__}}
 
 _WHEN = {
     400: "the body cannot be read as JSON (e.g. it is not UTF-8)",

@@ -5,10 +5,8 @@ from typing import Annotated
 
 from fastapi import HTTPException, Path, Query, Response
 
+from broker.api.answers import CounterItem, CounterList, OfficerItem, OfficerList, SiteItem, SiteList, ok
 from broker.api.bodies import ID_PATTERN, CounterBody, CounterIn, Key, OfficerBody, OfficerIn, SiteBody, SiteIn
-from broker.api.answers import (
-    CounterItem, CounterList, OfficerItem, OfficerList, SiteItem, SiteList, ok,
-)
 from broker.api.deps import API, Admin, SettingsDep, StoreDep, Viewer
 from broker.api.errors import api_router, errors, found
 from broker.registry import InUse
