@@ -21,6 +21,9 @@ venv: $(STAMP)
 # Mosquitto and Chromium are real test peers; install them when we can (root, apt), otherwise say
 # what is missing. As root, also fuse3 (the power-cut filesystem) and what the arm64 test needs (an
 # arm64 root under qemu-user); without root those tests skip themselves with the reason.
+# promtool (Debian's `prometheus`) lints /metrics; without it that one test is skipped. Its package
+# would start a Prometheus server: a temporary policy-rc.d (unless one exists) keeps it from
+# starting, and --no-install-recommends keeps the node exporter, another daemon, out.
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto mosquitto-clients"; \
@@ -32,14 +35,30 @@ system-deps:
 	  command -v update-binfmts >/dev/null 2>&1 || test -x /usr/sbin/update-binfmts || missing="$$missing binfmt-support"; \
 	  command -v zstd >/dev/null 2>&1 || missing="$$missing zstd"; \
 	fi; \
-	if [ -n "$$missing" ]; then \
-	  if [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	lint=""; command -v promtool >/dev/null 2>&1 || lint="prometheus"; \
+	if [ -n "$$missing$$lint" ] && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
+	  if [ -n "$$missing" ]; then \
 	    echo "installing$$missing with apt-get"; \
 	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null \
-	      || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null); \
-	  else \
-	    echo "missing:$$missing; install them (e.g. sudo apt-get install$$missing) and run make test again" >&2; exit 1; \
+	      || (apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q $$missing >/dev/null) \
+	      || exit 1; \
+	    missing=""; \
 	  fi; \
+	  if [ -n "$$lint" ]; then \
+	    echo "installing $$lint (for promtool) with apt-get, its server not started"; \
+	    guard=""; \
+	    if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; \
+	      chmod 755 /usr/sbin/policy-rc.d; guard=1; fi; \
+	    DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$lint >/dev/null \
+	      || (apt-get update -q >/dev/null \
+	          && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$lint >/dev/null); \
+	    ok=$$?; [ -z "$$guard" ] || rm -f /usr/sbin/policy-rc.d; [ $$ok = 0 ] || exit 1; \
+	    lint=""; \
+	  fi; \
+	fi; \
+	if [ -n "$$lint" ]; then echo "note: promtool not found (apt-get install --no-install-recommends prometheus); its test is skipped" >&2; fi; \
+	if [ -n "$$missing" ]; then \
+	  echo "missing:$$missing; install them (e.g. sudo apt-get install$$missing) and run make test again" >&2; exit 1; \
 	fi
 
 # `make test NOW=2027-01-01T00:00:30+07:00` (or NOW=2026-11-30, 09:00 site time) runs the suite

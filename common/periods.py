@@ -104,6 +104,13 @@ def split_months(first: date | str, last: date | str) -> list[tuple[str, str, st
     start, end = to_date(first), to_date(last)
     if start > end:
         return []
+    try:
+        return _split_months(start, end)
+    except OverflowError:  # a neighbouring month beyond year 1 or 9999: read those days one by one
+        return [("day", start.isoformat(), end.isoformat())]
+
+
+def _split_months(start: date, end: date) -> list[tuple[str, str, str]]:
     m0 = month_of(start)[0] if start.day == 1 else month_of(start)[1] + timedelta(days=1)
     m1 = month_of(end)[0] if end == month_of(end)[1] else month_of(end)[0] - timedelta(days=1)
     m1 = month_of(m1)[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from protocol.errors import ProtocolError
 
@@ -16,7 +17,7 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time, to keep imports cheap
     from typing import Any
 
-__all__ = ["MAX_PAYLOAD", "MAX_INT", "decode", "encode", "json_type"]
+__all__ = ["MAX_PAYLOAD", "MAX_INT", "TEXT_PATTERN", "decode", "encode", "forbidden_char", "json_type"]
 
 MAX_PAYLOAD = 65536
 
@@ -25,6 +26,17 @@ MAX_PAYLOAD = 65536
 MAX_INT = 2**53 - 1
 
 _MAX_SHOWN = 60
+
+# What no text field may hold: control characters (Unicode category Cc: C0, DEL, C1), the line
+# and paragraph separators (they break a line where nobody expects one: logs, CSV, JavaScript
+# strings) and lone surrogates (no encoder can write them). Names and reasons end up on an
+# 8x32 display, in spreadsheets and in XML, where any of these is garbage or an error.
+_CONTROL = r"\x00-\x1f\x7f-\x9f\u2028\u2029"
+# The control part as a whole-string pattern, in the syntax Python, JSON Schema (ECMA 262) and
+# pydantic's regex engine share, for schemas that must refuse what the wire refuses. It leaves
+# out surrogates, which that engine cannot name; text decoded from JSON or a URL holds none.
+TEXT_PATTERN = f"^[^{_CONTROL}]*$"
+_FORBIDDEN_RE = re.compile(f"[{_CONTROL}\\ud800-\\udfff]")
 
 
 def encode(obj: object) -> bytes:
@@ -105,6 +117,14 @@ def decode(payload: bytes | bytearray | memoryview | str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise ProtocolError(f"payload must be a JSON object, got {json_type(obj)}")
     return obj
+
+
+def forbidden_char(text: str) -> str | None:
+    """A description of the first character `text` may not hold ("U+0001 at 3"), or None if it is clean."""
+    found = _FORBIDDEN_RE.search(text)
+    if found is None:
+        return None
+    return f"U+{ord(found.group()):04X} at {found.start()}"
 
 
 def json_type(value: object) -> str:
@@ -208,13 +228,17 @@ def _check_str(value: object, name: str, min_len: int = 1, max_len: int = 64, nu
         if n == 0:
             raise ProtocolError(f"{_leaf(name)} must not be empty", name)
         raise ProtocolError(f"{_leaf(name)} length {n} is outside {min_len}..{max_len}", name)
-    if not value.isascii():
+    if value.isprintable():  # fast path; isprintable is stricter than the rule below
+        return value
+    try:
+        value.encode("utf-8")
+    except UnicodeEncodeError:
         # A lone surrogate can come out of a JSON "\ud800" escape; it would
         # crash the first encoder (database, log, display) that meets it.
-        try:
-            value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise ProtocolError(f"{_leaf(name)} contains an unpaired surrogate", name) from None
+        raise ProtocolError(f"{_leaf(name)} contains an unpaired surrogate", name) from None
+    bad = forbidden_char(value)
+    if bad is not None:
+        raise ProtocolError(f"{_leaf(name)} contains a control character ({bad})", name)
     return value
 
 

@@ -9,6 +9,7 @@ parts, `make_*` (builds, orders and validates).
 from __future__ import annotations
 
 from protocol.codec import (
+    _FORBIDDEN_RE,
     _check_bool,
     _check_int,
     _check_number,
@@ -60,6 +61,10 @@ TELEMETRY_SALVAGE = ("salvaged", "salvage_pending", "salvage_unreadable")
 # --- ack: service -> device ------------------------------------------------
 
 
+def _clean(text: str) -> str:
+    return _FORBIDDEN_RE.sub("\ufffd", text)
+
+
 def make_ack(
     ledger: str,
     seqs: Iterable[int],
@@ -68,8 +73,9 @@ def make_ack(
     """Build an ack for `seqs` of `ledger`.
 
     `rejected` holds {"seq": n, "reason": text} mappings or (n, text) pairs.
-    Reasons longer than MAX_REASON are cut, since they usually come from
-    exception text and must never stop the ack itself from being sent.
+    Reasons longer than MAX_REASON are cut, and characters no text field may
+    hold are replaced by U+FFFD, since reasons usually come from exception
+    text and must never stop the ack itself from being sent.
     The "rejected" key is left out when there is nothing to report.
     """
     ack: dict[str, Any] = {"ledger": ledger, "seqs": list(seqs)}
@@ -79,8 +85,10 @@ def make_ack(
             seq, reason = item
         else:
             seq, reason = item["seq"], item["reason"]
-        if isinstance(reason, str) and len(reason) > MAX_REASON:
-            reason = reason[: MAX_REASON - 3] + "..."
+        if isinstance(reason, str):
+            if len(reason) > MAX_REASON:
+                reason = reason[: MAX_REASON - 3] + "..."
+            reason = _clean(reason)
         entries.append({"seq": seq, "reason": reason})
     if entries:
         ack["rejected"] = entries

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -20,6 +21,7 @@ from broker.auth import ROLES, Auth, Principal
 from broker.config import config_from_dict
 from broker.ingest import Ingest, IngestSettings
 from broker.store import Store
+from broker.store.batch import Incoming
 from protocol.codec import encode
 from protocol.events import make_event
 from tests.mosquitto import free_port
@@ -273,6 +275,26 @@ def test_satisfaction_rejects_bad_periods_and_groups_clearly(service):
         assert r.json()["detail"].startswith(message), r.json()
 
 
+def test_periods_at_the_calendars_ends_are_answered(service):
+    # Found by the contract test: a period next to year 1 or 9999 was a 500 (the month beyond overflowed).
+    api = service.client("viewer")
+    for first, last in (("0001-01-01", "0001-01-02"), ("9999-12-02", "9999-12-31"), ("0001-01-01", "9999-12-31")):
+        r = api.get("/api/v1/satisfaction", params={"group": "site", "from": first, "to": last})
+        assert r.status_code == 200 and r.json()["rows"] == [], r.text
+    for params in ({"until": "9999-12-31"}, {"since": "0001-01-01"}, {"since": "0001-01-01T00:00:00+14:00"},
+                   {"until": "9999-12-31T23:59:59.999999-14:00"}, {"since": "2024-01-01t00:00:00z"}):
+        r = api.get("/api/v1/events", params=params)
+        assert r.status_code == 200, (params, r.text)
+    assert api.get("/api/v1/reports/satisfaction.csv", params={"group": "officer", "month": "9999-12"}) \
+        .status_code == 200
+
+
+def test_a_body_that_is_not_utf8_is_a_declared_400(service):
+    r = service.client("admin").post("/api/v1/sites", content=b'{"id": "\xff"}',
+                                     headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json() == {"detail": "There was an error parsing the body"}
+
+
 def test_events_are_paged_and_filtered(service, counters):
     seed(service, counters)
     api = service.client("viewer")
@@ -310,6 +332,23 @@ def test_events_are_paged_and_filtered(service, counters):
         assert r.status_code == 422 and r.json()["detail"].startswith(message), r.text
 
 
+@pytest.mark.parametrize("huge", [2**53, 2**63, 10**30])
+def test_integers_beyond_the_stores_range_are_a_422_not_a_500(service, huge):
+    # SQLite holds ±2^63-1; the API takes at most 2^53-1 (every JSON reader's exact range).
+    admin = service.client("admin")
+    cases = [("GET", "/api/v1/dead-letters", {"params": {"offset": huge}}, "offset: "),
+             ("GET", "/api/v1/events", {"params": {"after": huge}}, "after: "),
+             ("GET", "/api/v1/events", {"params": {"since": huge}}, "since: expected ms since epoch"),
+             ("GET", "/api/v1/events", {"params": {"until": huge}}, "until: expected ms since epoch"),
+             ("POST", "/api/v1/assignments", {"json": {"site": "s1", "counter": "1", "officer": None, "at": huge}},
+              "at: ")]
+    for method, path, kw, message in cases:
+        r = admin.request(method, path, **kw)
+        assert r.status_code == 422 and r.json()["detail"].startswith(message), (path, kw, r.text)
+    assert admin.get("/api/v1/dead-letters", params={"offset": 2**53 - 1}).json()["items"] == []
+    assert admin.get("/api/v1/events", params={"after": 2**53 - 1, "since": 10**15 - 1}).json()["items"] == []
+
+
 def test_metrics_count_what_was_ingested(service, counters):
     c1, _ = seed(service, counters)
     c1.send(c1.sent[1])  # a resend of seq 1, as after a lost ack: a duplicate, acked again
@@ -322,15 +361,43 @@ def test_metrics_count_what_was_ingested(service, counters):
     assert samples == {
         "hailong_events_ingested_total": 8, "hailong_events_duplicated_total": 1,
         "hailong_events_rejected_total": 0, "hailong_ingest_batches_total": service.ingest.metrics.batches,
-        "hailong_ingest_lag_ms": service.ingest.metrics.last_lag_ms, "hailong_tickets_issued_total": 0,
-        "hailong_devices_online": 1, "hailong_dead_letters": 0,
+        "hailong_ingest_lag_seconds": service.ingest.metrics.last_lag_ms / 1000, "hailong_tickets_issued_total": 0,
+        "hailong_devices_online": 1, "hailong_dead_letters": 0, "hailong_dead_letters_dropped_total": 0,
+        "hailong_events_conflicts_total": 0, "hailong_events_held": 0,
     }
     assert samples["hailong_ingest_batches_total"] >= 2
-    for name, kind in (("hailong_events_ingested_total", "counter"), ("hailong_ingest_lag_ms", "gauge"),
-                       ("hailong_devices_online", "gauge"), ("hailong_dead_letters", "gauge")):
+    for name, kind in (("hailong_events_ingested_total", "counter"), ("hailong_ingest_lag_seconds", "gauge"),
+                       ("hailong_devices_online", "gauge"), ("hailong_dead_letters", "gauge"),
+                       ("hailong_events_held", "gauge"), ("hailong_dead_letters_dropped_total", "counter")):
         assert f"# TYPE {name} {kind}" in r.text and f"# HELP {name} " in r.text
     devices = {d["device"]: d for d in service.client("viewer").get("/api/v1/devices").json()["items"]}
     assert devices["dev-1"]["online"] is True and devices["dev-2"]["site"] == "s1"
+
+
+def test_metrics_show_the_stores_held_conflicting_and_dropped_totals(service, counters, monkeypatch):
+    import broker.store.deadletters as deadletters
+
+    monkeypatch.setattr(deadletters, "MAX_ROWS", 1)  # the table keeps one: a second dead letter drops the first
+    register(service.store, ("dev-1", "s1", "1"))
+    c1, stranger = counters("dev-1"), counters("dev-9", counter="9")
+    c1.send(rating(c1, 4, "o1"))
+    c1.send(c1.sent[1] | {"score": 1})  # the same event, another body: a conflict, dead-lettered
+    stranger.send(rating(stranger, 4, "o9"), rating(stranger, 3, "o9"))  # unregistered: held, not counted
+    c1.publish(b"{not json")
+    c1.send(rating(c1, 3, "o1"))  # acked after the garbage before it was handled
+    text = service.client("viewer").get("/metrics").text
+    assert "hailong_events_conflicts_total 1\n" in text and "hailong_events_held 2\n" in text
+    assert "hailong_dead_letters 1\n" in text and "hailong_dead_letters_dropped_total 1\n" in text
+
+
+@pytest.mark.skipif(shutil.which("promtool") is None,
+                    reason="promtool not installed (Debian package `prometheus`; `make system-deps` installs it)")
+def test_metrics_pass_promtool(service, counters):
+    seed(service, counters)  # non-zero values, as a scrape would see them
+    text = service.client("viewer").get("/metrics").text
+    check = subprocess.run(["promtool", "check", "metrics"], input=text, capture_output=True, text=True, timeout=60)
+    # promtool names each finding (e.g. an abbreviated unit) and exits non-zero when there is one.
+    assert check.returncode == 0, check.stdout + check.stderr
 
 
 def test_garbage_is_dead_lettered_and_shown_to_managers(service, counters):
@@ -395,6 +462,71 @@ def test_sites_counters_officers_round_trip(service):
     assert admin.delete("/api/v1/sites/kien-thuy").status_code == 204
     assert admin.delete("/api/v1/sites/kien-thuy").status_code == 404
     assert viewer.get("/api/v1/sites").json()["items"] == []
+
+
+@pytest.mark.parametrize("bad, shown", [("\x01", "U+0001"), ("\n", "U+000A"), ("\x85", "U+0085"),
+                                        ("\u2028", "U+2028"), ("\x7f", "U+007F")])
+def test_names_with_control_characters_are_refused_clearly(service, bad, shown):
+    admin = service.client("admin")
+    admin.post("/api/v1/sites", json={"id": "s1", "name": "Kiến Thụy"})
+    officer = {"id": "off-1", "name": "Nguyễn Thị Lan", "code": "NTL", "unit": "Tư pháp"}
+    cases = [("POST", "/api/v1/sites", {"id": "s2", "name": f"UBND{bad}"}, "name"),
+             ("PUT", "/api/v1/sites/s1", {"name": f"{bad}UBND"}, "name"),
+             ("POST", "/api/v1/counters", {"site": "s1", "counter": "1", "name": f"Quầy{bad}1"}, "name"),
+             ("PUT", "/api/v1/counters/s1/1", {"name": f"Quầy 1{bad}"}, "name"),
+             ("POST", "/api/v1/officers", officer | {"id": f"off{bad}1"}, "id"),
+             ("POST", "/api/v1/officers", officer | {"name": f"Lan{bad}"}, "name"),
+             ("POST", "/api/v1/officers", officer | {"code": f"N{bad}"}, "code"),
+             ("POST", "/api/v1/officers", officer | {"unit": f"Tư{bad}pháp"}, "unit"),
+             ("PUT", "/api/v1/officers/off-1", officer | {"name": f"Lan{bad}"}, "name"),
+             ("POST", "/api/v1/assignments", {"site": "s1", "counter": "1", "officer": f"o{bad}"}, "officer"),
+             ("POST", "/api/v1/assignments", {"site": f"s{bad}", "counter": "1", "officer": None}, "site"),
+             ("PUT", "/api/v1/devices/dev-1", {"site": "s1", "counter": f"1{bad}"}, "counter"),
+             ("POST", "/api/v1/devices/dev-1/display", {"ticket": f"A{bad}12"}, "ticket")]
+    for method, path, body, field in cases:
+        r = admin.request(method, path, json=body)
+        assert r.status_code == 422, (path, body, r.text)
+        assert r.json()["detail"].startswith(f"{field}: must not contain a control character (found {shown} at "), \
+            r.text
+    assert service.store.officers() == [] and service.store.counters() == []
+    assert [s["name"] for s in service.store.sites()] == ["Kiến Thụy"]
+
+
+def test_names_are_bounded_and_a_lone_surrogate_is_refused(service):
+    admin = service.client("admin")
+    r = admin.post("/api/v1/sites", content=b'{"id": "s1", "name": "a\\ud800b"}',
+                   headers={"Content-Type": "application/json"})
+    assert r.status_code == 422 and r.json()["detail"].startswith("name: "), r.text  # pydantic's own check
+    for body, message in (({"id": "s1", "name": "x" * 101}, "name: String should have at most 100 characters"),
+                          ({"id": "s1", "tz": "Mars/Olympus"}, "tz: unknown time zone 'Mars/Olympus'")):
+        r = admin.post("/api/v1/sites", json=body)
+        assert r.status_code == 422 and r.json()["detail"].startswith(message), r.text
+    officer = {"name": "Lan", "code": "L"}
+    for officer_id in ("a/b", ".", ".."):  # no URL could name it afterwards
+        r = admin.post("/api/v1/officers", json=officer | {"id": officer_id})
+        assert r.status_code == 422 and "must not contain '/' nor be '.' or '..'" in r.json()["detail"], r.text
+    assert admin.post("/api/v1/officers", json=officer | {"id": "...a"}).status_code == 201
+
+
+def test_an_event_stored_before_the_text_rule_still_lists_and_exports(service, monkeypatch):
+    import protocol.codec
+
+    register(service.store, ("dev-1", "s1", "1"))
+    officer = "off\x01\u2028\x1b[31m"
+    with monkeypatch.context() as old_rules:  # as the wire accepted it before control characters were refused
+        old_rules.setattr(protocol.codec, "forbidden_char", lambda text: None)
+        ev = make_event("rating", device="dev-1", site="s1", counter="1", ledger="0123456789abcdef", seq=1,
+                        ts=now_ms(), clock_ok=True, boot="b", mono=1.0, officer=officer, score=4, scale=4)
+        [stored] = service.store.ingest([Incoming("dev-1", encode(ev), now_ms())])
+    assert stored.status == "stored"
+    api = service.client("viewer")
+    assert [e["officer"] for e in api.get("/api/v1/events").json()["items"]] == [officer]
+    rows = api.get("/api/v1/satisfaction", params={"group": "officer", **WIDE}).json()["rows"]
+    assert [r["key"] for r in rows] == [officer]
+    month = TODAY.strftime("%Y-%m")
+    for ext in ("xlsx", "csv"):
+        r = api.get(f"/api/v1/reports/satisfaction.{ext}", params={"group": "officer", "month": month})
+        assert r.status_code == 200 and len(r.content) > 100, r.text
 
 
 # ----- talking to counters --------------------------------------------------------------------------

@@ -325,3 +325,10 @@ def test_clock_now_ms_is_milliseconds_of_now(frozen_time, monkeypatch):
     assert clock.now_ms() == int((frozen_time + 0.0015) * 1000)
     assert isinstance(clock.now_ms(), int)
     assert datetime.fromtimestamp(clock.now_ms() / 1000, timezone.utc).date() == date(2026, 11, 30)
+
+
+@pytest.mark.parametrize("first, last", [("0001-01-01", "0001-01-02"), ("0001-01-03", "0001-01-30"),
+                                         ("9999-12-02", "9999-12-31"), ("9999-11-01", "9999-12-31")])
+def test_split_months_at_the_calendars_ends_reads_days(first, last):
+    # A query may name any date; the month next to year 1 or 9999 does not exist: no overflow, days instead.
+    assert split_months(first, last) == [("day", first, last)]

@@ -293,6 +293,30 @@ def test_out_of_range(field, value, reason):
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "shown"),
+    [
+        ("officer", "off\x017", "U+0001 at 3"),
+        ("officer", "\x00", "U+0000 at 0"),
+        ("reason", "Chờ lâu\n", "U+000A at 7"),
+        ("reason", "tab\there", "U+0009 at 3"),
+        ("site", "hcm\u2028q1", "U+2028 at 3"),
+        ("counter", "03\x7f", "U+007F at 2"),
+        ("ticket", "A\x85", "U+0085 at 1"),
+        ("boot", "b\u2029", "U+2029 at 1"),
+    ],
+)
+def test_text_with_control_characters_is_refused(field, value, shown):
+    # Stored events never change, so a name that breaks a report must be stopped on the wire.
+    rejects(event(**{field: value}), field, f"{field} contains a control character ({shown})")
+    rejects(decode_event(encode(event())) | {field: value}, field)
+
+
+def test_text_may_hold_any_printable_unicode():
+    ev = event(officer="Nguyễn Thị Lan 😀", reason="Chờ lâu\u00a0— quá", site="Hà Nội")
+    assert validate_event(ev) is ev
+
+
+@pytest.mark.parametrize(
     "ledger",
     ["", "0123456789ABCDEF", "0123456789abcde", "0123456789abcdef0", "0123456789abcdeg", " 123456789abcdef",
      "0123456789abcdef\n", "0x23456789abcdef"],

@@ -64,6 +64,13 @@ def test_make_ack_cuts_long_reasons():
     assert len(reason) == 200 and reason.endswith("...")
 
 
+def test_make_ack_replaces_control_characters_in_reasons():
+    # The reason is the service's own exception text; it must never stop the ack.
+    ack = make_ack(LEDGER, [], [(4, "officer: bad\x01id\n\udc80")])
+    assert ack["rejected"][0]["reason"] == "officer: bad\ufffdid\ufffd\ufffd"
+    assert decode_ack(encode(ack)) == ack
+
+
 def test_ack_round_trip():
     ack = make_ack(LEDGER, [1, 2, 3], [(4, "ledger: missing")])
     assert decode_ack(encode(ack)) == ack
@@ -102,6 +109,8 @@ def test_ack_keeps_unknown_fields_and_allows_repeats():
         ({"ledger": LEDGER, "seqs": [], "rejected": [{"seq": True, "reason": "x"}]}, "rejected[0].seq", None),
         ({"ledger": LEDGER, "seqs": [], "rejected": [{"seq": 1, "reason": ""}]}, "rejected[0].reason", None),
         ({"ledger": LEDGER, "seqs": [], "rejected": [{"seq": 1, "reason": "x" * 201}]}, "rejected[0].reason", None),
+        ({"ledger": LEDGER, "seqs": [], "rejected": [{"seq": 1, "reason": "a\x00"}]}, "rejected[0].reason",
+         "reason contains a control character (U+0000 at 1)"),
     ],
 )
 def test_bad_acks(obj, field, reason):
@@ -149,6 +158,7 @@ def test_offline_status_may_carry_details():
         ({"online": True, "fw": "1", "ledger": LEDGER, "ts": -1}, "ts", "ts -1 is below the minimum 0"),
         ({"online": False, "ledger": "nope"}, "ledger", None),
         ({"online": False, "fw": 2}, "fw", "expected string, got integer"),
+        ({"online": True, "fw": "1.4\x00", "ledger": LEDGER, "ts": 1}, "fw", "fw contains a control character (U+0000 at 3)"),
     ],
 )
 def test_bad_status(obj, field, reason):
@@ -240,6 +250,10 @@ def test_valid_officers(officer):
         ({"id": "1", "name": "A", "code": ""}, "officer.code", "code must not be empty"),
         ({"id": "1", "name": "A", "code": "123456789"}, "officer.code", "code length 9 is outside 1..8"),
         ({"id": 1, "name": "A", "code": "A"}, "officer.id", "expected string, got integer"),
+        ({"id": "off\x1b7", "name": "A", "code": "A"}, "officer.id", "id contains a control character (U+001B at 3)"),
+        ({"id": "1", "name": "Lan\r\n", "code": "A"}, "officer.name",
+         "name contains a control character (U+000D at 3)"),
+        ({"id": "1", "name": "A", "code": "\u2028"}, "officer.code", "code contains a control character (U+2028 at 0)"),
     ],
 )
 def test_bad_officers(officer, field, reason):
@@ -295,6 +309,7 @@ def test_command_keeps_unknown_fields():
         ({"cmd": "display", "ticket": ""}, "ticket", "ticket must not be empty"),
         ({"cmd": "display", "ticket": "x" * 17}, "ticket", "ticket length 17 is outside 1..16"),
         ({"cmd": "display", "ticket": 12}, "ticket", "expected string, got integer"),
+        ({"cmd": "display", "ticket": "A\x0c1"}, "ticket", "ticket contains a control character (U+000C at 1)"),
         ({"cmd": "ticket", "ticket": "A"}, "seq", "missing"),
         ({"cmd": "ticket", "seq": 1}, "ticket", "missing"),
         ({"cmd": "ticket", "ticket": "A", "seq": True}, "seq", "expected integer, got boolean"),

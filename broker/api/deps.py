@@ -119,6 +119,7 @@ def require(role: str) -> Callable[..., Principal]:
     def check(who: Annotated[Principal, Depends(principal)]) -> Principal:
         return check_role(who, role)
 
+    check.role = role  # type: ignore[attr-defined]  # read by errors.api_router's routes: 401, 403 above the lowest
     return check
 
 

@@ -3,33 +3,35 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path
+from fastapi import HTTPException, Path
 from fastapi.responses import JSONResponse
 
 from broker import actions
+from broker.api.answers import Assigned, DeviceList, Sent, ok
 from broker.api.bodies import DEVICE_PATTERN, AssignmentIn, DeviceIn, DisplayIn, IdentifyIn
 from broker.api.deps import API, Admin, ClockDep, IngestDep, Manager, StoreDep, Viewer
-from broker.api.errors import found
+from broker.api.errors import NOT_SENT, api_router, errors, found
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=API, tags=["devices"])
+router = api_router("devices")
+
+DeviceId = Annotated[str, Path(pattern=DEVICE_PATTERN, examples=["hcm-q1-c03"])]
 
 
-@router.get("/devices")
+@router.get("/devices", responses=ok(DeviceList))
 def devices(_: Viewer, store: StoreDep):
     return {"items": store.devices()}
 
 
 @router.put("/devices/{device_id}")
-def register_device(_: Admin, store: StoreDep,
-                    device_id: Annotated[str, Path(pattern=DEVICE_PATTERN)], body: DeviceIn):
+def register_device(_: Admin, store: StoreDep, device_id: DeviceId, body: DeviceIn):
     """Say which site and counter a device serves."""
     store.register_device(device_id, body.site, body.counter)
     return found(store.device(device_id), f"device {device_id!r}")
 
 
-@router.post("/assignments")
+@router.post("/assignments", responses=ok(Assigned) | errors(404) | NOT_SENT)
 def assign(_: Manager, store: StoreDep, ingest: IngestDep, clock: ClockDep, body: AssignmentIn):
     """Put an officer (or nobody) at a counter: recorded, then sent to the counter's device (retained)."""
     at = body.at if body.at is not None else int(clock() * 1000)
@@ -54,13 +56,13 @@ def _sent(send, *args) -> dict:
         raise HTTPException(404, str(e)) from None
 
 
-@router.post("/devices/{device_id}/display", status_code=202)
-def display(_: Manager, store: StoreDep, ingest: IngestDep, device_id: str, body: DisplayIn):
+@router.post("/devices/{device_id}/display", status_code=202, responses=ok(Sent, 202) | errors(404))
+def display(_: Manager, store: StoreDep, ingest: IngestDep, device_id: DeviceId, body: DisplayIn):
     """Show a ticket number on the counter's display (for a third-party queue system)."""
     return _sent(actions.display_ticket, store, ingest, device_id, body.ticket)
 
 
-@router.post("/devices/{device_id}/identify", status_code=202)
-def identify(_: Manager, store: StoreDep, ingest: IngestDep, device_id: str, body: IdentifyIn):
+@router.post("/devices/{device_id}/identify", status_code=202, responses=ok(Sent, 202) | errors(404))
+def identify(_: Manager, store: StoreDep, ingest: IngestDep, device_id: DeviceId, body: IdentifyIn):
     """Blink the counter for `seconds`, to find it on the floor."""
     return _sent(actions.identify_device, store, ingest, device_id, body.seconds)

@@ -1,28 +1,45 @@
 """Figures and history: satisfaction, the monthly report files, low-rating reasons, events, dead letters."""
 from __future__ import annotations
 
+import re
 from datetime import date, datetime, timedelta
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, HTTPException, Query, Response
+from fastapi import HTTPException, Query, Response
 
-from broker.api.deps import API, ClockDep, Manager, SettingsDep, StoreDep, Viewer
+from broker.api.answers import DeadLetterPage, EventPage, ReasonList, Satisfaction, ok
+from broker.api.deps import ClockDep, Manager, SettingsDep, StoreDep, Viewer
+from broker.api.errors import api_router
 from broker.reports import satisfaction_csv, satisfaction_xlsx
 from common.periods import month_range, zone
+from protocol.codec import MAX_INT
 
 __all__ = ["router"]
 
 MAX_PAGE = 1000
 XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
-router = APIRouter(prefix=API, tags=["figures"])
+router = api_router("figures")
+
+# What the code below accepts, as the document says it: the code checks with its own
+# messages ("from: expected a date YYYY-MM-DD, got '2024-02-30'"), so the rules are written
+# into the schema (json_schema_extra) rather than left to FastAPI's generic pattern errors.
+_MS = "^[0-9]{1,15}$"  # up to 15 digits: year 33658, inside every integer type the service uses
+_DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
+_MONTH = "^(?:[1-9][0-9]{3}|0[1-9][0-9]{2}|00[1-9][0-9]|000[1-9])-(?:0[1-9]|1[0-2])$"  # 0001-01 .. 9999-12
+_INSTANT = {"anyOf": [{"type": "string", "pattern": _MS}, {"type": "string", "format": "date"},
+                      {"type": "string", "format": "date-time"}]}
 
 Group = Literal["officer", "counter", "site"]
 ReportGroup = Annotated[Literal["officer", "counter"], Query(description="rows per officer or counter")]
-Month = Annotated[str, Query(description="the month, YYYY-MM (site-local days)")]
-OnlySite = Annotated[str | None, Query(description="only this site")]
-DateFrom = Annotated[str, Query(alias="from", description="first day, YYYY-MM-DD, site-local")]
-DateTo = Annotated[str, Query(alias="to", description="last day, inclusive")]
+Month = Annotated[str, Query(description="the month, YYYY-MM (site-local days)", examples=["2026-11"],
+                             json_schema_extra={"pattern": _MONTH})]
+Id = Annotated[str | None, Query(max_length=64)]
+OnlySite = Annotated[str | None, Query(max_length=64, description="only this site")]
+DateFrom = Annotated[str, Query(alias="from", description="first day, YYYY-MM-DD, site-local",
+                                examples=["2026-11-01"], json_schema_extra={"format": "date"})]
+DateTo = Annotated[str, Query(alias="to", description="last day, inclusive; not before `from`",
+                              examples=["2026-11-30"], json_schema_extra={"format": "date"})]
 
 
 # ----- reading the query ----------------------------------------------------------------------
@@ -30,7 +47,7 @@ DateTo = Annotated[str, Query(alias="to", description="last day, inclusive")]
 
 def _day(text: str, name: str) -> date:
     try:
-        if len(text) != 10:
+        if not _DAY_RE.fullmatch(text):  # fromisoformat alone would take week dates (2024-W01-1)
             raise ValueError
         return date.fromisoformat(text)
     except ValueError:
@@ -52,20 +69,30 @@ def _instant(text: str | None, name: str, tz: str, *, end: bool) -> int | None:
     """
     if text is None:
         return None
-    if text.isdigit():
+    if re.fullmatch(_MS, text):
         return int(text)
     try:
-        if len(text) == 10:
-            day = datetime.combine(date.fromisoformat(text), datetime.min.time(), zone(tz))
-            moment = day + timedelta(days=1) if end else day
-        else:
-            moment = datetime.fromisoformat(text)
-            if moment.tzinfo is None:
-                moment = moment.replace(tzinfo=zone(tz))
+        if _DAY_RE.fullmatch(text):
+            start = datetime.combine(date.fromisoformat(text), datetime.min.time(), zone(tz))
+            return _ms(start) if not end else _next_day_ms(start)
+        if len(text) > 10:
+            moment = datetime.fromisoformat(text.upper())  # RFC 3339 allows a lower-case t and z
+            return _ms(moment if moment.tzinfo is not None else moment.replace(tzinfo=zone(tz)))
     except ValueError:
-        raise HTTPException(422, f"{name}: expected ms since epoch, YYYY-MM-DD or an ISO date-time, "
-                                 f"got {text!r}") from None
+        pass
+    raise HTTPException(422, f"{name}: expected ms since epoch (up to 15 digits), YYYY-MM-DD or an ISO "
+                             f"date-time, got {text!r}")
+
+
+def _ms(moment: datetime) -> int:
     return int(moment.timestamp() * 1000)
+
+
+def _next_day_ms(start: datetime) -> int:
+    try:
+        return _ms(start + timedelta(days=1))  # a local day: 23 or 25 hours across a DST change
+    except OverflowError:  # the day after 9999-12-31 is beyond datetime, not beyond ms
+        return _ms(start) + 86_400_000
 
 
 def _satisfaction(store, settings, group: str, first: str, last: str, site: str | None) -> dict:
@@ -78,7 +105,7 @@ def _satisfaction(store, settings, group: str, first: str, last: str, site: str 
 # ----- satisfaction ------------------------------------------------------------------------------
 
 
-@router.get("/satisfaction")
+@router.get("/satisfaction", responses=ok(Satisfaction))
 def satisfaction(
     _: Viewer, store: StoreDep, settings: SettingsDep,
     group: Annotated[Group, Query(description="rows per officer, counter or site")],
@@ -132,10 +159,10 @@ def satisfaction_report_csv(_: Viewer, store: StoreDep, settings: SettingsDep,
 # ----- reasons, events, dead letters --------------------------------------------------------
 
 
-@router.get("/reasons")
+@router.get("/reasons", responses=ok(ReasonList))
 def reasons(
     _: Viewer, store: StoreDep,
-    officer: Annotated[str, Query(description="officer id; empty for unattributed ratings")],
+    officer: Annotated[str, Query(max_length=64, description="officer id; empty for unattributed ratings")],
     date_from: DateFrom, date_to: DateTo,
 ):
     """Reasons citizens chose after a low rating for this officer, most frequent first."""
@@ -143,17 +170,19 @@ def reasons(
     return {"officer": officer or None, "items": store.low_reasons(officer or None, first, last)}
 
 
-@router.get("/events")
+@router.get("/events", responses=ok(EventPage))
 def events(
     _: Viewer, store: StoreDep, settings: SettingsDep,
-    device: str | None = None, site: str | None = None, counter: str | None = None,
-    officer: str | None = None,
+    device: Id = None, site: Id = None, counter: Id = None, officer: Id = None,
     type: Annotated[Literal["rating", "call", "signin", "signout"] | None, Query()] = None,
-    since: Annotated[str | None, Query(description="ms, YYYY-MM-DD (its start) or ISO date-time")] = None,
+    since: Annotated[str | None, Query(description="ms (up to 15 digits), YYYY-MM-DD (its start) or an ISO "
+                                                   "date-time (without an offset: the site's zone)",
+                                       json_schema_extra=_INSTANT)] = None,
     until: Annotated[str | None, Query(description="exclusive: ms or ISO date-time; "
-                                                   "a YYYY-MM-DD includes that day")] = None,
+                                                   "a YYYY-MM-DD includes that day",
+                                       json_schema_extra=_INSTANT)] = None,
     limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-    after: Annotated[int | None, Query(ge=0, description="the `next` of the previous page")] = None,
+    after: Annotated[int | None, Query(ge=0, le=MAX_INT, description="the `next` of the previous page")] = None,
 ):
     """Stored events in storage order, a page at a time: pass `next` back as `after`."""
     days_in = (store.site(site) or {}).get("tz", settings.tz) if site is not None else settings.tz
@@ -165,8 +194,8 @@ def events(
     return {"items": page, "next": page[-1]["id"] if len(rows) > limit else None}
 
 
-@router.get("/dead-letters")
+@router.get("/dead-letters", responses=ok(DeadLetterPage))
 def dead_letters(_: Manager, store: StoreDep,
                  limit: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 100,
-                 offset: Annotated[int, Query(ge=0)] = 0):
+                 offset: Annotated[int, Query(ge=0, le=MAX_INT)] = 0):
     return {"items": store.dead_letters(limit, offset), "limit": limit, "offset": offset}

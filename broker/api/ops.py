@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Literal
 
-from fastapi import APIRouter
-from fastapi.responses import JSONResponse, PlainTextResponse
+from fastapi.responses import JSONResponse, PlainTextResponse, Response
+from pydantic import BaseModel, Field
 
 from broker.api.deps import IngestDep, StoreDep, Viewer
+from broker.api.errors import api_router
 
 __all__ = ["router"]
 
 log = logging.getLogger("hailong.api")
 
-router = APIRouter(tags=["ops"])
+router = api_router("ops", prefix="")
 
 
 def _health(store, ingest) -> dict[str, Any]:
@@ -30,7 +31,15 @@ def _health(store, ingest) -> dict[str, Any]:
     return body
 
 
-@router.get("/healthz", summary="liveness and readiness; no auth")
+class Health(BaseModel):
+    ok: bool
+    ingest: Literal["connected", "disconnected", "failed"]
+    store: Literal["ok", "error"]
+    detail: str | None = Field(None, description="why it is not ready; only when `ok` is false")
+
+
+@router.get("/healthz", summary="liveness and readiness; no auth", response_model=None,
+            responses={200: {"model": Health}, 503: {"model": Health, "description": "not ready"}})
 def healthz(store: StoreDep, ingest: IngestDep):
     body = _health(store, ingest)
     if body["ingest"] != "connected" or body["store"] != "ok":
@@ -45,23 +54,34 @@ def healthz(store: StoreDep, ingest: IngestDep):
     return body
 
 
-@router.get("/metrics", response_class=PlainTextResponse, summary="Prometheus text format 0.0.4 (any role)")
-def metrics(_: Viewer, store: StoreDep, ingest: IngestDep):
-    m = ingest.metrics
-    dead = store.counts().get("dead_letters", 0)
-    series = [
+def _series(m, totals: dict) -> list[tuple[str, str, str, float]]:
+    """(name, type, help, value) of every metric: the ingest's counters since start, then the store's."""
+    return [
         ("hailong_events_ingested_total", "counter", "Events stored for the first time.", m.ingested),
         ("hailong_events_duplicated_total", "counter", "Events received again and recognised as stored.",
          m.duplicates),
         ("hailong_events_rejected_total", "counter", "Events refused and dead-lettered.", m.rejected),
         ("hailong_ingest_batches_total", "counter", "Groups of messages committed in one transaction.", m.batches),
-        ("hailong_ingest_lag_ms", "gauge", "Receive-to-commit time of the latest event, in ms.", m.last_lag_ms),
+        ("hailong_ingest_lag_seconds", "gauge", "Receive-to-commit time of the latest event.",
+         m.last_lag_ms / 1000),
         ("hailong_tickets_issued_total", "counter", "Queue ticket numbers sent to counters.", m.tickets),
         ("hailong_devices_online", "gauge", "Devices whose retained status says online.",
          sum(1 for v in dict(m.online).values() if v)),
-        ("hailong_dead_letters", "gauge", "Messages kept in the dead-letter table.", dead),
+        ("hailong_dead_letters", "gauge", "Messages kept in the dead-letter table.", totals.get("dead_letters", 0)),
+        ("hailong_dead_letters_dropped_total", "counter",
+         "Oldest dead letters dropped to keep the table bounded.", totals.get("dead_letters_dropped", 0)),
+        ("hailong_events_conflicts_total", "counter",
+         "Resends whose body differs from the stored event (dead-lettered).", totals.get("conflicts", 0)),
+        ("hailong_events_held", "gauge", "Events stored but not counted, waiting for an admin.",
+         totals.get("held", 0)),
     ]
+
+
+@router.get("/metrics", summary="Prometheus text format 0.0.4 (any role)", response_class=Response,
+            responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
+                             "description": "the metrics; errors are JSON, as everywhere"}})
+def metrics(_: Viewer, store: StoreDep, ingest: IngestDep):
     lines = []
-    for name, kind, help_, value in series:
+    for name, kind, help_, value in _series(ingest.metrics, store.counts()):
         lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {value}"]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -3,32 +3,40 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, HTTPException, Path, Response
+from fastapi import HTTPException, Path, Query, Response
 
-from broker.api.bodies import ID_PATTERN, CounterBody, CounterIn, OfficerBody, OfficerIn, SiteBody, SiteIn
+from broker.api.answers import CounterItem, CounterList, OfficerItem, OfficerList, SiteItem, SiteList, ok
+from broker.api.bodies import ID_PATTERN, CounterBody, CounterIn, Key, OfficerBody, OfficerIn, SiteBody, SiteIn
 from broker.api.deps import API, Admin, SettingsDep, StoreDep, Viewer
-from broker.api.errors import found
+from broker.api.errors import api_router, errors, found
 from broker.store import InUse
 
 __all__ = ["router"]
 
-router = APIRouter(prefix=API, tags=["registry"])
+router = api_router("registry")
+
+# Looked up, not created: the looser rule, so anything stored can still be read and deleted.
+SiteKey = Key(Path, examples=["hcm-q1"])
+CounterKey = Key(Path, examples=["03"])
+OfficerKey = Key(Path, examples=["off-0042"])
+NewSite = Annotated[str, Path(pattern=ID_PATTERN, description="1-64 of A-Z a-z 0-9 _ . -", examples=["hcm-q1"])]
+NewCounter = Annotated[str, Path(pattern=ID_PATTERN, description="1-64 of A-Z a-z 0-9 _ . -", examples=["03"])]
 
 
 # ----- sites --------------------------------------------------------------------------------------
 
 
-@router.get("/sites")
+@router.get("/sites", responses=ok(SiteList))
 def list_sites(_: Viewer, store: StoreDep):
     return {"items": store.sites()}
 
 
-@router.get("/sites/{site_id}")
-def get_site(_: Viewer, store: StoreDep, site_id: str):
+@router.get("/sites/{site_id}", responses=ok(SiteItem) | errors(404))
+def get_site(_: Viewer, store: StoreDep, site_id: SiteKey):
     return found(store.site(site_id), f"site {site_id!r}")
 
 
-@router.post("/sites", status_code=201)
+@router.post("/sites", status_code=201, responses=ok(SiteItem, 201) | errors(409))
 def create_site(_: Admin, store: StoreDep, settings: SettingsDep, body: SiteIn):
     if store.site(body.id) is not None:
         raise HTTPException(409, f"site {body.id!r} already exists; PUT {API}/sites/{body.id} changes it")
@@ -36,15 +44,14 @@ def create_site(_: Admin, store: StoreDep, settings: SettingsDep, body: SiteIn):
     return store.site(body.id)
 
 
-@router.put("/sites/{site_id}")
-def put_site(_: Admin, store: StoreDep, settings: SettingsDep,
-             site_id: Annotated[str, Path(pattern=ID_PATTERN)], body: SiteBody):
+@router.put("/sites/{site_id}", responses=ok(SiteItem))
+def put_site(_: Admin, store: StoreDep, settings: SettingsDep, site_id: NewSite, body: SiteBody):
     store.upsert_site(site_id, body.name, tz=body.tz or settings.tz)
     return store.site(site_id)
 
 
-@router.delete("/sites/{site_id}", status_code=204)
-def delete_site(_: Admin, store: StoreDep, site_id: str):
+@router.delete("/sites/{site_id}", status_code=204, responses=errors(404, 409))
+def delete_site(_: Admin, store: StoreDep, site_id: SiteKey):
     found(store.site(site_id), f"site {site_id!r}")
     try:
         store.delete_site(site_id)
@@ -56,17 +63,17 @@ def delete_site(_: Admin, store: StoreDep, site_id: str):
 # ----- counters -----------------------------------------------------------------------------------
 
 
-@router.get("/counters")
-def list_counters(_: Viewer, store: StoreDep, site: str | None = None):
+@router.get("/counters", responses=ok(CounterList))
+def list_counters(_: Viewer, store: StoreDep, site: Annotated[str | None, Query(max_length=64)] = None):
     return {"items": store.counters(site)}
 
 
-@router.get("/counters/{site_id}/{counter_id}")
-def get_counter(_: Viewer, store: StoreDep, site_id: str, counter_id: str):
+@router.get("/counters/{site_id}/{counter_id}", responses=ok(CounterItem) | errors(404))
+def get_counter(_: Viewer, store: StoreDep, site_id: SiteKey, counter_id: CounterKey):
     return found(store.counter(site_id, counter_id), f"counter {site_id}/{counter_id}")
 
 
-@router.post("/counters", status_code=201)
+@router.post("/counters", status_code=201, responses=ok(CounterItem, 201) | errors(404, 409))
 def create_counter(_: Admin, store: StoreDep, body: CounterIn):
     found(store.site(body.site), f"site {body.site!r} (create it first)")
     if store.counter(body.site, body.counter) is not None:
@@ -76,16 +83,15 @@ def create_counter(_: Admin, store: StoreDep, body: CounterIn):
     return store.counter(body.site, body.counter)
 
 
-@router.put("/counters/{site_id}/{counter_id}")
-def put_counter(_: Admin, store: StoreDep, site_id: str,
-                counter_id: Annotated[str, Path(pattern=ID_PATTERN)], body: CounterBody):
+@router.put("/counters/{site_id}/{counter_id}", responses=ok(CounterItem) | errors(404))
+def put_counter(_: Admin, store: StoreDep, site_id: SiteKey, counter_id: NewCounter, body: CounterBody):
     found(store.site(site_id), f"site {site_id!r} (create it first)")
     store.upsert_counter(site_id, counter_id, body.name, device=body.device)
     return store.counter(site_id, counter_id)
 
 
-@router.delete("/counters/{site_id}/{counter_id}", status_code=204)
-def delete_counter(_: Admin, store: StoreDep, site_id: str, counter_id: str):
+@router.delete("/counters/{site_id}/{counter_id}", status_code=204, responses=errors(404))
+def delete_counter(_: Admin, store: StoreDep, site_id: SiteKey, counter_id: CounterKey):
     found(store.counter(site_id, counter_id), f"counter {site_id}/{counter_id}")
     store.delete_counter(site_id, counter_id)
     return Response(status_code=204)
@@ -94,17 +100,17 @@ def delete_counter(_: Admin, store: StoreDep, site_id: str, counter_id: str):
 # ----- officers -----------------------------------------------------------------------------------
 
 
-@router.get("/officers")
+@router.get("/officers", responses=ok(OfficerList))
 def list_officers(_: Viewer, store: StoreDep):
     return {"items": store.officers()}
 
 
-@router.get("/officers/{officer_id}")
-def get_officer(_: Viewer, store: StoreDep, officer_id: str):
+@router.get("/officers/{officer_id}", responses=ok(OfficerItem) | errors(404))
+def get_officer(_: Viewer, store: StoreDep, officer_id: OfficerKey):
     return found(store.officer(officer_id), f"officer {officer_id!r}")
 
 
-@router.post("/officers", status_code=201)
+@router.post("/officers", status_code=201, responses=ok(OfficerItem, 201) | errors(409))
 def create_officer(_: Admin, store: StoreDep, body: OfficerIn):
     if store.officer(body.id) is not None:
         raise HTTPException(409, f"officer {body.id!r} already exists; PUT {API}/officers/{body.id} changes it")
@@ -112,15 +118,14 @@ def create_officer(_: Admin, store: StoreDep, body: OfficerIn):
     return store.officer(body.id)
 
 
-@router.put("/officers/{officer_id}")
-def put_officer(_: Admin, store: StoreDep,
-                officer_id: Annotated[str, Path(min_length=1, max_length=64)], body: OfficerBody):
+@router.put("/officers/{officer_id}", responses=ok(OfficerItem))
+def put_officer(_: Admin, store: StoreDep, officer_id: OfficerKey, body: OfficerBody):
     store.upsert_officer(officer_id, body.name, body.code, body.unit, body.badge)
     return store.officer(officer_id)
 
 
-@router.delete("/officers/{officer_id}", status_code=204)
-def delete_officer(_: Admin, store: StoreDep, officer_id: str):
+@router.delete("/officers/{officer_id}", status_code=204, responses=errors(404))
+def delete_officer(_: Admin, store: StoreDep, officer_id: OfficerKey):
     found(store.officer(officer_id), f"officer {officer_id!r}")
     store.delete_officer(officer_id)
     return Response(status_code=204)
