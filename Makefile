@@ -51,6 +51,8 @@ bench: venv system-deps
 
 chaos: venv system-deps
 	HAILONG_CHAOS_ROUNDS=50 $(PY) -m pytest -q tests/test_device_crash.py
+	# The long chaos run prints its figures; HAILONG_CHAOS_* sizes it (see tests/test_chaos.py).
+	HAILONG_CHAOS_LONG=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_chaos.py -k long
 
 clean:
 	rm -rf $(VENV) build *.egg-info

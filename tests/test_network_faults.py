@@ -74,6 +74,18 @@ def test_a_counter_with_no_route_for_a_while_catches_up(rig):
     finish_exact(rig, 60)
 
 
+def test_a_counter_reconnecting_into_a_blackhole_gives_up_on_it_and_retries(rig):
+    """New connections are accepted and then nothing: the counter must not wait forever for its CONNACK."""
+    c = rig.counters[0]
+    c.link.blackhole()
+    c.link.drop()
+    burst(rig, 20)
+    wait_until(lambda: c.link.stats.accepted >= 3, 60, "a second attempt after a silent one", rig.describe)
+    assert c.link.stats.upstream == 1  # none of the attempts reached the broker
+    c.link.heal()  # the attempt hanging in the hole stays there: the counter must give up on it by itself
+    finish_exact(rig, 40)
+
+
 def test_half_open_counter_link_is_noticed_by_the_keepalive(rig):
     c = rig.counters[0]
     burst(rig, 40)
