@@ -389,6 +389,18 @@ def broker_restart(rig: Rig, rng: random.Random) -> None:
     rig.broker.start()
 
 
+@fault("broker_kill")
+def broker_kill(rig: Rig, rng: random.Random) -> None:
+    """SIGKILL: even with persistence, whatever Mosquitto had not yet saved (sessions, queues) is gone."""
+    rig.broker.proc.kill()
+    rig.broker.proc.wait(10)
+    rig.broker.proc = None
+    for c in rig.counters:
+        wait_until(_offline(c), 30, f"{c.device} offline")
+    rig.wait_for_more_events(rng.randint(3, 10))
+    rig.broker.start()
+
+
 def _link(rig: Rig, rng: random.Random) -> tuple[FaultProxy, Callable[[], bool]]:
     """A random link, and a check that its client noticed the fault (it went offline or reconnected)."""
     if rng.random() < 0.3:

@@ -1,7 +1,7 @@
 """The chaos harness (tests/chaos.py): real service, Mosquitto and counters under a seeded fault schedule.
 
 The short run is part of `make test`. `make chaos` runs the long one: HAILONG_CHAOS_SEED, _COUNTERS,
-_COUNTER_KILLS, _SERVICE_KILLS, _BROKER_RESTARTS, _NET_CUTS, _NET_STALLS, _NET_SLOWS and _MIN_EVENTS
+_COUNTER_KILLS, _SERVICE_KILLS, _BROKER_RESTARTS, _BROKER_KILLS, _NET_CUTS, _NET_STALLS, _NET_SLOWS and _MIN_EVENTS
 set its size (defaults: the issue's target), and it prints the figures.
 """
 from __future__ import annotations
@@ -37,7 +37,7 @@ def test_short_chaos_run_counts_every_stored_event_exactly_once(rig_factory):
     rig = rig_factory(counters=3, persistence=True)
     rig.press_forever(seed=seed)
     run_schedule(rig, random.Random(seed), {
-        "counter_kill": 2, "service_kill": 1, "broker_restart": 2,  # the second restart has no persistence
+        "counter_kill": 2, "service_kill": 1, "broker_restart": 2, "broker_kill": 1,  # restart 2: no persistence
         "net_cut": 1, "net_stall": 1, "net_slow": 1,
     })
     figures = rig.finish()
@@ -53,6 +53,7 @@ def test_long_chaos_run(rig_factory):
         "counter_kill": env_int("HAILONG_CHAOS_COUNTER_KILLS", 20),
         "service_kill": env_int("HAILONG_CHAOS_SERVICE_KILLS", 5),
         "broker_restart": env_int("HAILONG_CHAOS_BROKER_RESTARTS", 6),
+        "broker_kill": env_int("HAILONG_CHAOS_BROKER_KILLS", 2),
         "net_cut": env_int("HAILONG_CHAOS_NET_CUTS", 5),
         "net_stall": env_int("HAILONG_CHAOS_NET_STALLS", 4),
         "net_slow": env_int("HAILONG_CHAOS_NET_SLOWS", 4),
