@@ -446,8 +446,12 @@ def schedule(rng: random.Random, counts: dict[str, int]) -> list[str]:
     return kinds
 
 
-def run_schedule(rig: Rig, rng: random.Random, counts: dict[str, int], log=print) -> None:
-    for i, kind in enumerate(schedule(rng, counts)):
+def run_schedule(rig: Rig, rng: random.Random, counts: dict[str, int], log=print, spread_over: int = 0) -> None:
+    """`spread_over` events: the faults are spaced out evenly over that many presses, not bunched at the start."""
+    kinds = schedule(rng, counts)
+    for i, kind in enumerate(kinds):
+        due = spread_over * i // len(kinds)
+        wait_until(lambda: rig.events_stored() >= due, 600, f"{due} events before fault {i + 1}", rig.describe)
         FAULTS[kind](rig, rng)
         rig.faults[kind] += 1
         rig.wait_caught_up()
