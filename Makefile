@@ -49,9 +49,10 @@ bench: venv system-deps
 	$(PY) benchmarks/query.py --db .bench/hailong-10m.db   # generates 10 million ratings once (~8 min, ~4 GB)
 	$(PY) benchmarks/pages.py --db .bench/hailong-10m.db
 
+# The device's kill -9 rounds, then the long chaos run, which prints its figures;
+# HAILONG_CHAOS_* sizes it (see tests/test_chaos.py, docs/reliability.md).
 chaos: venv system-deps
 	HAILONG_CHAOS_ROUNDS=50 $(PY) -m pytest -q tests/test_device_crash.py
-	# The long chaos run prints its figures; HAILONG_CHAOS_* sizes it (see tests/test_chaos.py).
 	HAILONG_CHAOS_LONG=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_chaos.py -k long
 
 clean:
