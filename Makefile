@@ -77,11 +77,14 @@ bench: venv system-deps
 	$(PY) benchmarks/pages.py --db .bench/hailong-10m.db
 	$(PY) benchmarks/arm64.py   # as root: the counter under qemu-user, as a ratio to this host
 
-# Seeded: `make chaos SEED=7` replays another schedule.
+# The device's kill -9 rounds and power cuts, then the long chaos run, which prints its figures.
+# Seeded: `make chaos SEED=7` replays another schedule; HAILONG_CHAOS_* sizes the long run
+# (see tests/test_chaos.py, docs/reliability.md).
 SEED ?= 2026
 chaos: venv system-deps
 	HAILONG_CHAOS_SEED=$(SEED) HAILONG_CHAOS_ROUNDS=50 HAILONG_POWER_CUTS=30 \
 	  $(PY) -m pytest -q -s tests/test_device_crash.py tests/test_device_power.py
+	HAILONG_CHAOS_LONG=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_chaos.py -k long
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -117,6 +117,9 @@ SCHEMA: list[Key] = [
         "Seconds the broker keeps the service's session, and the events queued for it, while the "
         "service is down (MQTT 5).",
         lo=0, hi=2**32 - 1),  # MQTT 5 encodes it in four bytes
+    Key("mqtt.keepalive_s", "int", 30,
+        "Seconds between keepalive pings; bounds how fast a dead (half-open) link to the broker is noticed.",
+        lo=5, hi=600),
     Key("mqtt.batch_max", "int", 500, "Most events committed to the store in one transaction (group commit).",
         lo=1, hi=5000),
     Key("mqtt.batch_wait_ms", "int", 20,
@@ -194,6 +197,7 @@ class MqttSection:
     acl_file: Path | None
     embedded_bind: str
     session_expiry_s: int
+    keepalive_s: int
     batch_max: int
     batch_wait_ms: int
 

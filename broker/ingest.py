@@ -41,6 +41,7 @@ class IngestSettings:
     cert_file: str | None = None
     key_file: str | None = None
     session_expiry_s: int = 604800
+    keepalive_s: int = 30
     batch_max: int = 500
     batch_wait_ms: int = 20
     ticket_fresh_s: float = 5.0
@@ -125,7 +126,7 @@ class Ingest:
             client_id=s.client_id, host=s.host, port=s.port, protocol=s.protocol,
             username=s.username or None, password=s.password,
             tls=s.tls, ca_file=s.ca_file, cert_file=s.cert_file, key_file=s.key_file,
-            keepalive_s=30, session_expiry_s=s.session_expiry_s,
+            keepalive_s=s.keepalive_s, session_expiry_s=s.session_expiry_s,
             max_inflight=1000, reconnect_delay_s=(0.5, 5),
             manual_ack=True,  # the PUBACK waits for the commit (see the module docstring)
         )

@@ -21,7 +21,7 @@ def ingest_settings(cfg):
         ca_file=str(m.ca_file) if m.ca_file else None,
         cert_file=str(m.cert_file) if m.cert_file else None,
         key_file=str(m.key_file) if m.key_file else None,
-        session_expiry_s=m.session_expiry_s, batch_max=m.batch_max, batch_wait_ms=m.batch_wait_ms,
+        session_expiry_s=m.session_expiry_s, keepalive_s=m.keepalive_s, batch_max=m.batch_max, batch_wait_ms=m.batch_wait_ms,
         ticket_fresh_s=cfg.service.ticket_fresh_s, timezone=cfg.service.timezone,
     )
 
