@@ -51,6 +51,8 @@ bench: venv system-deps
 
 chaos: venv system-deps
 	HAILONG_CHAOS_ROUNDS=50 $(PY) -m pytest -q tests/test_device_crash.py
+	# 50,000 random and mutated payloads against the running service; prints the figures.
+	HAILONG_FUZZ_PAYLOADS=50000 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz_ingest.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

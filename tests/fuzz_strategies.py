@@ -32,6 +32,7 @@ json_text = st.text(st.characters(exclude_categories=("Cs",)), max_size=40)
 json_scalars = st.one_of(
     st.none(), st.booleans(),
     st.integers(min_value=-(2**70), max_value=2**70),
+    st.integers(),  # unbounded: now and then far beyond a double (10**400 is valid JSON)
     st.floats(allow_nan=False, allow_infinity=False),
     json_text,
 )
@@ -46,7 +47,8 @@ json_objects = st.dictionaries(json_text, json_values, max_size=8)
 # the edges of the right one, and the values a careless parser chokes on.
 weird_values = st.one_of(
     json_values,
-    st.sampled_from([0, -1, 1, MAX_INT, MAX_INT + 1, -(2**63), 2**64, 10**30, 0.5, -0.0, 1e308, True, False,
+    st.sampled_from([0, -1, 1, MAX_INT, MAX_INT + 1, -(2**63), 2**64, 10**30, 10**400, -(10**400), 0.5, -0.0,
+                     1e308, True, False,
                      "", " ", "\x00", "\ud800", "a" * 300, "<script>", [], {}, [None], {"": None}]),
 )
 

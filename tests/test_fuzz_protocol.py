@@ -266,3 +266,26 @@ def test_a_message_with_one_field_changed_is_valid_or_refused(made, data):
 def test_an_empty_assignment_means_nobody_and_any_other_text_is_checked(text):
     assert msg.decode_assignment(b"") == {"officer": None}
     decodes_or_refuses(msg.decode_assignment, text)
+
+
+# Every number a JSON text can hold, most of all the integers beyond a double (10**400 is valid JSON).
+any_numbers = st.one_of(st.integers(), st.integers(min_value=10**300, max_value=10**1000).map(lambda n: n * -1),
+                        st.integers(min_value=10**300, max_value=10**1000), st.floats(allow_nan=False))
+NUMERIC = {"event": ["v", "seq", "ts", "mono", "scale", "score"],
+           "telemetry": ["uptime_s", "backlog", "disk_free_mb", "cpu_temp_c", "ts"], "status": ["ts"],
+           "ack": ["seqs"], "command": ["seconds", "seq"], "assignment": ["ts"]}
+
+
+@fuzz_settings(300)
+@given(event_args(), made_messages, st.data())
+def test_any_number_in_a_numeric_field_is_valid_or_a_protocol_error(args, made, data):
+    kind, kw = args
+    decoder, message = made
+    name = {msg.decode_ack: "ack", msg.decode_status: "status", msg.decode_telemetry: "telemetry",
+            msg.decode_command: "command", msg.decode_assignment: "assignment"}[decoder]
+    number = data.draw(any_numbers, label="number")
+    field = data.draw(st.sampled_from(NUMERIC["event"]), label="event field")
+    decodes_or_refuses(decode_event, encode({**make_event(kind, **kw), field: number}))
+    field = data.draw(st.sampled_from(NUMERIC[name]), label=f"{name} field")
+    value = [number] if field == "seqs" else number
+    decodes_or_refuses(decoder, encode({**message, field: value}))
