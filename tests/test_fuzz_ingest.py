@@ -36,18 +36,23 @@ UNREGISTERED = ["ghost-1", "ghost-2", "not a device id", "<script>x", "..", "x" 
 HEALTH_EVERY = 500  # payloads between two /healthz probes
 
 
-class HealthWarnings(logging.Handler):
-    """Counts the ingest's 'ignoring malformed status/telemetry' warnings: their reason, by kind."""
+class Refusals(logging.Handler):
+    """Tallies the ingest's warnings: every refused event by reason, refused status/telemetry by kind."""
 
     def __init__(self):
         super().__init__(logging.WARNING)
-        self.by_kind: Counter = Counter()
+        self.events: Counter = Counter()
+        self.health: Counter = Counter()
 
     def emit(self, record):
         if record.msg.startswith("ignoring malformed"):
             kind, device, reason = record.args
             assert str(reason), "a refusal without a reason"
-            self.by_kind[kind] += 1
+            self.health[kind] += 1
+        elif record.msg.startswith("rejected event"):
+            device, reason = record.args
+            assert reason, "a refusal without a reason"
+            self.events[reason_class(reason)] += 1
 
 
 @pytest.fixture
@@ -102,7 +107,7 @@ def publisher(mosquitto) -> mqtt.Client:
 @pytest.mark.slow
 def test_payload_fuzzing_leaves_the_service_up_and_the_counts_exact(service, mosquitto, capsys):
     svc = service
-    warnings = HealthWarnings()
+    warnings = Refusals()
     logging.getLogger("hailong.ingest").addHandler(warnings)
     fuzzer = PayloadFuzzer(SEED, REGISTERED, UNREGISTERED, clock.now_ms())
     client = publisher(mosquitto)
@@ -146,23 +151,22 @@ def test_payload_fuzzing_leaves_the_service_up_and_the_counts_exact(service, mos
     assert totals["dead_letters"] + totals["dead_letters_dropped"] == m.rejected + m.conflicts
     assert totals["dead_letters"] <= MAX_ROWS
     assert all(d["reason"] for d in svc.store.dead_letters(MAX_ROWS))
-    assert dict(warnings.by_kind) == dict(exp.health_rejected)
+    assert dict(warnings.health) == dict(exp.health_rejected)
+    assert sum(warnings.events.values()) == m.rejected
 
 
-def report(svc, fuzzer: PayloadFuzzer, categories: Counter, warnings: HealthWarnings, elapsed: float) -> dict:
+def report(svc, fuzzer: PayloadFuzzer, categories: Counter, warnings: Refusals, elapsed: float) -> dict:
     m, exp = svc.ingest.metrics, fuzzer.expected
     rows = svc.store.satisfaction("counter", "1970-01-01", "9999-12-30")["rows"]
-    reasons: Counter = Counter()
-    for letter in svc.store.dead_letters(MAX_ROWS):
-        reasons[reason_class(letter["reason"])] += 1
     return {
         "payloads": sum(categories.values()), "seed": SEED, "seconds": round(elapsed, 1),
         "sent_by_category": dict(sorted(categories.items())),
         "valid_events_sent": exp.valid_sent,
         "events": {"stored_counted": m.ingested - m.held, "held": m.held, "duplicates": m.duplicates,
                    "conflicts": m.conflicts, "rejected": m.rejected},
-        "status_telemetry_refused": dict(warnings.by_kind),
-        "dead_letter_reasons_kept": dict(reasons.most_common()),
+        "events_rejected_by_reason": dict(warnings.events.most_common()),
+        "status_telemetry_refused": dict(warnings.health),
+        "dead_letters": {k: v for k, v in svc.store.counts().items() if k.startswith("dead_letters")},
         "crashes": int(svc.ingest.failed.is_set()),
         "miscounted": valid_counted_check(exp, rows),
     }
