@@ -21,7 +21,7 @@ from fastapi.routing import APIRoute
 from broker.auth import ROLES, Auth
 from tests.browser import browser
 from tests.test_broker_api import NOW, Counter, counters, service  # noqa: F401  (fixtures)
-from tests.test_web_dashboard import PASSWORD, csrf_of, dash, dash_clock, local_ms, post_login  # noqa: F401
+from tests.test_web_dashboard import PASSWORD, dash, dash_clock, local_ms, post_login  # noqa: F401
 
 MONTH = NOW.strftime("%Y-%m")
 
