@@ -85,6 +85,8 @@ chaos: venv system-deps
 	HAILONG_CHAOS_SEED=$(SEED) HAILONG_CHAOS_ROUNDS=50 HAILONG_POWER_CUTS=30 \
 	  $(PY) -m pytest -q -s tests/test_device_crash.py tests/test_device_power.py
 	HAILONG_CHAOS_LONG=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_chaos.py -k long
+	# 50,000 random and mutated payloads against the running service; prints the figures.
+	HAILONG_FUZZ_PAYLOADS=50000 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz_ingest.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -223,29 +223,37 @@ class Auth:
             self._ghost_failure(name, self._now_ms())
             return None
         now = self._now_ms()
-        if row["locked_until_ms"] > now:
-            return None
+        if not self._count_attempt(name, now):
+            return None  # locked
         ok = self._check(row["password_hash"], password)
+        if not ok:
+            return None
         with self._lock:
-            if ok:
-                self._db.execute("UPDATE auth_users SET failures = 0, locked_until_ms = 0, last_login_ms = ? "
-                                 "WHERE name = ?", (now, name))
-                if self._hasher.check_needs_rehash(row["password_hash"]):
-                    self._db.execute("UPDATE auth_users SET password_hash = ? WHERE name = ?",
-                                     (self._hasher.hash(password), name))
-                return Principal(name, row["role"], "password")
-            # A lock that has run out starts a fresh count; the increment is done in SQL so
-            # that concurrent failures (CLI and service, two threads) are all counted.
-            self._db.execute(
+            self._db.execute("UPDATE auth_users SET failures = 0, locked_until_ms = 0, last_login_ms = ? "
+                             "WHERE name = ?", (now, name))
+            if self._hasher.check_needs_rehash(row["password_hash"]):
+                self._db.execute("UPDATE auth_users SET password_hash = ? WHERE name = ?",
+                                 (self._hasher.hash(password), name))
+        return Principal(name, row["role"], "password")
+
+    def _count_attempt(self, name: str, now: int) -> bool:
+        """Count an attempt as a failure before its password is checked (a success clears it): False if locked.
+
+        Counted afterwards, every guess of a parallel burst would be checked before the first
+        failure was recorded, each burst getting as many guesses as it has requests.
+        """
+        with self._lock:
+            # A lock that has run out starts a fresh count; while locked, attempts neither count
+            # nor extend it. In SQL, so that concurrent attempts (CLI and service) all count.
+            counted = self._db.execute(
                 "UPDATE auth_users SET "
-                "failures = CASE WHEN locked_until_ms > 0 AND locked_until_ms <= :now THEN 1 ELSE failures + 1 END, "
-                "locked_until_ms = CASE WHEN locked_until_ms > 0 AND locked_until_ms <= :now THEN 0 "
-                "ELSE locked_until_ms END WHERE name = :name",
-                {"now": now, "name": name})
+                "failures = CASE WHEN locked_until_ms > 0 THEN 1 ELSE failures + 1 END, "
+                "locked_until_ms = 0 WHERE name = :name AND locked_until_ms <= :now",
+                {"now": now, "name": name}).rowcount
             self._db.execute("UPDATE auth_users SET locked_until_ms = :until WHERE name = :name "
                              "AND failures >= :n AND locked_until_ms = 0",
                              {"until": now + self.lockout_ms, "name": name, "n": self.lockout_attempts})
-        return None
+        return counted == 1
 
     def _check(self, hashed: str, password: str) -> bool:
         try:

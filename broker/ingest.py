@@ -22,7 +22,7 @@ from common.periods import DEFAULT_TZ, local_day, zone
 from protocol import ProtocolError
 from protocol.codec import encode
 from protocol.messages import decode_status, decode_telemetry, make_ack, make_command
-from protocol.topics import Topics, subscription
+from protocol.topics import Topics, subscription, valid_device_id
 
 log = logging.getLogger("hailong.ingest")
 
@@ -223,6 +223,8 @@ class Ingest:
             self._count(device, out)
             if out.ledger is None or out.seq is None:
                 continue  # too broken to name: dead-lettered, nothing the device can delete
+            if not valid_device_id(out.device):
+                continue  # a topic level no device can have (only without an ACL): no address for an ack
             entry = acks.setdefault((out.device, out.ledger), {"seqs": [], "rejected": []})
             if out.status == "rejected":
                 entry["rejected"].append({"seq": out.seq, "reason": out.reason[:200]})

@@ -331,7 +331,7 @@ def read_secret_file(v: dict[str, Any], file_key: str, value_key: str, problems:
         return
     try:
         secret = secret_file.read_text(encoding="utf-8").rstrip("\r\n")
-    except (OSError, UnicodeError) as e:
+    except (OSError, UnicodeError, ValueError) as e:  # ValueError: a NUL in the name, which TOML can carry
         problems.append((file_key, f"cannot read {secret_file}: {getattr(e, 'strerror', None) or e}"))
         return
     if not secret:

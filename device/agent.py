@@ -164,7 +164,10 @@ class Agent:
                 continue
             for kind, obj in self.decoder.feed(data):
                 if kind == REQUEST:
-                    self._handle(obj)
+                    try:
+                        self._handle(obj)
+                    except Exception:  # noqa: BLE001 - e.g. an answer too large to frame: drop it, keep the console
+                        log.exception("cannot answer a request")
 
     # -- input from the hardware ---------------------------------------------------
 

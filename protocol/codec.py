@@ -26,6 +26,7 @@ MAX_PAYLOAD = 65536
 MAX_INT = 2**53 - 1
 
 _MAX_SHOWN = 60
+_MAX_DOUBLE = 1.7976931348623157e308  # sys.float_info.max, without importing sys
 
 # What no text field may hold: control characters (Unicode category Cc: C0, DEL, C1), the line
 # and paragraph separators (they break a line where nobody expects one: logs, CSV, JavaScript
@@ -206,7 +207,11 @@ def _check_int(value: object, name: str, lo: int | None = 0, hi: int | None = MA
 def _check_number(value: object, name: str, lo: float | None = 0, hi: float | None = None) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         raise _wrong_type("number", value, name)
-    if not math.isfinite(value):
+    # An int beyond a double (10**400 is valid JSON) is as infinite to a reader as 1e999, and
+    # math.isfinite() would raise OverflowError on it instead of answering.
+    if isinstance(value, int) and abs(value) > _MAX_DOUBLE:
+        raise ProtocolError(f"{_leaf(name)} {_show(value)} is out of range", name)
+    if isinstance(value, float) and not math.isfinite(value):
         raise ProtocolError(f"{_leaf(name)} must be a finite number, got {value!r}", name)
     _check_range(value, name, lo, hi)
     return value

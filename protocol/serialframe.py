@@ -111,6 +111,8 @@ def _parse_body(body: bytes) -> tuple[int, dict]:
         obj = json.loads(body[3:-2].decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as e:
         raise FramePayloadError(f"payload is not UTF-8 JSON: {e}") from None
+    except RecursionError:  # a CRC is no proof of good intent: "[[[[..." fits in 8 KiB
+        raise FramePayloadError("payload is not UTF-8 JSON: nested too deeply") from None
     if not isinstance(obj, dict):
         raise FramePayloadError(f"payload must be a JSON object, got {type(obj).__name__}")
     return body[0], obj

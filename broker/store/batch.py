@@ -22,7 +22,7 @@ from broker.store.devices import SEEN
 from broker.store.dialect import Connection
 from broker.store.held import bindings, hold_reason
 from broker.store.registry import ASSIGNED
-from broker.timefix import boot_offset, corrected_ts
+from broker.timefix import CALENDAR_END_MS, boot_offset, corrected_ts
 from common.periods import DEFAULT_TZ, local_day, zone
 from protocol import ProtocolError
 from protocol.codec import MAX_INT, decode
@@ -147,12 +147,12 @@ class Batch:
                 ledger, seq = _salvage(payload)
                 reason = str(exc)
             else:
-                if ev["device"] == device:
+                reason = _refusal(ev, device)
+                if reason is None:
                     valid.append((i, inc, ev, payload))
                     self._saw(device, inc.received_ms)
                     continue
                 ledger, seq = ev["ledger"], ev["seq"]
-                reason = f"device {ev['device']!r} in payload does not match topic device {device!r} (spoofing)"
             self.rejected += 1
             self.outcomes[i] = Outcome("rejected", device, ledger, seq, reason, None)
             self.dead.append((i, deadletters.row(inc.received_ms, device, ledger, seq, reason, payload)))
@@ -286,7 +286,7 @@ class Batch:
             action = ev["action"]
         if held is None:
             self._count(kind, site, counter, officer, day, scale, score, flagged, action, +1)
-        return (device, ev["ledger"], ev["seq"], kind, site, counter, boot, ev["mono"], ts, source,
+        return (device, ev["ledger"], ev["seq"], kind, site, counter, boot, float(ev["mono"]), ts, source,
                 inc.received_ms, day, officer, officer_source, scale, score, flagged, action, reason,
                 payload.decode("utf-8"), held)
 
@@ -296,6 +296,16 @@ class Batch:
 
     def _count(self, kind, site, counter, officer, day, scale, score, flagged, action, delta: int) -> None:
         rollups.count(self.changes, kind, site, counter, officer, day, scale, score, flagged, action, delta)
+
+
+def _refusal(ev: dict, topic_device: str) -> str | None:
+    """Why a valid event cannot be taken from this topic's device; None if it can."""
+    if ev["device"] != topic_device:
+        return f"device {ev['device']!r} in payload does not match topic device {topic_device!r} (spoofing)"
+    if ev["clock_ok"] and ev["ts"] > CALENDAR_END_MS:
+        # No day to count it on: taking it would stop the ingest at every redelivery.
+        return f"ts {ev['ts']} is after the end of the calendar (year 9999)"
+    return None
 
 
 def _salvage(payload: bytes) -> tuple[str | None, int | None]:
