@@ -22,6 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from protocol.codec import forbidden_char
+
 __all__ = [
     "FILE_KEY", "REQUIRED", "MQTT_PROTOCOLS", "TOPIC_PREFIX_RULE", "Key", "Schema", "Problems",
     "is_topic_prefix", "not_both", "together", "read_secret_file", "as_written", "toml_literal",
@@ -59,6 +61,7 @@ class Key:
     example: Any = None           # shown in the example config when there is no default
     recommended: bool = False     # optional, but the example config sets it live
     must_exist: bool = False      # paths that must name an existing file
+    text: bool = False            # strings that go on the wire: no control characters (protocol's rule)
 
     @property
     def section(self) -> str:
@@ -93,9 +96,9 @@ class Key:
         else:
             bounds = ""
         if self.kind.startswith("list["):
-            return f"a list of {noun}s {bounds}".strip()
+            return f"a list of {noun}s {bounds}".strip() + (" without control characters" if self.text else "")
         article = "an" if noun[0] in "aeiou" else "a"
-        return f"{article} {noun} {bounds}".strip()
+        return f"{article} {noun} {bounds}".strip() + (" without control characters" if self.text else "")
 
 
 class _Invalid(Exception):
@@ -297,6 +300,8 @@ def _valid(key: Key, kind: str, value: Any) -> bool:
         size = len(value)
         if kind == "path" and not value:
             return False
+        if key.text and forbidden_char(value) is not None:
+            return False  # the service would refuse every event carrying it: votes lost
     else:
         return False
     if key.lo is not None and (size <= key.lo if key.lo_open else size < key.lo):

@@ -68,9 +68,9 @@ SCHEMA: list[Key] = [
          check=_ID_RE.fullmatch, example="hl-hp-kt-01-c03",
          rule_text="1..64 characters of A-Z a-z 0-9 _ . - starting with a letter or digit"),
     _str("device.site", REQUIRED, "The one-stop administrative centre this counter belongs to.",
-         example="kien-thuy"),
+         example="kien-thuy", text=True),
     _str("device.counter", REQUIRED, "The counter (service desk) within the site, as known to citizens.",
-         example="3"),
+         example="3", text=True),
     Key("device.data_dir", "path", REQUIRED,
         "Directory for persistent state, including the vote ledger (ledger.db); must survive reboots.",
         example="/var/lib/hailong"),
@@ -119,7 +119,7 @@ SCHEMA: list[Key] = [
 
     _int("rating.scale", 4, "Number of rating buttons in use.", lo=3, hi=5),
     Key("rating.labels", "list[str]", None, "Name of each rating, worst first; one per button.",
-        lo=1, default_text="depends on rating.scale (see below)", example=list(DEFAULT_LABELS[4])),
+        lo=1, default_text="depends on rating.scale (see below)", example=list(DEFAULT_LABELS[4]), text=True),
     _float("rating.repeat_gap_s", 15.0,
            "Presses this soon after an accepted rating count as the same citizen, not a new vote.",
            lo_open=False),
@@ -129,7 +129,7 @@ SCHEMA: list[Key] = [
     Key("rating.reasons", "list[str]", [],
         "Follow-up reasons asked after a low rating, mapped in order to the rating buttons "
         '(e.g. ["Chờ lâu", "Thái độ", "Hướng dẫn chưa rõ", "Khác"]); empty means no follow-up question.',
-        lo=1, hi=100),
+        lo=1, hi=100, text=True),
     _int("rating.ask_reason_max_score", 1,
          "Ratings at or below this score ask for a reason when reasons are configured (1..scale-1).",
          lo=1),
@@ -175,11 +175,11 @@ SCHEMA: list[Key] = [
 
     _float("telemetry.interval_s", 60.0, "Seconds between health reports.", lo=1, lo_open=False),
 
-    _str("officers.id", REQUIRED, "Officer identifier, unique in the roster.", example="cb-0012"),
+    _str("officers.id", REQUIRED, "Officer identifier, unique in the roster.", example="cb-0012", text=True),
     _str("officers.name", "", "Officer's full name, for reports.", lo=None, hi=None,
-         example="Nguyễn Văn An"),
+         example="Nguyễn Văn An", text=True),
     _str("officers.code", REQUIRED, "Short code shown on the display while the officer is signed in.",
-         hi=8, example="AN"),
+         hi=8, example="AN", text=True),
     _str("officers.badge", None, "UID of the officer's badge in hex (any case); unique in the roster.",
          lo=2, hi=32, check=_HEX_RE.fullmatch, rule_text="2..32 hex digits", example="04A1B2C3"),
 ]

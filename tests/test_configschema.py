@@ -486,3 +486,16 @@ def test_config_tool_prints_the_example_checks_a_file_and_writes_the_docs(tmp_pa
     assert capsys.readouterr().out == f"wrote {docs}\n"
     with pytest.raises(SystemExit):
         tool([], docs)  # one action is required
+
+
+def test_text_keys_refuse_what_the_wire_refuses():
+    key = Key("s.t", "str", "", "Text.", lo=None, hi=None, text=True)
+    listed = Key("s.l", "list[str]", [], "Texts.", lo=1, hi=10, text=True)
+    schema = Schema({"s": "S."}, [key, listed], ConfigError)
+    assert key.rule == "a string without control characters"
+    assert listed.rule == "a list of strings of 1..10 characters without control characters"
+    values, problems = schema.read({"s": {"t": "ok Tiếng Việt", "l": ["x", "y"]}}, None, None)
+    assert problems == [] and values["s.t"] == "ok Tiếng Việt"
+    for bad in ("a\u0001", "\u0085", "line\u2029", "\ud800"):
+        _, problems = schema.read({"s": {"t": bad, "l": [bad]}}, None, None)
+        assert [k for k, _ in problems] == ["s.t", "s.l"], bad

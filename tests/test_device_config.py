@@ -121,9 +121,9 @@ def test_display_width(display, width):
     ({"device.id": "-leading-dash"}, "device.id", "starting with a letter or digit, got '-leading-dash'"),
     ({"device.id": "has space"}, "device.id", "must be 1..64 characters"),
     ({"device.id": "x" * 65}, "device.id", "must be 1..64 characters"),
-    ({"device.site": ""}, "device.site", "must be a string of 1..64 characters, got ''"),
+    ({"device.site": ""}, "device.site", "must be a string of 1..64 characters without control characters, got ''"),
     ({"device.counter": "c" * 65}, "device.counter", "must be a string of 1..64 characters"),
-    ({"device.counter": 3}, "device.counter", "must be a string of 1..64 characters, got 3"),
+    ({"device.counter": 3}, "device.counter", "must be a string of 1..64 characters without control characters, got 3"),
     ({"device.data_dir": ""}, "device.data_dir", "must be a non-empty path, got ''"),
     # [mqtt]
     ({"mqtt.host": ""}, "mqtt.host", "must be a non-empty string, got ''"),
@@ -414,3 +414,25 @@ def test_module_cli_checks_a_file(tmp_path, capsys):
     bad = write_minimal(tmp_path, "port = 0\n")
     assert config_module.main(["--check", str(bad)]) == 1
     assert "mqtt.port: must be an integer 1..65535, got 0" in capsys.readouterr().err
+
+
+# --- text that goes on the wire ---------------------------------------------------------------
+
+@pytest.mark.parametrize("key, value, shown", [
+    ("device.site", "kien\u0001thuy", "a string of 1..64 characters without control characters"),
+    ("device.counter", "3\n", "a string of 1..64 characters without control characters"),
+    ("rating.reasons", ["Chờ lâu", "Thái\u2028độ"], "a list of strings of 1..100 characters without control characters"),
+    ("rating.labels", ["a", "b", "c", "d\u007f"], "a list of non-empty strings without control characters"),
+])
+def test_text_the_service_would_refuse_is_refused_here(key, value, shown):
+    # The service refuses events carrying control characters (protocol.codec.forbidden_char):
+    # a counter configured with one would record votes that can never be counted.
+    assert problems_for({key: value})[key].startswith(f"must be {shown}, got ")
+
+
+@pytest.mark.parametrize("field", ["id", "name", "code"])
+def test_an_officer_with_a_control_character_is_refused(field):
+    officer = {"id": "cb-01", "name": "Nguyễn Văn An", "code": "AN", field: "A\u0000B"}
+    problems = problems_of(config_from_dict, {**MINIMAL, "officers": [officer]})
+    assert list(problems) == [f"officers[0].{field}"]
+    assert "without control characters" in problems[f"officers[0].{field}"]
