@@ -79,7 +79,7 @@ def test_approve_must_name_one_counter_when_the_events_name_several(service, cou
     r = admin.post("/api/v1/devices/pi-x/approve")
     assert r.status_code == 409 and "s1/1, s1/2" in r.json()["detail"]
     r = admin.post("/api/v1/devices/pi-x/approve", json={"site": "s1"})
-    assert r.status_code == 422 and "both" in r.json()["detail"]
+    assert r.status_code == 422 and r.json()["detail"] == "counter: Field required"  # both, or no body
     r = admin.post("/api/v1/devices/pi-x/approve", json={"site": "s1", "counter": "7"})
     assert r.status_code == 404 and "s1/7" in r.json()["detail"]
     r = admin.post("/api/v1/devices/pi-x/approve", json={"site": "s1", "counter": "2"})
@@ -93,10 +93,10 @@ def test_approve_must_name_one_counter_when_the_events_name_several(service, cou
     # The OpenAPI document says so, with the body these errors really have.
     paths = admin.get("/api/v1/openapi.json").json()["paths"]
     approve = paths["/api/v1/devices/{device_id}/approve"]["post"]["responses"]
-    assert set(approve) == {"200", "401", "403", "404", "409", "422"}
-    assert approve["409"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Detail"}
+    assert set(approve) == {"200", "400", "401", "403", "404", "409", "422"}  # 400: a body that is not JSON
+    assert approve["409"]["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/ApiError"}
     assert set(paths["/api/v1/devices/{device_id}/discard"]["post"]["responses"]) == {
-        "200", "401", "403", "404", "422"}
+        "200", "400", "401", "403", "404", "422"}
 
 
 def test_a_discard_is_kept_for_audit_and_never_counted(service, counters):
