@@ -19,7 +19,7 @@ from protocol.codec import MAX_INT, MAX_PAYLOAD, decode, encode
 from protocol.events import decode_event, event_key, make_event, validate_event
 from tests.fuzz_strategies import (
     event_args, fuzz_settings, json_objects, json_text, json_values, ledgers, seqs, short_text, stamps,
-    weird_values,
+    weird_values, wire_chars,
 )
 
 
@@ -212,10 +212,10 @@ def test_every_message_decoder_answers_arbitrary_bytes_with_a_value_or_a_protoco
 # Valid messages of every kind, with a hostile field or two slipped in.
 officers = st.fixed_dictionaries({
     "id": short_text,
-    "name": st.text(st.characters(exclude_categories=("Cs",)), max_size=100),
-    "code": st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=8),
+    "name": st.text(wire_chars, max_size=100),
+    "code": st.text(wire_chars, min_size=1, max_size=8),
 })
-reasons = st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=400)
+reasons = st.text(wire_chars, min_size=1, max_size=400)
 
 made_messages = st.one_of(
     st.builds(lambda l, s, r: (msg.decode_ack, msg.make_ack(l, s, r)), ledgers, st.lists(seqs, max_size=5),
@@ -227,9 +227,9 @@ made_messages = st.one_of(
         st.floats(0, 1e9), st.integers(0, MAX_INT), st.booleans(), short_text, st.floats(0, 1e9),
         st.none() | st.floats(-50, 150), stamps, ledgers),
     st.builds(lambda t: (msg.decode_command, msg.make_command("display", ticket=t)),
-              st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=16)),
+              st.text(wire_chars, min_size=1, max_size=16)),
     st.builds(lambda t, s: (msg.decode_command, msg.make_command("ticket", ticket=t, seq=s)),
-              st.text(st.characters(exclude_categories=("Cs",)), min_size=1, max_size=16), seqs),
+              st.text(wire_chars, min_size=1, max_size=16), seqs),
     st.builds(lambda o: (msg.decode_command, msg.make_command("officer", officer=o)), st.none() | officers),
     st.builds(lambda s: (msg.decode_command, msg.make_command("identify", seconds=s)), st.integers(1, 600)),
     st.builds(lambda o, ts: (msg.decode_assignment, msg.make_assignment(o, ts)), st.none() | officers,
