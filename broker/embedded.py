@@ -206,11 +206,15 @@ class _Access:
         except ConfigError as e:
             raise EmbeddedBrokerError(str(e)) from None
 
-    def login(self, username: str | None, password: str | None) -> bool:
+    def login(self, username: str | None, password: str | None, client_id: str | None = None) -> bool:
         try:
             self.load()
         except EmbeddedBrokerError as e:
             logging.getLogger(__name__).error("keeping the previous logins and ACL: %s", e)
+        if client_id is not None and client_id != username and client_id in self.users:
+            # amqtt resumes a session by client id before it authenticates, and replays its queue
+            # without asking the ACL: nobody may take the client id of another account.
+            return False
         hashed = self.users.get(username or "")
         return hashed is not None and password is not None and verify_password(password, hashed)
 
@@ -346,7 +350,7 @@ def _access_plugins() -> dict[str, type]:
         Config = KeyConfig
 
         async def authenticate(self, *, session: Any) -> bool:
-            ok = _ACCESS[self.config.key].login(session.username, session.password)
+            ok = _ACCESS[self.config.key].login(session.username, session.password, session.client_id)
             if not ok:
                 self.context.logger.warning("refused login of %r as user %r", session.client_id, session.username)
             return ok
