@@ -136,7 +136,7 @@ class Ledger:
     @_locked
     def append(self, body: dict, *, held: bool = False) -> dict:
         event = dict(body)  # assigning existing keys keeps the caller's key order
-        with _transaction(self._conn) as db:
+        with transaction(self._conn) as db:
             seq = int(_meta(db, "next_seq"))
             event["ledger"] = self.ledger_id
             event["seq"] = seq
@@ -154,7 +154,7 @@ class Ledger:
         updates = dict(updates or {})
         if updates.keys() & {"ledger", "seq"}:
             raise ValueError("finalize_held cannot change an event's ledger or seq")
-        with _transaction(self._conn) as db:
+        with transaction(self._conn) as db:
             row = db.execute("SELECT seq, body FROM events WHERE held = 1").fetchone()
             if row is None:
                 return None
@@ -173,7 +173,7 @@ class Ledger:
         # the next vote, makes it durable anyway. That keeps acks off the press path.
         self._conn.execute("PRAGMA synchronous=NORMAL")
         try:
-            with _transaction(self._conn) as db:
+            with transaction(self._conn) as db:
                 for seq in sorted({int(s) for s in seqs}):
                     # A held event was never sent, so an ack naming it is bogus.
                     if db.execute("DELETE FROM events WHERE seq = ? AND held = 0", (seq,)).rowcount:
@@ -186,7 +186,7 @@ class Ledger:
     def set_meta(self, key: str, value: str) -> None:
         if key in _RESERVED_META:
             raise ValueError(f"meta key {key!r} is managed by the ledger")
-        with _transaction(self._conn) as db:
+        with transaction(self._conn) as db:
             db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
 
     # ----------------------------------------------------------------- reads
@@ -245,7 +245,7 @@ class Ledger:
 
 
 @contextmanager
-def _transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+def transaction(conn: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
     # IMMEDIATE takes the write lock up front, so another process can't make
     # us fail half-way through with SQLITE_BUSY on lock upgrade.
     conn.execute("BEGIN IMMEDIATE")
@@ -341,7 +341,7 @@ def _setup(conn: sqlite3.Connection, path: Path) -> str:
     conn.execute("PRAGMA synchronous=FULL")
 
     # Inside the write lock, so two processes can't both create the schema.
-    with _transaction(conn):
+    with transaction(conn):
         ledger_id = _schema(conn)
         created = ledger_id is None
         if created:

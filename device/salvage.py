@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Iterator
 
 from common.fsutil import fsync_dir
+from device.ledger import transaction
 from protocol import ProtocolError
 from protocol.events import LEDGER_ID_RE, validate_event
 
@@ -283,20 +284,18 @@ class Salvage:
 
 @contextmanager
 def _transaction(conn: sqlite3.Connection, durable: bool = True) -> Iterator[sqlite3.Connection]:
-    # A forgotten delete (durable=False) costs one re-send that the service acks again.
-    if not durable:
-        conn.execute("PRAGMA synchronous=NORMAL")
-    conn.execute("BEGIN IMMEDIATE")
+    """The ledger's transaction; durable=False skips the fsync at commit."""
+    if durable:
+        with transaction(conn) as db:
+            yield db
+        return
+    # A forgotten delete costs one re-send that the service acks again.
+    conn.execute("PRAGMA synchronous=NORMAL")
     try:
-        yield conn
-        conn.execute("COMMIT")
-    except BaseException:
-        if conn.in_transaction:
-            conn.execute("ROLLBACK")
-        raise
+        with transaction(conn) as db:
+            yield db
     finally:
-        if not durable:
-            conn.execute("PRAGMA synchronous=FULL")
+        conn.execute("PRAGMA synchronous=FULL")
 
 
 def _connect(path: Path) -> sqlite3.Connection:

@@ -8,13 +8,11 @@ import threading
 import time
 from pathlib import Path
 
-import pytest
 
-from broker.ingest import Ingest, IngestSettings
-from broker.store import Store
 from device.ledger import Ledger
 from device.salvage import Salvage, quarantined_files, read_quarantined, wal_pages
 from tests.support import DeviceProcess, write_config
+from tests.test_device_power import service  # noqa: F401  (fixture: the real service, dev-1 registered)
 
 EVENT = {"v": 1, "type": "rating", "device": "dev-1", "site": "s", "counter": "1", "ts": 1_700_000_000_000,
          "clock_ok": True, "boot": "b", "mono": 1.0, "officer": None, "ticket": None, "score": 3, "scale": 4,
@@ -121,17 +119,6 @@ def test_each_quarantined_file_is_read_once_and_acks_end_the_rescue(tmp_path):
     reopened = Salvage.open(path)
     assert reopened.scan() == [] and len(reopened.pending(lid)) == 3
     reopened.close()
-
-
-@pytest.fixture
-def service(tmp_path, mosquitto):
-    store = Store.open(tmp_path / "service" / "hailong.db")
-    store.register_device("dev-1", "kien-thuy", "3")
-    ingest = Ingest(store, IngestSettings(host=mosquitto.host, port=mosquitto.port, batch_wait_ms=5)).start()
-    assert ingest.connected.wait(10)
-    yield store
-    ingest.stop()
-    store.close()
 
 
 def test_stranded_votes_reach_the_service_once_and_the_loss_is_reported(tmp_path, mosquitto, service):
