@@ -105,7 +105,9 @@ class DeviceRuntime:
         self.emit = emit
         self.clock = clock or SystemClock(cfg.clock.trust)
         self.topics = Topics(cfg.device.id, cfg.mqtt.prefix)
-        self._q: queue.Queue[_Item] = queue.Queue()
+        # SimpleQueue: its put() is reentrant, so stop() may run in a signal handler that
+        # interrupted this very queue (a queue.Queue deadlocks on its own lock there).
+        self._q: queue.SimpleQueue[_Item] = queue.SimpleQueue()
         self._stopping = threading.Event()
         self.ready = threading.Event()
 

@@ -136,3 +136,31 @@ def test_a_ledger_found_corrupt_while_running_ends_the_process_so_a_restart_quar
     thread.join(10)
     assert not thread.is_alive() and len(outcome) == 1  # `hailong device run` exits 1 on it
     assert {"display": " Err"} in records.items
+
+
+def _signal_storm(data_dir: str, presses: int = 200000) -> None:
+    """Run in a child: SIGALRM every 0.5 ms calls the runtime's inputs, as `hailong device run`'s
+    SIGTERM handler does, while the main thread feeds the same runtime (holding its queue)."""
+    import signal
+
+    cfg = config_from_dict({"device": {"id": "dev-1", "site": "s", "counter": "3", "data_dir": data_dir},
+                            "mqtt": {"host": "127.0.0.1"}})
+    rt = DeviceRuntime(cfg, panel_factory=lambda on_input: None, display=TextDisplay(4),
+                       emit=lambda record: None, uplink_factory=OfflineUplink)
+    signal.signal(signal.SIGALRM, lambda *_: rt.stop())
+    signal.setitimer(signal.ITIMER_REAL, 0.0005, 0.0005)
+    for _ in range(presses):
+        rt.badge("0A")
+    signal.setitimer(signal.ITIMER_REAL, 0, 0)
+
+
+def test_stop_is_safe_inside_a_signal_handler(tmp_path):
+    # A signal handler runs in the main thread between two bytecodes, possibly while that thread
+    # holds the input queue's lock: a queue.Queue deadlocked there, and SIGTERM never stopped the
+    # counter (seen once in CI). The storm makes that moment near certain.
+    import subprocess
+    import sys
+
+    code = f"from tests.test_device_runtime import _signal_storm; _signal_storm({str(tmp_path)!r})"
+    done = subprocess.run([sys.executable, "-c", code], timeout=120, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

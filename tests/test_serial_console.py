@@ -228,7 +228,9 @@ def test_retry_after_lost_answer(tmp_path):
     try:
         r.client.timeout = 0.5
         assert r.client.info()["provisioned"] is False
-        assert GarbleFirst.writes == 2 and r.client.decoder.crc_errors == 1
+        # Flipping the last byte usually breaks the CRC, but it may also turn into a start or
+        # escape byte (then the frame is cut short): either way one damaged answer, dropped.
+        assert GarbleFirst.writes == 2 and r.client.decoder.dropped == 1
     finally:
         r.close()
 
