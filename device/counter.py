@@ -29,6 +29,7 @@ class Store:
     type: str
     fields: dict
     held: bool = False
+    meta: tuple[tuple[str, str], ...] = ()  # ledger meta set in the event's own transaction
 
 
 @dataclass(frozen=True)

@@ -112,12 +112,7 @@ class DeviceRuntime:
         self.ready = threading.Event()
 
         self.ledger = Ledger.open(cfg.ledger_path, on_quarantine=self._quarantined)
-        self.counter = Counter(
-            counter_settings(cfg),
-            badges={o.badge: Officer(o.id, o.name, o.code) for o in cfg.officers if o.badge},
-            officer=Counter.officer_from_memory(self.ledger.get_meta("officer")),
-            fallback_next=int(self.ledger.get_meta("fallback_next", str(cfg.staff.fallback_start))),
-        )
+        self.counter = self._machine(cfg)
         self.display = display
         self.panel = panel_factory(self._on_input)
         self.uplink = uplink_factory(
@@ -138,6 +133,15 @@ class DeviceRuntime:
         self._telemetry_at = 0.0
         self._watchdog_every = systemd.watchdog_interval()
         self._watchdog_at = 0.0
+
+    def _machine(self, cfg) -> Any:
+        """The state machine this runtime drives (the kiosk's runtime drives its own)."""
+        return Counter(
+            counter_settings(cfg),
+            badges={o.badge: Officer(o.id, o.name, o.code) for o in cfg.officers if o.badge},
+            officer=Counter.officer_from_memory(self.ledger.get_meta("officer")),
+            fallback_next=int(self.ledger.get_meta("fallback_next", str(cfg.staff.fallback_start))),
+        )
 
     # ----- inputs from other threads ----------------------------------------------
 
@@ -359,6 +363,12 @@ class DeviceRuntime:
                     self.ledger.set_meta(e.key, e.value)
                 except LedgerError as err:  # a convenience across restarts, not a vote
                     log.error("could not remember %s: %s", e.key, err)
+            else:
+                self._effect(e)
+
+    def _effect(self, e) -> None:
+        """Effects only another state machine makes (the kiosk's requests and prints)."""
+        raise TypeError(f"unknown effect {e!r}")
 
     def _finalize(self) -> None:
         """Release the held event with its reason; a refused write is retried (it blocks later sends)."""
@@ -377,7 +387,7 @@ class DeviceRuntime:
             "v": 1, "type": e.type, "device": d.id, "site": d.site, "counter": d.counter,
             "ledger": None, "seq": None, **self.clock.stamp(), **e.fields,
         }
-        event = self.ledger.append(body, held=e.held)
+        event = self.ledger.append(body, held=e.held, meta=e.meta)
         if e.held and self._unfinished is not None:
             # Holding a new event released the old one: the reason its citizen chose is lost.
             log.error("a reason could not be written before the next low rating; its rating went without")
