@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Union
 
 from device.counter import Remember, Show, Store
+from protocol.tickets import format_ticket
 
 PRIORITY = "priority"
 BLOCK_RETRY_S = 30.0  # ask again for a block the service did not answer
@@ -183,9 +184,9 @@ class Kiosk:
         if pending is None:
             return []
         if cmd.get("error") or not cmd.get("ticket"):
-            # The service refused (unknown queue, ...): a block number would not be better.
-            self._error_until = now + ERROR_S
-            return self._render(now)
+            # Refused (unknown queue, sequence exhausted, ...): a reserved number, if the service
+            # gave us any for this queue, is still ours to print.
+            return self._from_block(pending.queue, pending.priority, now)
         return self._take(pending, cmd["ticket"], cmd.get("ahead"), "service", cmd.get("date") or self.today(),
                           now, meta={})
 
@@ -277,7 +278,7 @@ class Kiosk:
             return self._ask_blocks(now) + self._render(now)
         prefix, n = taken
         pending = _Pending(queue, priority, now)
-        return self._take(pending, f"{prefix}{n:03d}", None, "block", today, now,
+        return self._take(pending, format_ticket(prefix, n), None, "block", today, now,
                           meta={"kiosk_blocks": self.blocks.dump()})
 
     def _take(self, p: _Pending, ticket: str, ahead: int | None, source: str, date: str, now: float,

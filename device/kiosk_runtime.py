@@ -18,6 +18,7 @@ from device.printer import Printer
 from device.escpos import Ticket, encode, find_font
 from device.runtime import DeviceRuntime, _Item
 from protocol.codec import encode as encode_json
+from protocol.tickets import validate_request
 
 log = logging.getLogger("hailong.kiosk")
 
@@ -51,10 +52,6 @@ class KioskRuntime(DeviceRuntime):
     def today(self) -> str:
         return local_day(self.clock.wall_ms(), self._tz)
 
-    @property
-    def request_topic(self) -> str:
-        return f"{self.topics.prefix}/{self.topics.device_id}/request"
-
     def run(self) -> None:
         self.printer.start()
         super().run()
@@ -86,6 +83,7 @@ class KioskRuntime(DeviceRuntime):
         if kind == "number":
             self._feed(self.counter.number, cmd, now)
         elif kind == "block":
+            self.emit({"block": {k: cmd[k] for k in ("queue", "prefix", "date", "first", "last")}})
             self._feed(self.counter.block, cmd, now)
         elif kind == "identify":
             pass  # a kiosk has no display animation for it yet
@@ -96,7 +94,7 @@ class KioskRuntime(DeviceRuntime):
 
     def _effect(self, e) -> None:
         if isinstance(e, Request):
-            if not self.uplink.publish(self.request_topic, encode_json(e.body), qos=1):
+            if not self.uplink.publish(self.topics.request, encode_json(validate_request(e.body)), qos=1):
                 log.warning("request %s not sent (offline): the kiosk's timeout takes over", e.body["op"])
         elif isinstance(e, Print):
             self._print(e.ticket)

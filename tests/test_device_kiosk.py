@@ -145,12 +145,16 @@ def test_asks_for_a_block_when_low_and_online_only():
     assert sorted(r.body["queue"] for r in of(effects, Request)) == ["A", "B"]
 
 
-def test_service_error_prints_nothing():
+def test_service_error_falls_back_to_the_block_or_prints_nothing():
     k = make()
     (req,) = [r for r in of(k.press("A", 0.0), Request) if r.body["op"] == "take"]
     effects = k.number({"cmd": "number", "req": req.body["req"], "error": "unknown queue"}, 1.0)
     assert not of(effects, Store) and Show(" Err") in effects
-    assert k.next_deadline() is not None and not of(k.tick(5.0), Store)
+    assert not of(k.tick(5.0), Store)
+    give_block(k)
+    (req,) = [r for r in of(k.press("A", 6.0), Request) if r.body["op"] == "take"]
+    effects = k.number({"cmd": "number", "req": req.body["req"], "error": "sequence exhausted"}, 7.0)
+    assert [s.fields["ticket"] for s in of(effects, Store)] == ["A041"]
 
 
 def test_printer_trouble_shows_lights_the_alarm_and_refuses_presses():
