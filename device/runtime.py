@@ -56,6 +56,7 @@ def counter_settings(cfg) -> CounterSettings:
         ask_reason_max_score=r.ask_reason_max_score,
         reason_window_s=r.reason_window_s,
         hold_close_s=st.hold_close_s,
+        hold_noshow_s=st.hold_noshow_s,
         ticket_timeout_s=st.ticket_timeout_s,
     )
 
@@ -311,6 +312,8 @@ class DeviceRuntime:
         kind = cmd["cmd"]
         if kind == "display":
             self._feed(self.counter.display_ticket, cmd["ticket"], now)
+        elif kind == "ticket" and cmd.get("idle"):
+            self._feed(self.counter.idle_answer, cmd["seq"], now)
         elif kind == "ticket":
             self._feed(self.counter.ticket_answer, cmd["ticket"], cmd["seq"], now)
         elif kind == "officer":

@@ -245,3 +245,28 @@ def test_printer_missing_shows_refuses_and_reaches_telemetry(start_kiosk, mosqui
         dev.wait("printed")
     finally:
         service.close()
+
+
+def test_counter_noshow_and_idle_sign_over_mqtt(tmp_path, mosquitto):
+    """The counter's side of the queue: a long RECALL is a `noshow` call; an idle answer shows the sign."""
+    from tests.support import write_config
+
+    service = FakeService(mosquitto)
+    dev = DeviceProcess(write_config(tmp_path, mosquitto, extra="[staff]\nhold_noshow_s = 0.5\n"))
+    try:
+        dev.wait_ready()
+        online(dev)
+        dev.send("press next")
+        call = service.received.wait_for(lambda items: [e for _, e in items if e["type"] == "call"])[0]
+        service.send("dev-1", "cmd", {"cmd": "ticket", "ticket": "A012", "seq": call["seq"]})
+        dev.wait("display", lambda v: v[-1] == "A012")
+        dev.send("hold recall 0.8")
+        noshow = service.received.wait_for(
+            lambda items: [e for _, e in items if e["type"] == "call" and e["action"] == "noshow"])[0]
+        assert noshow["ticket"] == "A012"
+        service.send("dev-1", "cmd", {"cmd": "ticket", "ticket": "----", "seq": noshow["seq"], "idle": True})
+        dev.wait("display", lambda v: v[-1] == "IdLE")
+        assert [e["action"] for e in dev.stored() if e["type"] == "call"] == ["next", "noshow"]
+    finally:
+        dev.close()
+        service.close()
