@@ -238,23 +238,19 @@ class Counter:
 
     def ticket_answer(self, ticket: str, seq: int, now: float) -> list[Effect]:
         """The service's number for our call `seq`. Answers to older calls are stale."""
-        if seq != self._last_call_seq or self.closed:
-            return []
-        self._awaiting_since = None
-        self._last_call_seq = None
-        self.idle = False
-        self._new_ticket(ticket, now, keep_grace=False)
-        return self._render(now)
+        return self._answer(ticket, seq, now)
 
     def idle_answer(self, seq: int, now: float) -> list[Effect]:
         """The service's answer to our call `seq`: nobody is waiting in this counter's queues."""
+        return self._answer(None, seq, now)
+
+    def _answer(self, ticket: str | None, seq: int, now: float) -> list[Effect]:
         if seq != self._last_call_seq or self.closed:
             return []
         self._awaiting_since = None
         self._last_call_seq = None
-        self.idle = True
-        self.ticket = None
-        self._frames = []
+        self.idle = ticket is None
+        self._new_ticket(ticket, now, keep_grace=False)
         return self._render(now)
 
     def display_ticket(self, ticket: str, now: float) -> list[Effect]:
@@ -428,13 +424,11 @@ class Counter:
         return self._call_next(now, "next")
 
     def _call_next(self, now: float, action: str) -> list[Effect]:
-        """NEXT, or a no-show (whose citizen never came: no grace to rate the ticket)."""
         self.closed = False
         self.idle = False
         effects: list[Effect] = [self._store("call", now, action=action)]
-        if action == "noshow":
+        if action == "noshow":  # its citizen never came: no grace window to rate the ticket
             self.ticket = None
-            self._ticket_rated = False
         self._retire_ticket(now)
         self._frames = []
         self._awaiting_since = now
@@ -469,7 +463,7 @@ class Counter:
         self.ticket = None
         self._ticket_rated = False
 
-    def _new_ticket(self, ticket: str, now: float, *, keep_grace: bool) -> None:
+    def _new_ticket(self, ticket: str | None, now: float, *, keep_grace: bool) -> None:
         if keep_grace:
             self._retire_ticket(now)
         self.ticket = ticket
