@@ -85,7 +85,7 @@ class QueueDouble(FakeService):
             self.ack(device, ev["ledger"], [ev["seq"]])
 
 
-def kiosk_config(tmp_path, broker, *, device_id="kiosk-1", extra="") -> tuple:
+def kiosk_config(tmp_path, broker, *, device_id="kiosk-1", extra="", site="kien-thuy") -> tuple:
     data = tmp_path / device_id
     data.mkdir()
     printer = tmp_path / f"{device_id}.printer"
@@ -93,7 +93,7 @@ def kiosk_config(tmp_path, broker, *, device_id="kiosk-1", extra="") -> tuple:
     path.write_text(f"""
 [device]
 id = "{device_id}"
-site = "kien-thuy"
+site = "{site}"
 counter = "kiosk"
 role = "kiosk"
 data_dir = "{data}"
