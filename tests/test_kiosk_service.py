@@ -87,3 +87,42 @@ def test_broker_stopped_while_the_kiosk_prints_five_tickets(service, kiosk, mosq
     assert store.dead_letters(10, 0) == []
     waiting = api.get("/api/v1/tickets", params={"site": "s1", "date": day}).json()["items"]
     assert {t["ticket"]: t["priority"] for t in waiting}[printed[3]["ticket"]] is True
+
+
+def test_counter_calls_the_kiosks_tickets_priority_first_noshow_then_idle(service, kiosk, mosquitto, tmp_path):
+    """Real kiosk and real counter processes, the real service between them."""
+    from tests.support import write_config
+
+    store, api = service
+    store.register_device("dev-1", "s1", "1")
+    r = api.put("/api/v1/counters/s1/1", json={"name": "Quầy 1", "queues": ["A"]})
+    assert r.status_code == 200, r.text
+    day = today(zone(DEFAULT_TZ)).isoformat()
+    kiosk.wait("online", lambda v: v[-1] is True)
+    for n, line in enumerate(("take A", "take B", "take A priority", "take A"), 1):
+        kiosk.send(line)  # one at a time: "ahead" counts the takes the service has stored
+        printed = kiosk.wait("printed", lambda v: len(v) == n)
+        kiosk.wait("acked", lambda v: sum(len(a) for a in v) == n, timeout=30)
+    a1, _, a_priority, a3 = (p["ticket"] for p in printed)
+    assert [p["ahead"] for p in printed] == [0, 0, 0, 2]  # a priority ticket waits only for priority ones
+
+    cfg = write_config(tmp_path, mosquitto, extra="[staff]\nhold_noshow_s = 0.5\n", counter="1")
+    cfg.write_text(cfg.read_text().replace('site = "kien-thuy"', 'site = "s1"'))
+    counter = DeviceProcess(cfg)
+    try:
+        counter.wait_ready()
+        counter.wait("online", lambda v: v[-1] is True)
+        counter.send("press next")
+        counter.wait("display", lambda v: v[-1] == a_priority)  # priority overtakes
+        counter.send("hold recall 0.8")  # the priority citizen does not come: no-show, then the next
+        counter.wait("display", lambda v: v[-1] == a1)
+        counter.send("press next")
+        counter.wait("display", lambda v: v[-1] == a3)
+        counter.send("press next")
+        counter.wait("display", lambda v: v[-1] == "IdLE")  # only B waits, and counter 1 serves A
+        counter.wait("acked", lambda v: sum(len(a) for a in v) == len(counter.stored()), timeout=30)
+    finally:
+        counter.close()
+    status = {t["ticket"]: t["status"] for t in api.get("/api/v1/tickets", params={"site": "s1", "date": day})
+              .json()["items"]}
+    assert status == {a_priority: "noshow", a1: "done", a3: "done", printed[1]["ticket"]: "waiting"}
