@@ -66,3 +66,17 @@ def test_printer_choices():
     assert "kiosk.printer_usb_id" in problems_for({"kiosk.printer_usb_id": "0416-5011"})
     cfg = config_from_dict(with_keys(KIOSK, {"kiosk.printer": "serial", "kiosk.printer_port": "/dev/ttyUSB0"}))
     assert (cfg.kiosk.printer, cfg.kiosk.printer_baud) == ("serial", 19200)
+
+
+def test_doctor_checks_a_kiosks_buttons_and_printer(tmp_path):
+    from device.doctor import FAIL, PASS, check_gpio, check_printer
+
+    printer = tmp_path / "lp0"
+    cfg = config_from_dict(with_keys(KIOSK, {"kiosk.printer": "file", "kiosk.printer_port": str(printer)}))
+    assert check_gpio(cfg, simulate=True) == (PASS, "2 queue buttons, priority")
+    assert check_printer(cfg, simulate=False) == (FAIL, f"file printer at {printer}: missing")
+    printer.touch()
+    assert check_printer(cfg, simulate=False)[0] == PASS
+    counter = config_from_dict(with_keys({k: v for k, v in KIOSK.items() if k != "queues"},
+                                         {"device.role": "counter"}))
+    assert check_printer(counter, simulate=False) == (PASS, "not a kiosk")
