@@ -17,6 +17,7 @@ from device.kiosk import Alarm, Kiosk, KioskSettings, Print, Request
 from device.printer import Printer
 from device.escpos import Ticket, encode, find_font
 from device.runtime import DeviceRuntime, _Item
+from protocol import ProtocolError
 from protocol.codec import encode as encode_json
 from protocol.tickets import validate_request
 
@@ -94,7 +95,12 @@ class KioskRuntime(DeviceRuntime):
 
     def _effect(self, e) -> None:
         if isinstance(e, Request):
-            if not self.uplink.publish(self.topics.request, encode_json(validate_request(e.body)), qos=1):
+            try:
+                payload = encode_json(validate_request(e.body))
+            except ProtocolError as err:  # e.g. a block for 1970 before NTP set the clock
+                log.error("not sending request %r: %s", e.body, err)
+                return
+            if not self.uplink.publish(self.topics.request, payload, qos=1):
                 log.warning("request %s not sent (offline): the kiosk's timeout takes over", e.body["op"])
         elif isinstance(e, Print):
             self._print(e.ticket)
@@ -108,8 +114,11 @@ class KioskRuntime(DeviceRuntime):
         when = datetime.fromtimestamp(self.clock.wall_ms() / 1000, self._tz)
         ticket = Ticket(centre=k.centre or self.cfg.device.site, queue_name=info["name"], ticket=info["ticket"],
                         ahead=info["ahead"], priority=info["priority"], when=when.strftime("%H:%M  %d/%m/%Y"))
-        data = encode(ticket, mode=k.text, code_page=k.code_page, width=k.paper_dots, font=self._font)
-        self.printer.print(data, {**info, "time": when.strftime("%H:%M"), "bytes": len(data)})
+
+        def draw() -> bytes:  # on the printer's thread: a raster takes a Pi Zero a few hundred ms
+            return encode(ticket, mode=k.text, code_page=k.code_page, width=k.paper_dots, font=self._font)
+
+        self.printer.print(draw, {**info, "time": when.strftime("%H:%M")})
 
     def telemetry(self) -> dict:
         t = super().telemetry()

@@ -163,7 +163,8 @@ class Printer:
         self._thread.start()
         return self
 
-    def print(self, data: bytes, info: dict) -> None:
+    def print(self, data: bytes | Callable[[], bytes], info: dict) -> None:
+        """Queue a ticket: its bytes, or a function that makes them (drawn here, off the kiosk's loop)."""
         self._jobs.put((data, info))
 
     def stop(self, timeout: float = 5.0) -> None:
@@ -183,12 +184,14 @@ class Printer:
                 return
             self._print(*job)
 
-    def _print(self, data: bytes, info: dict) -> None:
+    def _print(self, data: bytes | Callable[[], bytes], info: dict) -> None:
         state = self._check()
         if state == OK:
             try:
-                self.transport.write(data)
-            except Exception as e:  # noqa: BLE001 - OSError, serial errors: the printer is gone
+                payload = data() if callable(data) else data
+                info = {**info, "bytes": len(payload)}
+                self.transport.write(payload)
+            except Exception as e:  # noqa: BLE001 - OSError, serial errors, a font that cannot draw
                 log.error("printing ticket %s failed: %s", info.get("ticket"), e)
                 after = self._check()
                 state = after if after != OK else ERROR

@@ -67,7 +67,7 @@ def test_offline_press_prints_a_block_number_after_storing_it(kiosk):
     assert (p["ticket"], p["source"], p["ahead"], p["name"]) == ("A041", "block", None, "Đất đai")
     (stored,) = [r["stored"] for r in records.items if "stored" in r]
     assert (stored["type"], stored["ticket"], stored["date"]) == ("take", "A041", today())
-    assert printer.read_bytes().startswith(b"\x1b@\x1dv0")
+    assert printer.read_bytes().startswith(b"\x1b@\x1dv0") and len(printer.read_bytes()) == p["bytes"]
     assert json.loads(rt.ledger.get_meta("kiosk_blocks"))["A"]["ranges"] == [[42, 50]]
 
 
