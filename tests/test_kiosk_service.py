@@ -13,6 +13,7 @@ from broker.config import config_from_dict
 from broker.ingest import Ingest, IngestSettings
 from broker.store import Store
 from common.periods import DEFAULT_TZ, today, zone
+from common.clock import now
 from tests.mosquitto import free_port
 from tests.support import DeviceProcess
 from tests.test_kiosk_e2e import kiosk_config
@@ -89,40 +90,81 @@ def test_broker_stopped_while_the_kiosk_prints_five_tickets(service, kiosk, mosq
     assert {t["ticket"]: t["priority"] for t in waiting}[printed[3]["ticket"]] is True
 
 
-def test_counter_calls_the_kiosks_tickets_priority_first_noshow_then_idle(service, kiosk, mosquitto, tmp_path):
-    """Real kiosk and real counter processes, the real service between them."""
+def start_counter(tmp_path, mosquitto, device_id: str, counter: str) -> DeviceProcess:
     from tests.support import write_config
 
+    cfg = write_config(tmp_path, mosquitto, device_id=device_id, counter=counter,
+                       data_dir=tmp_path / f"{device_id}-data", extra="[staff]\nhold_noshow_s = 0.5\n")
+    cfg.write_text(cfg.read_text().replace('site = "kien-thuy"', 'site = "s1"'))
+    p = DeviceProcess(cfg)
+    p.wait_ready()
+    p.wait("online", lambda v: v[-1] is True)
+    return p
+
+
+def test_two_counters_call_the_kiosks_tickets_in_order_with_times(service, kiosk, mosquitto, tmp_path):
+    """Real kiosk and counter processes, the real service between them; times checked against our clock.
+
+    Counter 1 serves A, counter 2 serves A and B. Priority overtakes; a long RECALL is a no-show;
+    a short one a recall; IdLE when the counter's queues are empty.
+    """
     store, api = service
-    store.register_device("dev-1", "s1", "1")
-    r = api.put("/api/v1/counters/s1/1", json={"name": "Quầy 1", "queues": ["A"]})
-    assert r.status_code == 200, r.text
+    for device, counter, queues in (("dev-1", "1", ["A"]), ("dev-2", "2", ["A", "B"])):
+        store.register_device(device, "s1", counter)
+        r = api.put(f"/api/v1/counters/s1/{counter}", json={"name": f"Quầy {counter}", "queues": queues})
+        assert r.status_code == 200, r.text
     day = today(zone(DEFAULT_TZ)).isoformat()
     kiosk.wait("online", lambda v: v[-1] is True)
-    for n, line in enumerate(("take A", "take B", "take A priority", "take A"), 1):
+    at: dict[str, float] = {}
+    for n, line in enumerate(("take A", "take A", "take B", "take A priority"), 1):
+        at[f"take{n}"] = now()
         kiosk.send(line)  # one at a time: "ahead" counts the takes the service has stored
         printed = kiosk.wait("printed", lambda v: len(v) == n)
         kiosk.wait("acked", lambda v: sum(len(a) for a in v) == n, timeout=30)
-    a1, _, a_priority, a3 = (p["ticket"] for p in printed)
-    assert [p["ahead"] for p in printed] == [0, 0, 0, 2]  # a priority ticket waits only for priority ones
-
-    cfg = write_config(tmp_path, mosquitto, extra="[staff]\nhold_noshow_s = 0.5\n", counter="1")
-    cfg.write_text(cfg.read_text().replace('site = "kien-thuy"', 'site = "s1"'))
-    counter = DeviceProcess(cfg)
+    a1, a2, b1, a3 = (p["ticket"] for p in printed)
+    assert [p["ahead"] for p in printed] == [0, 1, 0, 0]  # a priority ticket waits only for priority ones
+    c1 = start_counter(tmp_path, mosquitto, "dev-1", "1")
+    c2 = start_counter(tmp_path, mosquitto, "dev-2", "2")
     try:
-        counter.wait_ready()
-        counter.wait("online", lambda v: v[-1] is True)
-        counter.send("press next")
-        counter.wait("display", lambda v: v[-1] == a_priority)  # priority overtakes
-        counter.send("hold recall 0.8")  # the priority citizen does not come: no-show, then the next
-        counter.wait("display", lambda v: v[-1] == a1)
-        counter.send("press next")
-        counter.wait("display", lambda v: v[-1] == a3)
-        counter.send("press next")
-        counter.wait("display", lambda v: v[-1] == "IdLE")  # only B waits, and counter 1 serves A
-        counter.wait("acked", lambda v: sum(len(a) for a in v) == len(counter.stored()), timeout=30)
+        def act(name, dev, line, shows):
+            at[name] = now()
+            dev.send(line)
+            dev.wait("display", lambda v: v[-1] == shows)
+
+        act("c1_next", c1, "press next", a3)  # priority overtakes
+        act("c2_next", c2, "press next", a1)  # the oldest among A and B
+        act("c2_noshow", c2, "hold recall 0.8", a2)  # A001 never came: no-show, then the next
+        at["c2_noshow"] += 0.5  # the no-show is the moment the hold reaches hold_noshow_s
+        at["c2_recall"] = now()
+        c2.send("press recall")
+        c2.wait("stored", lambda v: any(e.get("action") == "recall" for e in v))
+        act("c1_idle", c1, "press next", "IdLE")  # only B waits, and counter 1 serves A
+        act("c2_next2", c2, "press next", b1)
+        for dev in (c1, c2):
+            dev.wait("acked", lambda v, d=dev: sum(len(a) for a in v) == len(d.stored()), timeout=30)
     finally:
-        counter.close()
-    status = {t["ticket"]: t["status"] for t in api.get("/api/v1/tickets", params={"site": "s1", "date": day})
-              .json()["items"]}
-    assert status == {a_priority: "noshow", a1: "done", a3: "done", printed[1]["ticket"]: "waiting"}
+        c1.close()
+        c2.close()
+    got = {t["ticket"]: t for t in api.get("/api/v1/tickets", params={"site": "s1", "date": day}).json()["items"]}
+    assert {k: (t["status"], t["counter"]) for k, t in got.items()} == {
+        a1: ("noshow", "2"), a2: ("done", "2"), a3: ("done", "1"), b1: ("called", "2")}
+
+    def near(ms, key):  # the device stamps the press within a second of our reading
+        assert ms is not None and abs(ms / 1000 - at[key]) < 1.0, (ms, key, at[key])
+
+    for n, ticket in enumerate((a1, a2, b1, a3), 1):
+        near(got[ticket]["taken_ts"], f"take{n}")
+    near(got[a3]["called_ts"], "c1_next")
+    near(got[a3]["done_ts"], "c1_idle")
+    near(got[a1]["called_ts"], "c2_next")
+    near(got[a1]["done_ts"], "c2_noshow")
+    near(got[a2]["called_ts"], "c2_noshow")
+    near(got[a2]["recalled_ts"], "c2_recall")
+    near(got[a2]["done_ts"], "c2_next2")
+    assert got[a2]["recalls"] == 1
+    rows = {r["key"]: r for r in api.get("/api/v1/waiting", params={"group": "queue", "from": day, "to": day})
+            .json()["rows"]}
+    a = rows["s1/A"]
+    assert (a["tickets"], a["served"], a["no_show"]) == (3, 2, 1)
+    waits = [(got[t]["called_ts"] - got[t]["taken_ts"]) / 1000 for t in (a1, a2, a3)]
+    assert abs(a["wait_mean_s"] - sum(waits) / 3) < 1.0
