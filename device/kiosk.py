@@ -266,6 +266,8 @@ class Kiosk:
             self._priority_until = None
         if self._error_until is not None and now >= self._error_until:
             self._error_until = None
+        # A lost block answer is asked again; at midnight yesterday's blocks are void and today's are asked.
+        effects += self._ask_blocks(now)
         return effects + self._render(now)
 
     # ----- taking a number --------------------------------------------------------------

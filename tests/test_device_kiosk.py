@@ -179,3 +179,16 @@ def test_snapshot_restore_undoes_a_refused_take():
 
 def test_unknown_button_does_nothing():
     assert make().press("Z", 0.0) == []
+
+
+def test_a_lost_block_answer_is_asked_again_and_a_new_day_asks_anew():
+    day = ["2026-11-30"]
+    ids = (f"{i:016x}" for i in itertools.count(1))
+    k = Kiosk(KioskSettings(queues={"A": "Đất đai"}, block_low=2), today=lambda: day[0], new_id=lambda: next(ids))
+    assert [r.body["op"] for r in of(k.set_online(True, 0.0), Request)] == ["block"]
+    assert not of(k.tick(29.0), Request)
+    assert [r.body["date"] for r in of(k.tick(30.0), Request)] == ["2026-11-30"]  # the answer never came
+    give_block(k, 1, 10, date="2026-11-30", now=31.0)
+    assert not of(k.tick(100.0), Request)
+    day[0] = "2026-12-01"
+    assert [r.body["date"] for r in of(k.tick(101.0), Request)] == ["2026-12-01"]
