@@ -24,10 +24,12 @@ venv: $(STAMP)
 # promtool (Debian's `prometheus`) lints /metrics; without it that one test is skipped. Its package
 # would start a Prometheus server: a temporary policy-rc.d (unless one exists) keeps it from
 # starting, and --no-install-recommends keeps the node exporter, another daemon, out.
+# fonts-dejavu-core: the kiosk draws Vietnamese tickets with DejaVu (its raster test needs it).
 system-deps:
 	@missing=""; \
 	command -v mosquitto >/dev/null 2>&1 || test -x /usr/sbin/mosquitto || missing="$$missing mosquitto mosquitto-clients"; \
 	command -v chromium >/dev/null 2>&1 || missing="$$missing chromium"; \
+	test -f /usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf || missing="$$missing fonts-dejavu-core"; \
 	if [ "$$(id -u)" = "0" ]; then \
 	  command -v fusermount3 >/dev/null 2>&1 || missing="$$missing fuse3"; \
 	  test -e /usr/libexec/qemu-binfmt/aarch64-binfmt-P || command -v qemu-aarch64-static >/dev/null 2>&1 || missing="$$missing qemu-user-static"; \

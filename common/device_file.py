@@ -28,6 +28,8 @@ DEFAULT_LABELS: dict[int, tuple[str, ...]] = {
 
 _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HEX_RE = re.compile(r"[0-9A-Fa-f]+")
+_QUEUE_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")
+_USB_ID_RE = re.compile(r"[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}")
 
 
 def _str(path, default, doc, lo=1, hi=64, **kw) -> Key:
@@ -52,6 +54,7 @@ SECTIONS: dict[str, str] = {
     "ledger": "Delivery of recorded events to the service.",
     "rating": "The citizen's rating buttons and the optional follow-up question.",
     "staff": "The officer's NEXT and RECALL buttons and ticket numbers.",
+    "kiosk": "The ticket kiosk (device.role = \"kiosk\"): its printer, priority button and offline numbers.",
     "pins": "GPIO wiring as BCM numbers (0..27); no pin may be used twice.",
     "buzzer": "Optional buzzer for audible feedback.",
     "display": "The ticket-number display (MAX7219 on SPI).",
@@ -59,8 +62,9 @@ SECTIONS: dict[str, str] = {
     "clock": "Whether the local clock can be trusted for event timestamps.",
     "telemetry": "Periodic health reports.",
     "officers": "Optional roster of officers who may sign in here; one [[officers]] table each.",
+    "queues": "The kiosk's queue buttons, one [[queues]] table each (kiosk role only).",
 }
-ARRAY_SECTIONS = {"officers"}  # arrays of tables rather than single tables
+ARRAY_SECTIONS = {"officers", "queues"}  # arrays of tables rather than single tables
 
 SCHEMA: list[Key] = [
     _str("device.id", REQUIRED,
@@ -71,6 +75,9 @@ SCHEMA: list[Key] = [
          example="kien-thuy", text=True),
     _str("device.counter", REQUIRED, "The counter (service desk) within the site, as known to citizens.",
          example="3", text=True),
+    Key("device.role", "choice", "counter",
+        'What this device is: "counter" (rating buttons, NEXT and RECALL) or "kiosk" (prints queue tickets).',
+        choices={k: k for k in ("counter", "kiosk")}),
     Key("device.data_dir", "path", REQUIRED,
         "Directory for persistent state, including the vote ledger (ledger.db); must survive reboots.",
         example="/var/lib/hailong"),
@@ -139,6 +146,41 @@ SCHEMA: list[Key] = [
     _float("staff.ticket_timeout_s", 2.0,
            "Seconds to wait for the service's ticket number before showing a local fallback number."),
     _int("staff.fallback_start", 1, "First local fallback ticket number.", lo=1),
+    _float("staff.hold_noshow_s", 1.5,
+           "Holding RECALL this many seconds marks the current ticket a no-show and calls the next."),
+
+    _str("kiosk.centre", "", "Centre name printed at the head of each ticket; empty means device.site.",
+         lo=None, hi=None, text=True, example="Trung tâm Phục vụ hành chính công huyện Kiến Thụy"),
+    _pin("kiosk.priority_button", 27,
+         "Pin of the priority button (\"ưu tiên\"): press it, then a queue button, for a priority ticket."),
+    _float("kiosk.priority_window_s", 10.0, "How long a press of the priority button waits for a queue button."),
+    Key("kiosk.status_led", "int", None, "Pin of an LED that lights while the printer cannot print; unset: none.",
+        lo=0, hi=27, example=17),
+    _float("kiosk.number_timeout_s", 3.0,
+           "Seconds to wait for the service's number before printing one from the kiosk's reserved block."),
+    _int("kiosk.block_low", 5, "Ask the service for a new reserved block when fewer numbers than this remain.",
+         lo=0, hi=999),
+    Key("kiosk.printer", "choice", "usb",
+        'How the ESC/POS printer is attached: "usb" (a USB printer class device, /dev/usb/lp0), '
+        '"serial" (pyserial) or "file" (bytes appended to a file that must exist).',
+        choices={k: k for k in ("usb", "serial", "file")}),
+    _str("kiosk.printer_port", "/dev/usb/lp0", "Device path (usb), serial port (serial) or file (file).",
+         hi=None),
+    _int("kiosk.printer_baud", 19200, "Serial speed of the printer in baud (serial only).", lo=1),
+    _str("kiosk.printer_usb_id", None,
+         "USB vendor:product id of the printer (usb only); finds its /dev/usb/lp* when set.",
+         check=_USB_ID_RE.fullmatch, rule_text="vvvv:pppp in hex", example="0416:5011"),
+    Key("kiosk.text", "choice", "raster",
+        'How text reaches paper: "raster" (rendered as an image: Vietnamese prints on any printer) or '
+        '"codepage" (text in Windows-1258 with kiosk.code_page; only printers that have it).',
+        choices={k: k for k in ("raster", "codepage")}),
+    _int("kiosk.code_page", 52, "ESC t number of the printer's Windows-1258 code page (Epson: 52).",
+         lo=0, hi=255),
+    _int("kiosk.paper_dots", 576, "Printable width in dots (80 mm paper: 576; 58 mm: 384).", lo=128, hi=1024),
+    Key("kiosk.font", "path", None,
+        "TrueType font for raster tickets; unset means DejaVu Sans (Debian's fonts-dejavu-core).",
+        must_exist=True, example="/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf"),
+    _float("kiosk.printer_poll_s", 5.0, "Seconds between printer status checks (paper out, missing)."),
 
     Key("pins.rating_buttons", "list[int]", [5, 6, 13, 19, 26],
         "Rating button pins, worst to best; at least scale entries, only the first scale are used.",
@@ -182,6 +224,11 @@ SCHEMA: list[Key] = [
          hi=8, example="AN", text=True),
     _str("officers.badge", None, "UID of the officer's badge in hex (any case); unique in the roster.",
          lo=2, hi=32, check=_HEX_RE.fullmatch, rule_text="2..32 hex digits", example="04A1B2C3"),
+
+    _str("queues.id", REQUIRED, "Queue id as the service knows it; unique among the queues.",
+         check=_QUEUE_RE.fullmatch, rule_text="1..16 characters of A-Z a-z 0-9 _ -", example="A"),
+    _str("queues.name", REQUIRED, "Queue name printed on the ticket.", hi=None, text=True, example="Đất đai"),
+    Key("queues.button", "int", REQUIRED, "Pin of this queue's button.", lo=0, hi=27, example=22),
 ]
 
 # Rules spanning several keys, for the docs; enforced by _check_across and _read_officers.
@@ -200,6 +247,9 @@ CROSS_RULES = [
     "(SPI0: 8, 9, 10, 11, plus 7 for `spi_device` 1; SPI1: 18, 19, 20, 21, plus 17), "
     "and the UART pins 14 and 15 when `badge.enabled`.",
     "Officer ids and badges are unique across the roster.",
+    "A kiosk (`device.role = \"kiosk\"`) needs at least one `[[queues]]`; queue ids are unique. Its pins "
+    "(queue buttons, `kiosk.priority_button`, `kiosk.status_led`, `buzzer.pin`) follow the same no-sharing "
+    "rules; the counter's rating, NEXT and RECALL pins are not used.",
 ]
 
 

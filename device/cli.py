@@ -1,4 +1,4 @@
-"""`hailong device ...`: run the counter, print an example config, check the hardware."""
+"""`hailong device ...`: run the counter (or the kiosk), print an example config, check the hardware."""
 from __future__ import annotations
 
 import argparse
@@ -53,7 +53,10 @@ def cmd_run(args) -> int:
         return _open("buttons and LEDs (GPIO)",
                      lambda: counter_panel(cfg, on_input=on_input, pin_factory=pin_factory))
 
-    runtime = DeviceRuntime(cfg, panel_factory=panel_factory, display=display, emit=emit)
+    if cfg.device.role == "kiosk":
+        runtime = _kiosk_runtime(cfg, display=display, pin_factory=pin_factory, emit=emit, simulate=simulate)
+    else:
+        runtime = DeviceRuntime(cfg, panel_factory=panel_factory, display=display, emit=emit)
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: runtime.stop())
     reader = None
@@ -72,6 +75,17 @@ def cmd_run(args) -> int:
         if reader is not None:
             reader.stop()
     return 0
+
+
+def _kiosk_runtime(cfg, *, display, pin_factory, emit, simulate):
+    from device.kiosk_hw import kiosk_panel, kiosk_transport
+    from device.kiosk_runtime import KioskRuntime
+
+    def panel_factory(on_input):
+        return _open("kiosk buttons (GPIO)", lambda: kiosk_panel(cfg, on_input=on_input, pin_factory=pin_factory))
+
+    transport = _open(f"{cfg.kiosk.printer} printer", lambda: kiosk_transport(cfg, simulate=simulate))
+    return KioskRuntime(cfg, transport=transport, panel_factory=panel_factory, display=display, emit=emit)
 
 
 def cmd_example_config(args) -> int:

@@ -29,7 +29,7 @@ from device.errors import ConfigError
 __all__ = [
     "REQUIRED", "SCHEMA", "SECTIONS", "FILE_KEY", "DOCS_PATH", "DEFAULT_LABELS", "Key",
     "DeviceConfig", "DeviceSection", "MqttSection", "LedgerSection", "RatingSection",
-    "StaffSection", "PinsSection", "BuzzerSection", "DisplaySection", "BadgeSection",
+    "StaffSection", "KioskSection", "QueueButton", "PinsSection", "BuzzerSection", "DisplaySection", "BadgeSection",
     "ClockSection", "TelemetrySection", "Officer",
     "load_config", "config_from_dict", "example_config", "config_reference_markdown",
 ]
@@ -50,6 +50,7 @@ class DeviceSection:
     id: str
     site: str
     counter: str
+    role: str
     data_dir: Path
 
 
@@ -96,6 +97,33 @@ class StaffSection:
     hold_close_s: float
     ticket_timeout_s: float
     fallback_start: int
+    hold_noshow_s: float
+
+
+@dataclass(frozen=True)
+class KioskSection:
+    centre: str
+    priority_button: int
+    priority_window_s: float
+    status_led: int | None
+    number_timeout_s: float
+    block_low: int
+    printer: str
+    printer_port: str
+    printer_baud: int
+    printer_usb_id: str | None
+    text: str
+    code_page: int
+    paper_dots: int
+    font: Path | None
+    printer_poll_s: float
+
+
+@dataclass(frozen=True)
+class QueueButton:
+    id: str
+    name: str
+    button: int
 
 
 @dataclass(frozen=True)
@@ -152,9 +180,9 @@ class Officer:
 
 _SECTION_TYPES: dict[str, type] = {
     "device": DeviceSection, "mqtt": MqttSection, "ledger": LedgerSection,
-    "rating": RatingSection, "staff": StaffSection, "pins": PinsSection,
+    "rating": RatingSection, "staff": StaffSection, "kiosk": KioskSection, "pins": PinsSection,
     "buzzer": BuzzerSection, "display": DisplaySection, "badge": BadgeSection,
-    "clock": ClockSection, "telemetry": TelemetrySection, "officers": Officer,
+    "clock": ClockSection, "telemetry": TelemetrySection, "officers": Officer, "queues": QueueButton,
 }
 
 
@@ -165,6 +193,7 @@ class DeviceConfig:
     ledger: LedgerSection
     rating: RatingSection
     staff: StaffSection
+    kiosk: KioskSection
     pins: PinsSection
     buzzer: BuzzerSection
     display: DisplaySection
@@ -172,6 +201,7 @@ class DeviceConfig:
     clock: ClockSection
     telemetry: TelemetrySection
     officers: tuple[Officer, ...] = ()
+    queues: tuple[QueueButton, ...] = ()
     source: Path | None = None
 
     @property
@@ -206,15 +236,44 @@ def config_from_dict(data: dict, base_dir: Path | None = None, *,
     base = Path(base_dir) if base_dir is not None else None
     values, problems = _SCHEMA.read(data, base, source)
     roster = _read_officers(data.get("officers", []), base, problems)
+    queues = _read_queues(data.get("queues", []), base, problems)
     _fill_derived_defaults(values)
-    _check_across(values, problems)
+    _check_across(values, problems, queues)
+    _check_kiosk(values, queues, problems)
     read_secret_file(values, "mqtt.password_file", "mqtt.password", problems)
     if problems:
         raise ConfigError(problems, source)
     sections = {name: _SCHEMA.make(cls, name, values)
                 for name, cls in _SECTION_TYPES.items() if name not in ARRAY_SECTIONS}
     officers = tuple(_SCHEMA.make(Officer, "officers", o) for o in roster)
-    return DeviceConfig(**sections, officers=officers, source=source)
+    buttons = tuple(_SCHEMA.make(QueueButton, "queues", q) for q in queues)
+    return DeviceConfig(**sections, officers=officers, queues=buttons, source=source)
+
+
+def _read_queues(raw: Any, base: Path | None, problems: Problems) -> list[dict]:
+    if not isinstance(raw, list) or not all(isinstance(t, dict) for t in raw):
+        problems.append(("queues", f"must be an array of tables ([[queues]]), got {as_written(raw)}"))
+        return []
+    queues, seen = [], {}
+    for i, table in enumerate(raw):
+        label = f"queues[{i}]"
+        queue = _SCHEMA.read_table(table, "queues", label, base, problems)
+        qid = queue.get("queues.id")
+        if qid in seen:
+            problems.append((f"{label}.id", f"{qid!r} is already used by {seen[qid]}.id"))
+        elif qid is not None:
+            seen[qid] = label
+        queues.append(queue)
+    return queues
+
+
+def _check_kiosk(v: dict[str, Any], queues: list[dict], problems: Problems) -> None:
+    if v.get("device.role") != "kiosk":
+        if queues:
+            problems.append(("queues", 'queue buttons need device.role = "kiosk"'))
+        return
+    if not queues:
+        problems.append(("queues", "a kiosk needs at least one [[queues]] table"))
 
 
 def _read_officers(raw: Any, base: Path | None, problems: Problems) -> list[dict]:
@@ -248,7 +307,7 @@ def _fill_derived_defaults(v: dict[str, Any]) -> None:
         v["rating.labels"] = DEFAULT_LABELS[v["rating.scale"]]
 
 
-def _check_across(v: dict[str, Any], problems: Problems) -> None:
+def _check_across(v: dict[str, Any], problems: Problems, queues: list[dict] = ()) -> None:
     """Rules that involve several keys; each runs only if its keys are individually valid."""
     def have(*paths: str) -> bool:
         return all(p in v for p in paths)
@@ -275,10 +334,24 @@ def _check_across(v: dict[str, Any], problems: Problems) -> None:
         if have("pins.rating_leds") and 0 < len(v["pins.rating_leds"]) < scale:
             add(("pins.rating_leds",
                  f"must be empty or list at least {scale} pins {of_scale}, got {len(v['pins.rating_leds'])}"))
-    _check_pins(v, problems)
+    _check_pins(v, problems, queues)
 
 
-def _check_pins(v: dict[str, Any], problems: Problems) -> None:
+def _counter_pins(v: dict[str, Any]) -> list[tuple[str, int]]:
+    # Only the pins actually driven count: extra list entries beyond the scale are unused.
+    scale = v.get("rating.scale", 5)
+    uses = [(f"{key}[{i}]", pin)
+            for key in ("pins.rating_buttons", "pins.rating_leds")
+            for i, pin in enumerate(v.get(key, ())[:scale])]
+    return uses + [(key, v[key]) for key in ("pins.next_button", "pins.recall_button") if key in v]
+
+
+def _kiosk_pins(v: dict[str, Any], queues: list[dict]) -> list[tuple[str, int]]:
+    uses = [(f"queues[{i}].button", q["queues.button"]) for i, q in enumerate(queues) if "queues.button" in q]
+    return uses + [(key, v[key]) for key in ("kiosk.priority_button", "kiosk.status_led") if v.get(key) is not None]
+
+
+def _check_pins(v: dict[str, Any], problems: Problems, kiosk_queues: list[dict] = ()) -> None:
     owner: dict[int, str] = {}  # pin -> who already uses it, as the message should name it
     if v.get("display.kind", "none") != "none" and "display.spi_port" in v:
         port = v["display.spi_port"]
@@ -289,12 +362,7 @@ def _check_pins(v: dict[str, Any], problems: Problems) -> None:
     if v.get("badge.enabled"):
         for pin in _UART_PINS:
             owner[pin] = "the badge reader (badge.enabled = true, UART: pins 14, 15)"
-    # Only the pins actually driven count: extra list entries beyond the scale are unused.
-    scale = v.get("rating.scale", 5)
-    uses = [(f"{key}[{i}]", pin)
-            for key in ("pins.rating_buttons", "pins.rating_leds")
-            for i, pin in enumerate(v.get(key, ())[:scale])]
-    uses += [(key, v[key]) for key in ("pins.next_button", "pins.recall_button") if key in v]
+    uses = _kiosk_pins(v, kiosk_queues) if v.get("device.role") == "kiosk" else _counter_pins(v)
     if v.get("buzzer.enabled") and "buzzer.pin" in v:  # a disabled buzzer claims no pin
         uses.append(("buzzer.pin", v["buzzer.pin"]))
     for key, pin in uses:

@@ -29,6 +29,7 @@ class Store:
     type: str
     fields: dict
     held: bool = False
+    meta: tuple[tuple[str, str], ...] = ()  # ledger meta set in the event's own transaction
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,7 @@ class CounterSettings:
     ask_reason_max_score: int = 1
     reason_window_s: float = 6.0
     hold_close_s: float = 3.0
+    hold_noshow_s: float = 1.5
     ticket_timeout_s: float = 2.0
     recall_blinks: int = 3
     blink_s: float = 0.3
@@ -114,6 +116,8 @@ class Counter:
         self._last_counted_at: float | None = None
         self._held: set[int] = set()
         self._next_down_at: float | None = None
+        self._recall_down_at: float | None = None
+        self.idle = False  # the service said nobody is waiting for this counter
         self._awaiting_since: float | None = None  # NEXT sent, service's number not yet here
         self._last_call_seq: int | None = None
         self._reason_until: float | None = None
@@ -134,7 +138,7 @@ class Counter:
         if self.closed:
             return self.fit("OFF")
         if self.ticket is None:
-            return "-" * self.s.width
+            return self.fit("IdLE") if self.idle and self.s.width >= 4 else "-" * self.s.width
         return self.fit(self.ticket)
 
     def _render(self, now: float) -> list[Effect]:
@@ -175,6 +179,8 @@ class Counter:
     def release(self, button: str, now: float) -> list[Effect]:
         if button == "next":
             return self._next_release(now)
+        if button == "recall":
+            return self._recall_release(now)
         if button not in STAFF_BUTTONS:
             self._held.discard(int(button))
         return []
@@ -227,15 +233,23 @@ class Counter:
 
     def stored(self, event: Mapping) -> None:
         """The runtime tells us the seq a `call next` got, to match the service's answer."""
-        if event.get("type") == "call" and event.get("action") == "next":
+        if event.get("type") == "call" and event.get("action") in ("next", "noshow"):
             self._last_call_seq = event.get("seq")
 
     def ticket_answer(self, ticket: str, seq: int, now: float) -> list[Effect]:
         """The service's number for our call `seq`. Answers to older calls are stale."""
+        return self._answer(ticket, seq, now)
+
+    def idle_answer(self, seq: int, now: float) -> list[Effect]:
+        """The service's answer to our call `seq`: nobody is waiting in this counter's queues."""
+        return self._answer(None, seq, now)
+
+    def _answer(self, ticket: str | None, seq: int, now: float) -> list[Effect]:
         if seq != self._last_call_seq or self.closed:
             return []
         self._awaiting_since = None
         self._last_call_seq = None
+        self.idle = ticket is None
         self._new_ticket(ticket, now, keep_grace=False)
         return self._render(now)
 
@@ -243,6 +257,7 @@ class Counter:
         """A third-party queue system put a number on this counter."""
         self._awaiting_since = None
         self.closed = False
+        self.idle = False
         self._new_ticket(ticket, now, keep_grace=True)
         return self._render(now)
 
@@ -265,6 +280,8 @@ class Counter:
         times += self._led_off.values()
         if self._next_down_at is not None:
             times.append(self._next_down_at + self.s.hold_close_s)
+        if self._recall_down_at is not None:
+            times.append(self._recall_down_at + self.s.hold_noshow_s)
         if self._awaiting_since is not None:
             times.append(self._awaiting_since + self.s.ticket_timeout_s)
         if self._reason_until is not None:
@@ -278,6 +295,9 @@ class Counter:
         if self._next_down_at is not None and now >= self._next_down_at + self.s.hold_close_s:
             self._next_down_at = None
             effects += self._close(now)
+        if self._recall_down_at is not None and now >= self._recall_down_at + self.s.hold_noshow_s:
+            self._recall_down_at = None
+            effects += self._call_next(now, "noshow")
         if self._awaiting_since is not None and now >= self._awaiting_since + self.s.ticket_timeout_s:
             effects += self._fallback(now)
         if self._reason_until is not None and now >= self._reason_until:
@@ -382,7 +402,15 @@ class Counter:
             # Act on release: a long hold means "close the counter", not "next".
             self._next_down_at = now
             return effects
-        effects.append(self._store("call", now, action="recall"))
+        # Also on release: a long hold of RECALL means "no-show, call the next one".
+        self._recall_down_at = now
+        return effects
+
+    def _recall_release(self, now: float) -> list[Effect]:
+        if self._recall_down_at is None:  # the hold already marked a no-show
+            return []
+        self._recall_down_at = None
+        effects: list[Effect] = [self._store("call", now, action="recall")]
         if self.ticket is not None:
             blank = " " * self.s.width
             texts = [self.base_text(), blank] * self.s.recall_blinks
@@ -393,8 +421,14 @@ class Counter:
         if self._next_down_at is None:  # the hold already closed the counter
             return []
         self._next_down_at = None
+        return self._call_next(now, "next")
+
+    def _call_next(self, now: float, action: str) -> list[Effect]:
         self.closed = False
-        effects: list[Effect] = [self._store("call", now, action="next")]
+        self.idle = False
+        effects: list[Effect] = [self._store("call", now, action=action)]
+        if action == "noshow":  # its citizen never came: no grace window to rate the ticket
+            self.ticket = None
         self._retire_ticket(now)
         self._frames = []
         self._awaiting_since = now
@@ -429,7 +463,7 @@ class Counter:
         self.ticket = None
         self._ticket_rated = False
 
-    def _new_ticket(self, ticket: str, now: float, *, keep_grace: bool) -> None:
+    def _new_ticket(self, ticket: str | None, now: float, *, keep_grace: bool) -> None:
         if keep_grace:
             self._retire_ticket(now)
         self.ticket = ticket

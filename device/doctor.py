@@ -30,11 +30,39 @@ def check_gpio(cfg, simulate: bool) -> tuple[str, str]:
     from device.panel import default_pin_factory
 
     scale = cfg.rating.scale
-    panel = counter_panel(cfg, pin_factory=default_pin_factory(simulate), on_input=lambda *a: None)
+    if cfg.device.role == "kiosk":
+        from device.kiosk_hw import kiosk_panel
+
+        panel = kiosk_panel(cfg, pin_factory=default_pin_factory(simulate), on_input=lambda *a: None)
+        what = f"{len(cfg.queues)} queue buttons, priority"
+    else:
+        panel = counter_panel(cfg, pin_factory=default_pin_factory(simulate), on_input=lambda *a: None)
+        what = f"{scale} rating buttons, NEXT, RECALL"
     try:
-        return PASS, f"{scale} rating buttons, NEXT, RECALL" + (", buzzer" if cfg.buzzer.enabled else "")
+        return PASS, what + (", buzzer" if cfg.buzzer.enabled else "")
     finally:
         panel.close()
+
+
+def check_printer(cfg, simulate: bool) -> tuple[str, str]:
+    """A kiosk's printer answers and has paper; raster tickets have a font with Vietnamese."""
+    if cfg.device.role != "kiosk":
+        return PASS, "not a kiosk"
+    from device.escpos import find_font
+    from device.kiosk_hw import kiosk_transport
+
+    k = cfg.kiosk
+    transport = kiosk_transport(cfg, simulate=simulate)
+    try:
+        state = transport.status()
+    finally:
+        transport.close()
+    where = f"{k.printer} printer at {k.printer_port}"
+    if state != "ok":
+        return FAIL, f"{where}: {state}"
+    if k.text == "raster" and find_font(k.font) is None:
+        return WARN, f"{where}: ok, but no ticket font (install fonts-dejavu-core or set kiosk.font)"
+    return PASS, f"{where}: ok"
 
 
 def check_display(cfg, simulate: bool) -> tuple[str, str]:
@@ -142,6 +170,7 @@ def run_checks(cfg, *, simulate: bool = False) -> list[Check]:
 
     claim(cfg.device.data_dir, config=cfg.source)  # never a ledger the service cannot write
     os.makedirs(cfg.device.data_dir, exist_ok=True)
+    kiosk = [_guard("printer", lambda: check_printer(cfg, simulate))] if cfg.device.role == "kiosk" else []
     return [
         _guard("gpio", lambda: gpio_check_with_fallbacks(lambda: check_gpio(cfg, simulate))),
         _guard("display", lambda: check_display(cfg, simulate)),
@@ -150,6 +179,7 @@ def run_checks(cfg, *, simulate: bool = False) -> list[Check]:
         _guard("ledger", lambda: check_ledger(cfg)),
         _guard("disk", lambda: check_disk(cfg)),
         _guard("badge", lambda: check_badge(cfg)),
+        *kiosk,
     ]
 
 

@@ -134,9 +134,12 @@ class Ledger:
     # ---------------------------------------------------------------- writes
 
     @_locked
-    def append(self, body: dict, *, held: bool = False) -> dict:
+    def append(self, body: dict, *, held: bool = False, meta: Iterable[tuple[str, str]] = ()) -> dict:
+        """Store one event; `meta` pairs are set in the same transaction (all or nothing)."""
         event = dict(body)  # assigning existing keys keeps the caller's key order
         with transaction(self._conn) as db:
+            for key, value in meta:
+                db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, str(value)))
             seq = int(_meta(db, "next_seq"))
             event["ledger"] = self.ledger_id
             event["seq"] = seq

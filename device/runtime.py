@@ -56,6 +56,7 @@ def counter_settings(cfg) -> CounterSettings:
         ask_reason_max_score=r.ask_reason_max_score,
         reason_window_s=r.reason_window_s,
         hold_close_s=st.hold_close_s,
+        hold_noshow_s=st.hold_noshow_s,
         ticket_timeout_s=st.ticket_timeout_s,
     )
 
@@ -112,12 +113,7 @@ class DeviceRuntime:
         self.ready = threading.Event()
 
         self.ledger = Ledger.open(cfg.ledger_path, on_quarantine=self._quarantined)
-        self.counter = Counter(
-            counter_settings(cfg),
-            badges={o.badge: Officer(o.id, o.name, o.code) for o in cfg.officers if o.badge},
-            officer=Counter.officer_from_memory(self.ledger.get_meta("officer")),
-            fallback_next=int(self.ledger.get_meta("fallback_next", str(cfg.staff.fallback_start))),
-        )
+        self.counter = self._machine(cfg)
         self.display = display
         self.panel = panel_factory(self._on_input)
         self.uplink = uplink_factory(
@@ -138,6 +134,15 @@ class DeviceRuntime:
         self._telemetry_at = 0.0
         self._watchdog_every = systemd.watchdog_interval()
         self._watchdog_at = 0.0
+
+    def _machine(self, cfg) -> Any:
+        """The state machine this runtime drives (the kiosk's runtime drives its own)."""
+        return Counter(
+            counter_settings(cfg),
+            badges={o.badge: Officer(o.id, o.name, o.code) for o in cfg.officers if o.badge},
+            officer=Counter.officer_from_memory(self.ledger.get_meta("officer")),
+            fallback_next=int(self.ledger.get_meta("fallback_next", str(cfg.staff.fallback_start))),
+        )
 
     # ----- inputs from other threads ----------------------------------------------
 
@@ -307,6 +312,8 @@ class DeviceRuntime:
         kind = cmd["cmd"]
         if kind == "display":
             self._feed(self.counter.display_ticket, cmd["ticket"], now)
+        elif kind == "ticket" and cmd.get("idle"):
+            self._feed(self.counter.idle_answer, cmd["seq"], now)
         elif kind == "ticket":
             self._feed(self.counter.ticket_answer, cmd["ticket"], cmd["seq"], now)
         elif kind == "officer":
@@ -359,6 +366,12 @@ class DeviceRuntime:
                     self.ledger.set_meta(e.key, e.value)
                 except LedgerError as err:  # a convenience across restarts, not a vote
                     log.error("could not remember %s: %s", e.key, err)
+            else:
+                self._effect(e)
+
+    def _effect(self, e) -> None:
+        """Effects only another state machine makes (the kiosk's requests and prints)."""
+        raise TypeError(f"unknown effect {e!r}")
 
     def _finalize(self) -> None:
         """Release the held event with its reason; a refused write is retried (it blocks later sends)."""
@@ -377,7 +390,7 @@ class DeviceRuntime:
             "v": 1, "type": e.type, "device": d.id, "site": d.site, "counter": d.counter,
             "ledger": None, "seq": None, **self.clock.stamp(), **e.fields,
         }
-        event = self.ledger.append(body, held=e.held)
+        event = self.ledger.append(body, held=e.held, meta=e.meta)
         if e.held and self._unfinished is not None:
             # Holding a new event released the old one: the reason its citizen chose is lost.
             log.error("a reason could not be written before the next low rating; its rating went without")

@@ -3,6 +3,7 @@
 One command per line on stdin:
   press 1..5 | press next | press recall | hold next SECONDS | hold N SECONDS |
   chord A B | badge UID | wait SECONDS | quit
+A kiosk (device.role = "kiosk") also takes: take QUEUE | take QUEUE priority.
 Output is JSON lines on stdout (see device.cli). On a terminal, single keys work too:
 1-5 rate, n next, r recall, c close (hold NEXT), q quit.
 """
@@ -50,6 +51,10 @@ class Script:
                     self.panel.press(name)
                 for name in args:
                     self.panel.release(name)
+            elif cmd == "take" and len(args) in (1, 2) and args[1:] in ([], ["priority"]):
+                if args[1:]:  # the kiosk's priority button, then the queue's
+                    self.panel.click("priority")
+                self.panel.click(args[0])
             elif cmd == "badge" and len(args) == 1:
                 self.badge(args[0])
             elif cmd == "wait" and len(args) == 1:

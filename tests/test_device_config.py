@@ -384,10 +384,12 @@ def test_commented_out_example_values_are_valid(tmp_path):
     for name in ("ca.crt", "device.crt", "device.key", "mqtt-password"):
         (tmp_path / name).write_text("x")
     text = example_config().replace('"/etc/hailong/', f'"{tmp_path}/')
-    data = tomllib.loads(re.sub(r"^# (\[\[officers\]\]|\w+ = )", r"\1", text, flags=re.M))
+    data = tomllib.loads(re.sub(r"^# (\[\[officers\]\]|\[\[queues\]\]|\w+ = )", r"\1", text, flags=re.M))
     del data["mqtt"]["password"]  # the inline alternative to password_file
+    data["device"]["role"] = "kiosk"  # queue buttons are a kiosk's
     cfg = config_from_dict(data)
     assert cfg.officers == (Officer("cb-0012", "Nguyễn Văn An", "AN", "04A1B2C3"),)
+    assert [(q.id, q.name, q.button) for q in cfg.queues] == [("A", "Đất đai", 22)]
     assert cfg.mqtt.cert_file == tmp_path / "device.crt"
 
 

@@ -285,3 +285,49 @@ def test_unknown_badge_while_signed_in_signs_out_and_records_the_tap():
     assert [(s.type, s.fields["officer"], s.fields["badge"]) for s in stores(out)] == [
         ("signout", "anna", "FFFF"), ("signin", None, "FFFF")]
     assert r.c.officer is None
+
+
+def test_long_press_of_recall_marks_a_noshow_and_calls_the_next():
+    r = Rig(hold_noshow_s=1.5)
+    r.call_next(answer="A012")
+    assert r.do("press", "recall") == []  # nothing yet: a short press will be a recall
+    assert r.advance(1.4) == []
+    out = r.advance(0.2)
+    assert [(s.type, s.fields["action"], s.fields["ticket"]) for s in stores(out)] == [("call", "noshow", "A012")]
+    assert shows(out) == ["----"]  # waiting for the service's next ticket
+    assert r.do("release", "recall") == []  # the hold did its work; no recall on top
+    r.c.stored({"type": "call", "action": "noshow", "seq": 2})
+    assert shows(r.do("ticket_answer", "A013", 2)) == ["A013"]
+    # The no-show's ticket gets no grace window: a press now rates A013.
+    assert ratings(r.at(1).click("4")) == [(4, [], "A013")]
+
+
+def test_short_press_of_recall_is_still_a_recall():
+    r = Rig(hold_noshow_s=1.5)
+    r.call_next(answer="A012")
+    r.do("press", "recall")
+    out = r.at(1.0).do("release", "recall")
+    assert [(s.fields["action"], s.fields["ticket"]) for s in stores(out)] == [("recall", "A012")]
+    assert not stores(r.advance(3))
+
+
+def test_noshow_offline_shows_a_local_number():
+    r = Rig(hold_noshow_s=1.5)
+    r.call_next(answer="A012")
+    r.do("set_online", False)
+    r.do("press", "recall")
+    out = r.advance(1.6)
+    assert [s.fields["action"] for s in stores(out)] == ["noshow"] and shows(out)[-1] == "L001"
+
+
+def test_idle_answer_shows_the_idle_sign_until_the_next_ticket():
+    r = Rig()
+    r.call_next(answer="A012")
+    r.click("next")
+    r.c.stored({"type": "call", "action": "next", "seq": 2})
+    assert r.do("idle_answer", 1) == []  # an answer to an older call is stale
+    assert shows(r.do("idle_answer", 2)) == ["IdLE"]
+    assert ratings(r.at(11).click("3")) == [(3, [], None)]  # nobody's ticket
+    r.advance(2)
+    r.call_next(answer="A013", seq=3)
+    assert r.c.base_text() == "A013"

@@ -68,7 +68,7 @@ def test_offline_presses_are_stored_with_unsynced_clock_flag(runtime):
 def test_a_failed_commit_shows_err_and_gives_no_feedback(runtime):
     rt, records, factory = runtime
 
-    def broken(body, held=False):
+    def broken(body, held=False, meta=()):
         raise LedgerError("disk I/O error")
 
     rt.ledger.append = broken
@@ -84,7 +84,7 @@ def test_a_refused_press_is_forgotten_shows_err_and_the_retry_counts(runtime):
     rt, records, factory = runtime
     working = rt.ledger.append
 
-    def full(body, held=False):
+    def full(body, held=False, meta=()):
         raise LedgerError("database or disk is full")
 
     rt.ledger.append = full
@@ -117,7 +117,7 @@ def test_a_ledger_found_corrupt_while_running_ends_the_process_so_a_restart_quar
         display=TextDisplay(4, on_change=lambda text: records.append({"display": text})),
         emit=records.append, uplink_factory=OfflineUplink)
 
-    def rotten(body, held=False):
+    def rotten(body, held=False, meta=()):
         raise LedgerCorrupt("database disk image is malformed")
 
     rt.ledger.append = rotten
