@@ -275,7 +275,9 @@ def test_a_take_resent_after_a_lost_ack_is_stored_once(hall, devices):
 def test_a_request_is_refused_clearly_and_a_redelivered_one_gets_the_same_answer(hall, devices):
     setup_queues(hall)
     kiosk = devices("kiosk-1", "kiosk")
-    refused = kiosk.request("take", "Z", priority=False)
+    kiosk.client.publish("hailong/v1/kiosk-1/request", b'{"req": "not hex", "op": "take"}', qos=1).wait_for_publish(5)
+    kiosk.client.publish("hailong/v1/kiosk-1/request", b"\xff{", qos=1).wait_for_publish(5)
+    refused = kiosk.request("take", "Z", priority=False)  # answered after the malformed ones were dropped
     assert refused["error"] == "unknown queue 'Z' at site 's1'"
     req = make_request("block", "0123abcd", "A", date=DAY)
     for _ in range(2):
