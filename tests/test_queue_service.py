@@ -242,6 +242,7 @@ def test_two_counters_call_in_order_priority_first_with_recall_noshow_and_times(
     assert a["wait_mean_s"] == pytest.approx((20 + 70 + 80) / 3) and a["wait_p50_s"] == 70
     assert a["wait_p90_s"] == pytest.approx(78) and a["service_mean_s"] == 60
     assert (b["key"], b["tickets"], b["served"], b["wait_mean_s"], b["service_mean_s"]) == ("s1/B", 1, 1, 120, 50)
+    assert (a["rated"], b["rated"]) == (0, 1)
     officers = hall.api.get("/api/v1/waiting", params={"group": "officer", "from": DAY, "to": DAY}).json()["rows"]
     assert [(r["key"], r["tickets"], r["served"], r["no_show"]) for r in officers] == [("o1", 1, 1, 0),
                                                                                       ("o2", 3, 2, 1)]
