@@ -324,6 +324,8 @@ def test_the_queue_api_refuses_bad_input_clearly(hall):
     assert api.get("/api/v1/counters/s1/3").status_code == 404  # refused before anything changed
     assert api.get("/api/v1/waiting", params={"group": "queue", "from": DAY, "to": "2000-01-01"}).status_code == 422
     assert api.get("/api/v1/tickets", params={"site": "s1", "date": "2026-02-30"}).status_code == 422
+    r = api.get("/api/v1/tickets", params={"site": "s1", "date": "20261118"})
+    assert r.status_code == 422 and r.json()["detail"] == "date: expected a date YYYY-MM-DD, got '20261118'"
     assert api.put("/api/v1/queues/s1/A", json={"name": "Đất đai 2", "prefix": "D"}).json()["prefix"] == "D"
     assert [c["queues"] for c in api.get("/api/v1/counters", params={"site": "s1"}).json()["items"]] == [["A"],
                                                                                                        ["A", "B"]]
