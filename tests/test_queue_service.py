@@ -9,6 +9,7 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -192,6 +193,10 @@ def setup_queues(hall: Hall, site: str = "s1") -> None:
         assert r.status_code == 200 and r.json()["queues"] == queues, r.text
 
 
+def day_after(days: int) -> str:
+    return (NOW.date() + timedelta(days=days)).isoformat()
+
+
 def at(hall: Hall, seconds: int) -> None:
     hall.clock.ms = T0 + seconds * S
 
@@ -303,6 +308,11 @@ def test_a_request_is_refused_clearly_and_a_redelivered_one_gets_the_same_answer
     answers = kiosk.cmds.wait_for(lambda cmds: [c for c in cmds if c.get("req") == "0123abcd"][1:] and
                                   [c for c in cmds if c.get("req") == "0123abcd"], what="both answers")
     assert answers[0] == answers[1] and (answers[0]["first"], answers[0]["last"]) == (1, 10)
+    # A block for a day after tomorrow is not reserved (a block for another day is void anyway): no answer,
+    # which the next request's answer proves, since requests are answered in order.
+    kiosk._publish("request", make_request("block", "00000bad", "A", date=day_after(2)))
+    assert kiosk.request("block", "A", date=day_after(1))["first"] == 1  # tomorrow's own sequence
+    assert not [c for c in kiosk.cmds.items if c.get("req") == "00000bad"]
     stranger = Device(hall, "kiosk-9", "x")
     try:
         hall.store.register_device("kiosk-8", "s1", "x")  # kiosk-9 is now unregistered: x has one device
