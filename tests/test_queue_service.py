@@ -20,6 +20,7 @@ from broker.auth import Auth
 from broker.config import config_from_dict
 from broker.ingest import Ingest, IngestSettings
 from broker.store import Store
+from broker.store.batch import Incoming
 from common.periods import local_day
 from protocol.codec import encode
 from protocol.events import make_event
@@ -378,3 +379,24 @@ def test_real_counter_processes_show_queue_tickets_and_the_idle_sign(hall, tmp_p
         for dev in counters:
             dev.close()
         kiosk.close()
+
+
+def test_a_call_committed_but_not_applied_is_applied_when_resent_and_an_applied_one_only_answered(hall, devices):
+    setup_queues(hall)
+    kiosk, c1 = devices("kiosk-1", "kiosk"), devices("dev-1", "1")
+    kiosk.take("A")
+    at(hall, 30)
+    kiosk.take("A")
+    at(hall, 60)
+    nxt = c1.event("call", officer="o1", action="next")
+    # The service stored the NEXT and died before applying it; the counter, never acked, sends it again.
+    hall.store.ingest([Incoming("dev-1", encode(nxt), hall.clock.ms)])
+    c1.send(nxt)
+    answer = c1.cmds.wait_for(lambda cmds: [c for c in cmds if c.get("seq") == nxt["seq"]], what="answer")[0]
+    assert answer["ticket"] == "A001"
+    c1.cmds.items.clear()
+    c1.send(nxt)  # once more, after it was applied: the same answer, no second call
+    again = c1.cmds.wait_for(lambda cmds: [c for c in cmds if c.get("seq") == nxt["seq"]], what="again")[0]
+    assert again["ticket"] == "A001"
+    assert [c["ticket"] for c in hall.store.calls_after("s1", 0, 10)] == ["A001"]
+    assert {t["ticket"]: t["status"] for t in hall.store.tickets("s1", DAY)} == {"A001": "called", "A002": "waiting"}
