@@ -50,7 +50,7 @@ class QueueDesk:
                 self._take(device, req, site, today)
             else:
                 self._block(device, req, site, today)
-        except QueueRefusal as e:
+        except ValueError as e:  # QueueRefusal, or anything else about this request: never a reason to stop ingest
             log.warning("refused %s request %s of %s: %s", req["op"], req["req"], device, e)
             if req["op"] == "take":  # a block has no refusal on the wire: the kiosk simply asks again
                 self._command(device, "number", req=req["req"], error=str(e)[:200])
@@ -88,8 +88,8 @@ class QueueDesk:
         result = self.store.queue_call(ev["device"], ev["ledger"], ev["seq"], live)
         if result is None:
             return False
-        if not live or ev["action"] == "close":
-            return True
+        if not live or ev["action"] == "close" or (result.get("again") and result["ticket"] is None):
+            return True  # nothing to show (an applied call's idle sign or finish is not worth repeating)
         if result["ticket"] is None:
             self._command(ev["device"], "ticket", ticket=IDLE, seq=ev["seq"], idle=True)
         else:
