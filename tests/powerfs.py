@@ -36,6 +36,7 @@ import json
 import logging
 import os
 import random
+import signal
 import stat
 import subprocess
 import sys
@@ -604,6 +605,26 @@ class PowerDisk:
                 self.proc.wait(10)
         elif self.mountpoint.exists() and os.path.ismount(self.mountpoint):
             self._umount()
+
+
+def cut_power(disk: PowerDisk, dev, rng: random.Random) -> dict:
+    """Fail the power at a seeded moment while `dev` (a DeviceProcess on `disk`) works, then bring
+    the filesystem back with only what was durable. `dev` is dead afterwards; restarting it is the caller's."""
+    if rng.random() < 0.7:
+        # At the N-th change from now: a write or fsync inside a commit, a checkpoint, an ack.
+        disk.freeze_after(rng.randint(1, 150))
+        if not disk.wait_frozen(timeout=rng.uniform(0.5, 3.0)):
+            disk.freeze()  # the device went idle first: cut now
+    else:
+        threading.Event().wait(rng.uniform(0, 1.0))  # a seeded random moment, not a wait for a condition
+        disk.freeze()
+    # A device blocked in a frozen write dies only once the filesystem process is gone.
+    dev.proc.send_signal(signal.SIGKILL)
+    torn = rng.randrange(1 << 30) if rng.random() < 0.5 else None
+    answer = disk.cut(torn)
+    dev.kill()
+    disk.mount()
+    return dict(answer, torn=torn is not None)
 
 
 if __name__ == "__main__":
