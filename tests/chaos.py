@@ -461,14 +461,24 @@ def net_slow(rig: Rig, rng: random.Random) -> None:
 
 @fault("power_cut")
 def power_cut(rig: Rig, rng: random.Random) -> None:
-    """The counter's power fails: unsynced writes are dropped or torn, the process dies, it boots again."""
+    """The counter's power fails: unsynced writes are dropped or torn, the process dies, it boots again.
+
+    Half the time the counter's link is down first (the commune's router lost power too), so the
+    last presses exist only on its SD card when the power goes."""
     c = rng.choice(rig.counters)
-    rig.wait_for_more_events(rng.randint(1, 8))
+    offline = rng.random() < 0.5
+    if offline:
+        c.link.refuse()
+        c.link.drop()
+        wait_until(_offline(c), 30, f"{c.device} offline")
+    target = len(c.stored()) + rng.randint(1, 6)
+    wait_until(lambda: len(c.stored()) >= target, 120, f"{c.device} storing before the cut", rig.describe)
     with c.lock:
         cut = cut_power(c.disk, c.proc, rng)
     rig.details.update(power_cut_ops_dropped=cut["lost_ops"], power_cut_ops_landed=cut["landed_ops"],
-                       power_cuts_torn=int(cut["torn"]))
+                       power_cuts_torn=int(cut["torn"]), power_cuts_offline=int(offline))
     c.start()
+    c.link.heal()
 
 
 def _refused(c: CounterNode, before: int) -> int:
