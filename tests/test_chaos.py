@@ -43,7 +43,21 @@ def rig_factory(tmp_path):
 
 
 def report(figures: dict, seed: int) -> None:
-    print("\nchaos figures: " + json.dumps({"seed": seed, **figures}, ensure_ascii=False))
+    """The figures for a person (docs/reliability.md quotes them), then as one JSON line."""
+    f = figures
+    lines = [
+        f"chaos run, seed {seed}, {f['seconds']} s",
+        "faults injected: " + ", ".join(f"{k} {n}" for k, n in sorted(f["faults"].items())),
+        f"events reported stored {f['events']} (flagged {f['flagged']}), stored by the service "
+        f"{f['stored_by_service']} ({f['unreported']} committed but never reported), lost {f['lost']}, "
+        f"doubled {f['doubled']}, undercounted {f['undercounted']}, misflagged {f['misflagged']}, "
+        f"held {f['held']}, reported twice {f['reported_twice']}",
+        "seconds per fault, injected to every counter caught up (total / max): " + ", ".join(
+            f"{k} {v['total']}/{v['max']}" for k, v in sorted(f["fault_seconds"].items())),
+        "what the faults did: " + ", ".join(f"{k} {n}" for k, n in sorted(f["details"].items())),
+    ]
+    print("\n" + "\n".join(lines))
+    print("chaos figures: " + json.dumps({"seed": seed, **figures}, ensure_ascii=False))
 
 
 def _runnable(counts: dict[str, int]) -> dict[str, int]:
