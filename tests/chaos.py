@@ -490,12 +490,13 @@ def _refused(c: CounterNode, before: int) -> int:
 def disk_full(rig: Rig, rng: random.Random) -> None:
     """The counter's SD card is full: presses are refused with "Err" until space returns, by itself.
 
-    A file may still be rewritten in place (a real full disk allows it too), so SQLite goes on
-    committing into its WAL until the WAL has to grow; the fault lasts until a press was refused."""
+    Full as a log-structured filesystem (f2fs) is: not even a rewrite in place succeeds. (On ext4
+    SQLite would go on committing into the room its WAL already has; tests/test_device_disk_full.py
+    fills a real tmpfs.) The fault lasts until the counter refused a press and the others stored more."""
     c = rng.choice(rig.counters)
     before = len(c.proc.of("error"))
-    c.disk.quota(0)  # nothing may grow: like a card something else filled
-    wait_until(lambda: _refused(c, before) > 0, 300, f"{c.device} refusing a press on a full disk", rig.describe)
+    c.disk.fill()
+    wait_until(lambda: _refused(c, before) > 0, 120, f"{c.device} refusing a press on a full disk", rig.describe)
     rig.wait_for_more_events(rng.randint(3, 10))  # the other counters go on
     assert c.proc.proc.poll() is None, "a full disk ended the counter"
     c.disk.quota(None)

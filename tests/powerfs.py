@@ -24,7 +24,9 @@ Control, one command per line on stdin, one JSON line per answer on stdout:
     freeze-after N  the same at the N-th change from now, so a cut lands inside a commit
     cut [torn SEED] apply nothing (or a seeded torn subset) of what is unsynced, exit at once
     quota BYTES     writes that would make the files larger than BYTES fail with ENOSPC
-    quota off
+    full            every write fails with ENOSPC, even one in place: a full log-structured or
+                    copy-on-write filesystem (f2fs, common on SD cards) needs free blocks to rewrite
+    quota off       (ends `full` too)
     stats
 
 The test side is `PowerDisk` below.
@@ -140,6 +142,7 @@ class PowerFS:
         self.frozen = False
         self._never = threading.Event()
         self.quota: int | None = None
+        self.full = False  # no write at all, not even in place
         self.stats = {"writes": 0, "fsyncs": 0, "dirsyncs": 0, "enospc": 0}
         self._load()
 
@@ -288,7 +291,7 @@ class PowerFS:
     def statfs(self, path):
         with self._mutex:
             total = self.quota if self.quota is not None else 1 << 34
-            free = max(0, total - self.used())
+            free = 0 if self.full else max(0, total - self.used())
         return {"f_bsize": 4096, "f_frsize": 4096, "f_blocks": total // 4096, "f_bfree": free // 4096,
                 "f_bavail": free // 4096, "f_files": 1 << 20, "f_ffree": 1 << 20, "f_namemax": 255}
 
@@ -351,7 +354,7 @@ class PowerFS:
         with self._mutex:
             node = self._node(path, fh)
             grow = max(0, offset + len(data) - len(node.data))
-            if self.quota is not None and grow and self.used() + grow > self.quota:
+            if self.full or (self.quota is not None and grow and self.used() + grow > self.quota):
                 self.stats["enospc"] += 1
                 raise _fuse_error(errno.ENOSPC)
             if offset > len(node.data):
@@ -367,7 +370,7 @@ class PowerFS:
         with self._mutex:
             node = self._node(path, fh)
             grow = length - len(node.data)
-            if self.quota is not None and grow > 0 and self.used() + grow > self.quota:
+            if grow > 0 and (self.full or (self.quota is not None and self.used() + grow > self.quota)):
                 self.stats["enospc"] += 1
                 raise _fuse_error(errno.ENOSPC)
             if grow > 0:
@@ -476,7 +479,12 @@ def _control(fs: PowerFS, stream) -> None:
         elif cmd == "quota":
             with fs._mutex:
                 fs.quota = None if words[1] == "off" else int(words[1])
+                fs.full = fs.full and fs.quota is not None
             fs.say({"quota": fs.quota, "used": fs.used()})
+        elif cmd == "full":
+            with fs._mutex:
+                fs.full = True
+            fs.say({"full": True, "used": fs.used()})
         elif cmd == "stats":
             with fs._mutex:
                 fs.say({"stats": dict(fs.stats, changes=fs.changes, used=fs.used())})
@@ -575,6 +583,10 @@ class PowerDisk:
 
     def quota(self, size: int | None) -> dict:
         return self._ask(f"quota {'off' if size is None else size}", "quota")
+
+    def fill(self) -> dict:
+        """No write succeeds until `quota(None)`, not even one in place."""
+        return self._ask("full", "full")
 
     def stats(self) -> dict:
         return self._ask("stats", "stats")["stats"]

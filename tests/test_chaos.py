@@ -82,6 +82,7 @@ def test_short_chaos_run_counts_every_stored_event_exactly_once(rig_factory):
 
 
 @pytest.mark.skipif(env_int("HAILONG_CHAOS_LONG", 0) == 0, reason="the long run: `make chaos`")
+@pytest.mark.timeout(3 * 3600)
 def test_long_chaos_run(rig_factory):
     seed = env_int("HAILONG_CHAOS_SEED", 2026)
     counts = {k: env_int(f"HAILONG_CHAOS_{k.upper()}S", LONG.get(k, 0)) for k in FAULTS}
