@@ -51,7 +51,7 @@ def report(figures: dict, seed: int) -> None:
         f"events reported stored {f['events']} (flagged {f['flagged']}), stored by the service "
         f"{f['stored_by_service']} ({f['unreported']} committed but never reported), lost {f['lost']}, "
         f"doubled {f['doubled']}, undercounted {f['undercounted']}, misflagged {f['misflagged']}, "
-        f"held {f['held']}, reported twice {f['reported_twice']}",
+        f"held {f['held']}, reported twice {f['reported_twice']}, ledgers quarantined {f['quarantined']}",
         "seconds per fault, injected to every counter caught up (total / max): " + ", ".join(
             f"{k} {v['total']}/{v['max']}" for k, v in sorted(f["fault_seconds"].items())),
         "what the faults did: " + ", ".join(f"{k} {n}" for k, n in sorted(f["details"].items())),

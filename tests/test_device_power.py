@@ -10,7 +10,8 @@ and the filesystem comes back with only what was durable. Then the device starts
 At the end every event the device reported `stored` (it had shown "thank you" for it)
 reached the service, unchanged, and was counted once; the ledger was never quarantined.
 
-`make chaos` runs many more cuts: HAILONG_POWER_CUTS (default 5), HAILONG_CHAOS_SEED.
+`make soak` runs many more cuts: HAILONG_POWER_CUTS (default 5), HAILONG_CHAOS_SEED. The chaos
+harness (tests/test_chaos.py) cuts power too, among all its other faults.
 """
 from __future__ import annotations
 
