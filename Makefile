@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test venv system-deps bench chaos clean
+.PHONY: demo test venv system-deps bench chaos soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -79,15 +79,18 @@ bench: venv system-deps
 	$(PY) benchmarks/pages.py --db .bench/hailong-10m.db
 	$(PY) benchmarks/arm64.py   # as root: the counter under qemu-user, as a ratio to this host
 
-# The device's kill -9 rounds and power cuts, then the long chaos run, which prints its figures.
-# Seeded: `make chaos SEED=7` replays another schedule; HAILONG_CHAOS_* sizes the long run
-# (see tests/test_chaos.py, docs/reliability.md).
+# The long chaos run, one command: counters on power-cut filesystems, one seeded schedule of every
+# fault kind (power cuts, kills, broker restarts, network cuts, full disks, clock jumps), and its
+# figures printed. `make chaos SEED=7` replays another schedule; HAILONG_CHAOS_* sizes it
+# (tests/test_chaos.py, docs/reliability.md).
 SEED ?= 2026
 chaos: venv system-deps
+	HAILONG_CHAOS_LONG=1 HAILONG_CHAOS_SEED=$(SEED) $(PY) -m pytest -q -s -p no:cacheprovider tests/test_chaos.py -k long
+
+# Longer runs of single faults: the device's kill -9 and power-cut rounds, 50,000 fuzzed payloads.
+soak: venv system-deps
 	HAILONG_CHAOS_SEED=$(SEED) HAILONG_CHAOS_ROUNDS=50 HAILONG_POWER_CUTS=30 \
-	  $(PY) -m pytest -q -s tests/test_device_crash.py tests/test_device_power.py
-	HAILONG_CHAOS_LONG=1 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_chaos.py -k long
-	# 50,000 random and mutated payloads against the running service; prints the figures.
+	  $(PY) -m pytest -q -s -p no:cacheprovider tests/test_device_crash.py tests/test_device_power.py
 	HAILONG_FUZZ_PAYLOADS=50000 $(PY) -m pytest -q -s -p no:cacheprovider tests/test_fuzz_ingest.py
 
 clean:

@@ -97,6 +97,13 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "devices.last_seen": {"vi": "Lần cuối", "en": "Last seen"},
     "devices.backlog": {"vi": "Tồn đọng", "en": "Backlog"},
     "devices.clock": {"vi": "Đồng hồ", "en": "Clock"},
+    # Votes rescued from quarantined ledgers (device/salvage.py, docs/reliability.md).
+    "devices.salvage": {"vi": "Phiếu được cứu", "en": "Rescued votes"},
+    "devices.salvage_figures": {"vi": "{salvaged} đã cứu · {pending} chờ gửi · {unreadable} không đọc được",
+                                "en": "{salvaged} rescued · {pending} to send · {unreadable} unreadable"},
+    "devices.salvage_check": {"vi": "Thay thẻ nhớ", "en": "Replace the SD card"},
+    "devices.salvage_lost": {"vi": "Có phiếu không đọc được trên thẻ nhớ: phiếu đã mất.",
+                             "en": "Some votes on the SD card could not be read: they are lost."},
     "devices.clock_ok": {"vi": "Đã đồng bộ", "en": "Synced"},
     "devices.clock_bad": {"vi": "Chưa đồng bộ", "en": "Not synced"},
     "devices.fw": {"vi": "Phần mềm", "en": "Firmware"},

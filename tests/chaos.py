@@ -1,13 +1,14 @@
 """The chaos harness: the real service, a real Mosquitto and real counter processes, with faults on cue.
 
-    rig = Rig(tmp_path, counters=3, persistence=True).start()   # everything up, counters registered
+    rig = Rig(tmp_path, counters=3, power=True).start()   # everything up, counters registered, on powerfs
     rig.press_forever(seed=7, rate=100)                          # simulated citizens, one thread per counter
     run_schedule(rig, Random(7), {"counter_kill": 2, "net_stall": 1})   # a seeded fault schedule
     figures = rig.finish()    # quiesce, stop, compare what counters reported `stored` with what was counted
 
 Counters reach the broker through one FaultProxy each, the service through its own (`rig.svc_link`).
-Fault kinds live in FAULTS (name -> function(rig, rng, target)); another kind (e.g. a power cut from
-a test filesystem) registers itself with `@fault("power_cut")` and the schedule picks it up by name.
+With `power=True` each counter's data dir is a powerfs (tests/powerfs.py), whose SD card can lose
+power (`power_cut`) and fill up (`disk_full`). Fault kinds live in FAULTS (name -> function(rig, rng));
+a new kind registers itself with `@fault("name")` and the schedule picks it up by name.
 Each fault injects, waits for its effect to show (never a bare sleep), heals, and waits until every
 counter has caught up again, so the schedule is a reproducible sequence for a given seed.
 """
@@ -25,8 +26,10 @@ from collections import Counter as Multiset
 from collections.abc import Callable
 from pathlib import Path
 
+from common.clock import SHIFT_ENV, shift_s
 from tests.faultproxy import FaultProxy
 from tests.mosquitto import Mosquitto, free_port
+from tests.powerfs import PowerDisk, cut_power
 from tests.support import ROOT, DeviceProcess, Waiter, write_config
 
 SITE = "kien-thuy"
@@ -106,13 +109,17 @@ class ServiceProcess:
 
 
 class CounterNode:
-    """One counter device across its incarnations (a SIGKILL and restart keeps its data dir and ledger)."""
+    """One counter device across its incarnations (a SIGKILL and restart keeps its data dir and ledger).
 
-    def __init__(self, workdir: Path, n: int, broker_port: int):
+    With `power`, the data dir is a powerfs (tests/powerfs.py): its SD card can lose power and fill up."""
+
+    def __init__(self, workdir: Path, n: int, broker_port: int, power: bool = False):
         self.n, self.device = n, f"chaos-{n}"
         self.link = FaultProxy(broker_port).start()
+        data = workdir / f"data-{n}"
+        self.disk = PowerDisk(workdir / f"sdcard-{n}", data) if power else None
         self.cfg = write_config(workdir, None, device_id=self.device, counter=str(n),
-                                data_dir=workdir / f"data-{n}", port=self.link.port,
+                                data_dir=data, port=self.link.port,
                                 mqtt=DEVICE_MQTT, extra=DEVICE_EXTRA)
         self.lives: list[DeviceProcess] = []
         self.lock = threading.Lock()  # a press never goes to a process being replaced
@@ -121,9 +128,11 @@ class CounterNode:
     def proc(self) -> DeviceProcess:
         return self.lives[-1]
 
-    def start(self) -> None:
+    def start(self, clock_shift_s: float = 0.0) -> None:
+        """`clock_shift_s`: this incarnation's wall clock is that far off (the suite's own shift kept)."""
+        env = {SHIFT_ENV: str(shift_s() + clock_shift_s)} if clock_shift_s else None
         with self.lock:
-            self.lives.append(DeviceProcess(self.cfg))
+            self.lives.append(DeviceProcess(self.cfg, env=env))
             _signalling(self.proc.lines)
         self.proc.wait_ready(timeout=30)
 
@@ -161,22 +170,35 @@ class CounterNode:
             out.update((ledger, s) for r in list(life.lines.items) if "acked" in r for s in r["acked"])
         return out
 
-    def caught_up(self) -> bool:
-        return set(self.stored()) <= self.acked()
+    def stored_by_the_dead(self) -> set[tuple]:
+        """Keys stored by incarnations since killed: one may have deleted an acked event and died
+        before printing `acked`, and no later incarnation will ever ack it again."""
+        return {(r["stored"]["ledger"], r["stored"]["seq"]) for life in self.lives[:-1]
+                for r in list(life.lines.items) if "stored" in r}
+
+    def unsettled(self, keys: set[tuple], at_service: Callable[[str, set], set]) -> set[tuple]:
+        """Of `keys`, those neither acked nor, if an incarnation that died stored them, at the service."""
+        missing = keys - self.acked()
+        orphans = missing & self.stored_by_the_dead()
+        return missing - at_service(self.device, orphans) if orphans else missing
 
     def online(self) -> bool:
+        """Its current process is running (nobody restarts a counter that exits by itself) and online."""
         values = self.proc.of("online")
-        return bool(values) and values[-1] is True
+        return self.proc.proc.poll() is None and bool(values) and values[-1] is True
 
     def close(self) -> None:
         for life in self.lives:
             life.close()
         self.link.close()
+        if self.disk is not None:
+            self.disk.close()
 
 
 class Rig:
-    def __init__(self, workdir: Path, counters: int = 3, persistence: bool = True):
+    def __init__(self, workdir: Path, counters: int = 3, persistence: bool = True, power: bool = False):
         self.workdir = Path(workdir)
+        self.power = power
         self.broker = Broker(self.workdir / "mosquitto", persistence)
         self.svc_link: FaultProxy | None = None
         self.service: ServiceProcess | None = None
@@ -185,13 +207,19 @@ class Rig:
         self.stop_pressing = threading.Event()
         self.citizens: list[threading.Thread] = []
         self.faults: Multiset = Multiset()
+        self.fault_seconds: dict[str, list[float]] = {}
+        self.details: Multiset = Multiset()  # what the faults did: ops dropped at cuts, presses refused...
         self.started = time.monotonic()
 
     def start(self) -> "Rig":
         self.broker.start()
         self.svc_link = FaultProxy(self.broker.port).start()
         self.service = ServiceProcess(self.workdir, self.svc_link.port)
-        self.counters = [CounterNode(self.workdir, n, self.broker.port) for n in range(1, self.n_counters + 1)]
+        self.counters = [CounterNode(self.workdir, n, self.broker.port, self.power)
+                         for n in range(1, self.n_counters + 1)]
+        for c in self.counters:
+            if c.disk is not None:
+                c.disk.mount()
         self._register()
         self.service.start()
         for c in self.counters:
@@ -239,12 +267,38 @@ class Rig:
     def wait_caught_up(self, timeout: float = 120.0) -> None:
         """Until every counter is online and has an ack for everything it stored so far."""
         marks = {c.n: set(c.stored()) for c in self.counters}
-        wait_until(lambda: all(c.online() and marks[c.n] <= c.acked() for c in self.counters),
+        wait_until(lambda: all(c.online() and not c.unsettled(marks[c.n], self.at_service) for c in self.counters),
                    timeout, "every counter online with its events acked", self.describe)
 
+    def at_service(self, device: str, keys: set[tuple]) -> set[tuple]:
+        """Which of a device's (ledger, seq) keys the service has stored."""
+        db = sqlite3.connect(f"file:{self.service.db}?mode=ro", uri=True)
+        try:
+            return {k for k in keys if db.execute("SELECT 1 FROM events WHERE device = ? AND ledger = ? AND seq = ?",
+                                                  (device, *k)).fetchone()}
+        finally:
+            db.close()
+
     def describe(self) -> str:
-        return "; ".join(f"{c.device}: online={c.online()} stored={len(c.stored())} acked={len(c.acked())} "
-                         f"unacked={sorted(set(c.stored()) - c.acked())[:5]}" for c in self.counters)
+        """Each counter's state and, for one stuck, what the service holds of it and the counter's last words."""
+        out = []
+        for c in self.counters:
+            unacked = sorted(c.unsettled(set(c.stored()), self.at_service))[:5]
+            out.append(f"{c.device}: exit={c.proc.proc.poll()} online={c.online()} stored={len(c.stored())} acked={len(c.acked())} "
+                       f"unacked={unacked}")
+            if unacked:
+                out.append(f"  at the service: {self._service_rows(c.device, unacked)}; incarnations "
+                           f"{len(c.lives)}; last lines {c.proc.lines.items[-6:]}; "
+                           f"stderr {c.proc.stderr_lines[-6:]}")
+        return "\n".join(out)
+
+    def _service_rows(self, device: str, keys: list[tuple]) -> list:
+        db = sqlite3.connect(f"file:{self.service.db}?mode=ro", uri=True)
+        try:
+            return [db.execute("SELECT ledger, seq, ts, received_ms, held FROM events"
+                               " WHERE device = ? AND ledger = ? AND seq = ?", (device, *k)).fetchall() for k in keys]
+        finally:
+            db.close()
 
     # ----- the end ---------------------------------------------------------------------
 
@@ -253,13 +307,16 @@ class Rig:
         self.stop_pressing.set()
         for t in self.citizens:
             t.join(10)
-        wait_until(lambda: all(c.online() and c.caught_up() for c in self.counters), timeout,
-                   "every stored event acked", self.describe)
+        wait_until(lambda: all(c.online() and not c.unsettled(set(c.stored()), self.at_service)
+                               for c in self.counters), timeout, "every stored event acked", self.describe)
         for c in self.counters:
             assert c.proc.quit() == 0
         assert self.service.stop() == 0, self.service.log.read_text()[-3000:]
         figures = tally(self.counters, self.service.db)
         figures["faults"] = dict(self.faults)
+        figures["fault_seconds"] = {k: {"total": round(sum(v), 1), "max": round(max(v), 1)}
+                                    for k, v in self.fault_seconds.items()}
+        figures["details"] = dict(self.details)
         figures["seconds"] = round(time.monotonic() - self.started, 1)
         return figures
 
@@ -323,6 +380,7 @@ def tally(counters: list[CounterNode], db_path: Path) -> dict:
             "SELECT site || '/' || counter || '/' || action, sum(n) FROM call_days GROUP BY 1")))
     finally:
         db.close()
+    quarantined = sum(len(life.of("quarantined")) for c in counters for life in c.lives)
     lost = [k for k in reported if k not in rows]
     misflagged = [k for k, ev in reported.items() if k in rows and ev["type"] == "rating"
                   and bool(rows[k][0]) != bool(ev["flags"])]
@@ -334,12 +392,13 @@ def tally(counters: list[CounterNode], db_path: Path) -> dict:
         "doubled": sum((counted - from_events).values()), "undercounted": sum((from_events - counted).values()),
         "misflagged": len(misflagged), "held": len(held),
         "unreported": len(set(rows) - set(reported)),  # committed by a counter killed before it said so
+        "quarantined": quarantined,  # ledgers a fault made unusable: no power cut or kill may do that
     }
 
 
 def assert_exact(figures: dict) -> None:
-    bad = {k: figures[k] for k in ("lost", "doubled", "undercounted", "misflagged", "held", "reported_twice")
-           if figures[k]}
+    bad = {k: figures[k] for k in ("lost", "doubled", "undercounted", "misflagged", "held", "reported_twice",
+                                   "quarantined") if figures[k]}
     assert not bad, f"the service's count differs from the counters' reports: {bad}; figures {figures}"
     assert figures["events"] > 0
 
@@ -438,6 +497,66 @@ def net_slow(rig: Rig, rng: random.Random) -> None:
     link.heal()
 
 
+@fault("power_cut")
+def power_cut(rig: Rig, rng: random.Random) -> None:
+    """The counter's power fails: unsynced writes are dropped or torn, the process dies, it boots again.
+
+    Half the time the counter's link is down first (the commune's router lost power too), so the
+    last presses exist only on its SD card when the power goes."""
+    c = rng.choice(rig.counters)
+    offline = rng.random() < 0.5
+    if offline:
+        c.link.refuse()
+        c.link.drop()
+        wait_until(_offline(c), 30, f"{c.device} offline")
+    target = len(c.stored()) + rng.randint(1, 6)
+    wait_until(lambda: len(c.stored()) >= target, 120, f"{c.device} storing before the cut", rig.describe)
+    with c.lock:
+        cut = cut_power(c.disk, c.proc, rng)
+    rig.details.update(power_cut_ops_dropped=cut["lost_ops"], power_cut_ops_landed=cut["landed_ops"],
+                       power_cuts_torn=int(cut["torn"]), power_cuts_offline=int(offline))
+    c.start()
+    c.link.heal()
+
+
+def _refused(c: CounterNode, before: int) -> int:
+    """Presses refused for a full disk since the current incarnation's `before`-th error."""
+    return sum(1 for e in c.proc.of("error")[before:] if e.startswith("ledger:") and "full" in e)
+
+
+@fault("disk_full")
+def disk_full(rig: Rig, rng: random.Random) -> None:
+    """The counter's SD card is full: presses are refused with "Err" until space returns, by itself.
+
+    Full as a log-structured filesystem (f2fs) is: not even a rewrite in place succeeds. (On ext4
+    SQLite would go on committing into the room its WAL already has; tests/test_device_disk_full.py
+    fills a real tmpfs.) The fault lasts until the counter refused a press and the others stored more."""
+    c = rng.choice(rig.counters)
+    before = len(c.proc.of("error"))
+    c.disk.fill()
+    wait_until(lambda: _refused(c, before) > 0, 120, f"{c.device} refusing a press on a full disk", rig.describe)
+    rig.wait_for_more_events(rng.randint(3, 10))  # the other counters go on
+    assert c.proc.proc.poll() is None, "a full disk ended the counter"
+    c.disk.quota(None)
+    rig.details.update(disk_full_presses_refused=_refused(c, before))
+
+
+@fault("clock_jump")
+def clock_jump(rig: Rig, rng: random.Random) -> None:
+    """The counter reboots with its wall clock wrong (a Pi has no RTC), stamps presses with it, then
+    reboots with the right time: one jump backwards or forwards by up to three days, and one back.
+    Jumps inside a running process are tests/test_device_clock_jumps.py's (an injected wall clock)."""
+    c = rng.choice(rig.counters)
+    rig.wait_for_more_events(rng.randint(1, 8))
+    c.kill()
+    c.start(clock_shift_s=rng.choice([-1, 1]) * rng.uniform(60, 3 * 86_400))
+    target = len(c.stored()) + rng.randint(2, 6)
+    wait_until(lambda: len(c.stored()) >= target, 120, f"{c.device} storing with a wrong clock", rig.describe)
+    c.kill()
+    c.start()
+    rig.details["clock_jumps"] += 2
+
+
 def schedule(rng: random.Random, counts: dict[str, int]) -> list[str]:
     kinds = [k for k, n in counts.items() for _ in range(n)]
     unknown = set(kinds) - set(FAULTS)
@@ -452,9 +571,11 @@ def run_schedule(rig: Rig, rng: random.Random, counts: dict[str, int], log=print
     for i, kind in enumerate(kinds):
         due = spread_over * i // len(kinds)
         wait_until(lambda: rig.events_stored() >= due, 600, f"{due} events before fault {i + 1}", rig.describe)
+        began = time.monotonic()
         FAULTS[kind](rig, rng)
         rig.faults[kind] += 1
         rig.wait_caught_up()
+        rig.fault_seconds.setdefault(kind, []).append(time.monotonic() - began)
         log(f"chaos: fault {i + 1} {kind} done; {rig.events_stored()} events so far")
 
 

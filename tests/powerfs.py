@@ -24,7 +24,9 @@ Control, one command per line on stdin, one JSON line per answer on stdout:
     freeze-after N  the same at the N-th change from now, so a cut lands inside a commit
     cut [torn SEED] apply nothing (or a seeded torn subset) of what is unsynced, exit at once
     quota BYTES     writes that would make the files larger than BYTES fail with ENOSPC
-    quota off
+    full            every write fails with ENOSPC, even one in place: a full log-structured or
+                    copy-on-write filesystem (f2fs, common on SD cards) needs free blocks to rewrite
+    quota off       (ends `full` too)
     stats
 
 The test side is `PowerDisk` below.
@@ -36,6 +38,7 @@ import json
 import logging
 import os
 import random
+import signal
 import stat
 import subprocess
 import sys
@@ -139,6 +142,7 @@ class PowerFS:
         self.frozen = False
         self._never = threading.Event()
         self.quota: int | None = None
+        self.full = False  # no write at all, not even in place
         self.stats = {"writes": 0, "fsyncs": 0, "dirsyncs": 0, "enospc": 0}
         self._load()
 
@@ -287,7 +291,7 @@ class PowerFS:
     def statfs(self, path):
         with self._mutex:
             total = self.quota if self.quota is not None else 1 << 34
-            free = max(0, total - self.used())
+            free = 0 if self.full else max(0, total - self.used())
         return {"f_bsize": 4096, "f_frsize": 4096, "f_blocks": total // 4096, "f_bfree": free // 4096,
                 "f_bavail": free // 4096, "f_files": 1 << 20, "f_ffree": 1 << 20, "f_namemax": 255}
 
@@ -350,7 +354,7 @@ class PowerFS:
         with self._mutex:
             node = self._node(path, fh)
             grow = max(0, offset + len(data) - len(node.data))
-            if self.quota is not None and grow and self.used() + grow > self.quota:
+            if self.full or (self.quota is not None and grow and self.used() + grow > self.quota):
                 self.stats["enospc"] += 1
                 raise _fuse_error(errno.ENOSPC)
             if offset > len(node.data):
@@ -366,7 +370,7 @@ class PowerFS:
         with self._mutex:
             node = self._node(path, fh)
             grow = length - len(node.data)
-            if self.quota is not None and grow > 0 and self.used() + grow > self.quota:
+            if grow > 0 and (self.full or (self.quota is not None and self.used() + grow > self.quota)):
                 self.stats["enospc"] += 1
                 raise _fuse_error(errno.ENOSPC)
             if grow > 0:
@@ -475,7 +479,12 @@ def _control(fs: PowerFS, stream) -> None:
         elif cmd == "quota":
             with fs._mutex:
                 fs.quota = None if words[1] == "off" else int(words[1])
+                fs.full = fs.full and fs.quota is not None
             fs.say({"quota": fs.quota, "used": fs.used()})
+        elif cmd == "full":
+            with fs._mutex:
+                fs.full = True
+            fs.say({"full": True, "used": fs.used()})
         elif cmd == "stats":
             with fs._mutex:
                 fs.say({"stats": dict(fs.stats, changes=fs.changes, used=fs.used())})
@@ -575,6 +584,10 @@ class PowerDisk:
     def quota(self, size: int | None) -> dict:
         return self._ask(f"quota {'off' if size is None else size}", "quota")
 
+    def fill(self) -> dict:
+        """No write succeeds until `quota(None)`, not even one in place."""
+        return self._ask("full", "full")
+
     def stats(self) -> dict:
         return self._ask("stats", "stats")["stats"]
 
@@ -604,6 +617,26 @@ class PowerDisk:
                 self.proc.wait(10)
         elif self.mountpoint.exists() and os.path.ismount(self.mountpoint):
             self._umount()
+
+
+def cut_power(disk: PowerDisk, dev, rng: random.Random) -> dict:
+    """Fail the power at a seeded moment while `dev` (a DeviceProcess on `disk`) works, then bring
+    the filesystem back with only what was durable. `dev` is dead afterwards; restarting it is the caller's."""
+    if rng.random() < 0.7:
+        # At the N-th change from now: a write or fsync inside a commit, a checkpoint, an ack.
+        disk.freeze_after(rng.randint(1, 150))
+        if not disk.wait_frozen(timeout=rng.uniform(0.5, 3.0)):
+            disk.freeze()  # the device went idle first: cut now
+    else:
+        threading.Event().wait(rng.uniform(0, 1.0))  # a seeded random moment, not a wait for a condition
+        disk.freeze()
+    # A device blocked in a frozen write dies only once the filesystem process is gone.
+    dev.proc.send_signal(signal.SIGKILL)
+    torn = rng.randrange(1 << 30) if rng.random() < 0.5 else None
+    answer = disk.cut(torn)
+    dev.kill()
+    disk.mount()
+    return dict(answer, torn=torn is not None)
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """kill -9 the device again and again while citizens press: nothing stored is lost or doubled.
 
-`make chaos` runs many more rounds (HAILONG_CHAOS_ROUNDS).
+`make soak` runs many more rounds (HAILONG_CHAOS_ROUNDS).
 """
 from __future__ import annotations
 

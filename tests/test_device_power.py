@@ -10,14 +10,13 @@ and the filesystem comes back with only what was durable. Then the device starts
 At the end every event the device reported `stored` (it had shown "thank you" for it)
 reached the service, unchanged, and was counted once; the ledger was never quarantined.
 
-`make chaos` runs many more cuts: HAILONG_POWER_CUTS (default 5), HAILONG_CHAOS_SEED.
+`make soak` runs many more cuts: HAILONG_POWER_CUTS (default 5), HAILONG_CHAOS_SEED. The chaos
+harness (tests/test_chaos.py) cuts power too, among all its other faults.
 """
 from __future__ import annotations
 
 import os
 import random
-import signal
-import threading
 from datetime import timedelta
 
 import pytest
@@ -26,7 +25,7 @@ from broker.ingest import Ingest, IngestSettings
 from broker.store import Store
 from common import periods
 from protocol.events import is_counted
-from tests.powerfs import PowerDisk, fuse_available
+from tests.powerfs import PowerDisk, cut_power, fuse_available
 from tests.support import DeviceProcess, write_config
 
 CUTS = int(os.environ.get("HAILONG_POWER_CUTS", "5"))
@@ -57,25 +56,6 @@ def service(tmp_path, mosquitto):
     store.close()
 
 
-def power_cut(disk: PowerDisk, dev: DeviceProcess, rng: random.Random) -> dict:
-    """Fail the power at a seeded moment while `dev` works, then bring the filesystem back."""
-    if rng.random() < 0.7:
-        # At the N-th change from now: a write or fsync inside a commit, a checkpoint, an ack.
-        disk.freeze_after(rng.randint(1, 150))
-        if not disk.wait_frozen(timeout=rng.uniform(0.5, 3.0)):
-            disk.freeze()  # the device went idle first: cut now
-    else:
-        threading.Event().wait(rng.uniform(0, 1.0))  # a seeded random moment, not a wait for a condition
-        disk.freeze()
-    # A device blocked in a frozen write dies only once the filesystem process is gone.
-    dev.proc.send_signal(signal.SIGKILL)
-    torn = rng.randrange(1 << 30) if rng.random() < 0.5 else None
-    answer = disk.cut(torn)
-    dev.kill()
-    disk.mount()
-    return answer
-
-
 def run_cuts(tmp_path, mosquitto, disk, cuts: int, seed: int) -> tuple[dict, list[dict]]:
     rng = random.Random(seed)
     cfg = write_config(tmp_path, mosquitto, data_dir=disk.mountpoint,
@@ -95,7 +75,7 @@ def run_cuts(tmp_path, mosquitto, disk, cuts: int, seed: int) -> tuple[dict, lis
         target = rng.randint(0, 5)
         if target:
             dev.wait("stored", lambda v: len(v) >= target, timeout=30)
-        log.append(power_cut(disk, dev, rng))
+        log.append(cut_power(disk, dev, rng))
         assert not dev.of("quarantined"), f"a power cut made the ledger unusable: {dev.of('quarantined')}"
         for ev in dev.stored():
             key = (ev["ledger"], ev["seq"])

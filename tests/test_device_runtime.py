@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from contextlib import contextmanager
 
 import pytest
 from gpiozero.pins.mock import MockFactory
@@ -30,12 +31,13 @@ class OfflineUplink:
         pass
 
 
-@pytest.fixture
-def runtime(tmp_path):
+@contextmanager
+def running(tmp_path, rating: dict | None = None):
     cfg = config_from_dict({
         "device": {"id": "dev-1", "site": "s", "counter": "3", "data_dir": str(tmp_path / "data")},
         "mqtt": {"host": "127.0.0.1"},
         "clock": {"trust": "never"},
+        **({"rating": rating} if rating else {}),
     })
     records = Waiter()
     factory = MockFactory()
@@ -51,9 +53,17 @@ def runtime(tmp_path):
     thread = threading.Thread(target=rt.run, daemon=True)
     thread.start()
     assert rt.ready.wait(10)
-    yield rt, records, factory
-    rt.stop()
-    thread.join(10)
+    try:
+        yield rt, records, factory
+    finally:
+        rt.stop()
+        thread.join(10)
+
+
+@pytest.fixture
+def runtime(tmp_path):
+    with running(tmp_path) as parts:
+        yield parts
 
 
 def test_offline_presses_are_stored_with_unsynced_clock_flag(runtime):
@@ -99,6 +109,49 @@ def test_a_refused_press_is_forgotten_shows_err_and_the_retry_counts(runtime):
     rt.panel.click("4")
     (stored,) = records.wait_for(lambda items: [r["stored"] for r in items if "stored" in r])
     assert stored["score"] == 4 and stored["flags"] == []
+
+
+def test_a_reason_the_full_disk_refused_is_retried_until_it_is_written(tmp_path):
+    """The held low rating waits for its reason; a refused write of it is retried, never dropped."""
+    with running(tmp_path, {"reasons": ["Chờ lâu", "Thái độ"], "reason_window_s": 5}) as parts:
+        retry_reason(*parts)
+
+
+def retry_reason(rt, records, factory) -> None:
+    working = rt.ledger.finalize_held
+    refusals = Waiter()
+
+    def full(updates=None):
+        refusals.append(updates)
+        raise LedgerError("database or disk is full")
+
+    rt.ledger.finalize_held = full
+    rt.panel.click("1")
+    records.wait_for(lambda items: any("stored" in r for r in items))
+    rt.panel.click("2")  # the reason
+    refusals.wait_for(lambda items: len(items) >= 2, timeout=10, what="the refused reason written again")
+    assert not any("updated" in r for r in records.items)
+    rt.ledger.finalize_held = working  # space is back
+    (updated,) = records.wait_for(lambda items: [r["updated"] for r in items if "updated" in r], timeout=10)
+    assert updated["score"] == 1 and updated["reason"] == refusals.items[0]["reason"]
+    assert rt.ledger.pending()[0]["reason"] == updated["reason"]
+
+
+def test_a_refused_remember_is_only_logged(runtime):
+    """Remembering the next local ticket number is a convenience: a full disk must not stop the counter."""
+    rt, records, factory = runtime
+    tried = Waiter()
+
+    def full(key, value):
+        tried.append(key)
+        raise LedgerError("database or disk is full")
+
+    rt.ledger.set_meta = full
+    rt.panel.click("next")  # no service answers: a local number after the ticket timeout
+    tried.wait_for(lambda items: "fallback_next" in items, timeout=30, what="the local number remembered")
+    rt.panel.click("3")
+    stored = records.wait_for(lambda items: [r["stored"] for r in items if "stored" in r and r["stored"]["type"] == "rating"])
+    assert stored[0]["score"] == 3 and not any(r.get("error", "").startswith("ledger") for r in records.items)
 
 
 def test_a_ledger_found_corrupt_while_running_ends_the_process_so_a_restart_quarantines_it(tmp_path):

@@ -4,7 +4,7 @@ registered and unregistered devices, interleaved with valid events.
 
 It must stay up (ingest worker alive, /healthz ok), refuse each bad payload with a reason (dead
 letters, bounded; a logged warning for status and telemetry) and still count the valid events
-exactly. `make test` runs a short variant; `HAILONG_FUZZ_PAYLOADS=50000` (make chaos) the long one,
+exactly. `make test` runs a short variant; `HAILONG_FUZZ_PAYLOADS=50000` (make soak) the long one,
 and `HAILONG_FUZZ_SEED` picks another seed. The figures go to stdout (pytest -s) and, with
 `HAILONG_FUZZ_REPORT=<file>`, to a JSON file.
 """

@@ -99,6 +99,22 @@ def test_quota_gives_enospc_and_statfs_tells(disk):
     write(f, b"x" * (128 * 1024), sync=True)
 
 
+def test_a_full_disk_refuses_even_writes_in_place_until_space_returns(disk):
+    f = disk.mountpoint / "in-place"
+    write(f, b"." * 4096, sync=True)
+    disk.fill()
+    with pytest.raises(OSError) as err:
+        with open(f, "r+b") as fh:
+            fh.write(b"#" * 512)
+            fh.flush()
+    assert err.value.errno == errno.ENOSPC
+    assert shutil.disk_usage(disk.mountpoint).free == 0
+    assert f.read_bytes() == b"." * 4096
+    disk.quota(None)
+    write(f, b"#" * 4096, sync=True)
+    assert f.read_bytes() == b"#" * 4096
+
+
 def test_shared_mmap_works_for_sqlite_wal(disk):
     f = disk.mountpoint / "shm"
     write(f, bytes(4096), sync=False)

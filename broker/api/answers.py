@@ -66,6 +66,14 @@ class OfficerList(BaseModel):
     items: list[OfficerItem]
 
 
+class Salvage(BaseModel):
+    """Votes the device rescued from quarantined ledgers (device/salvage.py), from its last telemetry."""
+
+    salvaged: int | None
+    pending: int | None
+    unreadable: int | None
+
+
 class Device(BaseModel):
     device: str
     registered: bool
@@ -79,6 +87,8 @@ class Device(BaseModel):
     backlog: int | None
     clock_ok: bool | None
     last_telemetry: dict[str, Any] | None
+    salvage: Salvage | None = Field(description="null until the device ever quarantined a ledger; "
+                                    "unreadable > 0: votes lost to a damaged SD card")
 
 
 class DeviceList(BaseModel):
