@@ -86,6 +86,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "action.next": {"vi": "Gọi số tiếp", "en": "Next"},
     "action.recall": {"vi": "Gọi lại", "en": "Recall"},
     "action.close": {"vi": "Đóng quầy", "en": "Close"},
+    "action.noshow": {"vi": "Vắng mặt", "en": "No-show"},
     # devices
     "devices.title": {"vi": "Quầy và thiết bị", "en": "Counters and devices"},
     "devices.device": {"vi": "Thiết bị", "en": "Device"},

@@ -24,6 +24,7 @@ from protocol.codec import (
     json_type,
 )
 from protocol.errors import ProtocolError
+from protocol.tickets import TAKE_SOURCES, check_date, check_queue_id, check_ticket
 from protocol.topics import DEVICE_ID_RE
 
 TYPE_CHECKING = False
@@ -47,11 +48,11 @@ __all__ = [
     "validate_event",
 ]
 
-EVENT_TYPES = ("rating", "call", "signin", "signout")
+EVENT_TYPES = ("rating", "call", "signin", "signout", "take")
 # Tuple order is also the only order allowed on the wire, so a flagged
 # rating has exactly one spelling.
 RATING_FLAGS = ("repeat", "chord")
-CALL_ACTIONS = ("next", "recall", "close")
+CALL_ACTIONS = ("next", "recall", "close", "noshow")
 SIGN_METHODS = ("badge", "central")
 SCALES = (3, 4, 5)
 MAX_REASON = 200
@@ -66,6 +67,7 @@ _SPECIFIC = {
     "call": ("action",),
     "signin": ("method", "badge"),
     "signout": ("method", "badge"),
+    "take": ("queue", "priority", "source", "date"),
 }
 
 
@@ -109,6 +111,8 @@ def validate_event(obj: object) -> dict[str, Any]:
         _validate_rating(ev)
     elif kind == "call":
         _check_choice(_get(ev, "action"), "action", CALL_ACTIONS)
+    elif kind == "take":
+        _validate_take(ev)
     else:
         method = _check_choice(_get(ev, "method"), "method", SIGN_METHODS)
         # Central sign-ins come from the service's own roster, so there is no
@@ -132,6 +136,15 @@ def _validate_rating(ev: dict[str, Any]) -> None:
     if flags != [f for f in RATING_FLAGS if f in flags]:
         raise ProtocolError(f"flags {_show(flags)} must be in the order {', '.join(RATING_FLAGS)}", "flags")
     _check_str(_get(ev, "reason"), "reason", 1, MAX_REASON, nullable=True)
+
+
+def _validate_take(ev: dict[str, Any]) -> None:
+    # The ticket the kiosk printed: a take without one would be a citizen nobody can call.
+    check_ticket(_get(ev, "ticket"))
+    check_queue_id(_get(ev, "queue"))
+    _check_bool(_get(ev, "priority"), "priority")
+    _check_choice(_get(ev, "source"), "source", TAKE_SOURCES)
+    check_date(_get(ev, "date"))
 
 
 def decode_event(payload: bytes | bytearray | memoryview | str) -> dict[str, Any]:
@@ -168,7 +181,8 @@ def make_event(
     """Build a validated event with keys in canonical order.
 
     `fields` carries the type-specific fields (rating: score, scale, flags,
-    reason; call: action; signin/signout: method, badge), then any extras,
+    reason; call: action; signin/signout: method, badge; take: queue,
+    priority, source, date), then any extras,
     which are kept in the order given. For a rating, `flags` defaults to []
     (and is put in canonical order) and `reason` to None.
     """

@@ -11,6 +11,7 @@ from __future__ import annotations
 from protocol.codec import (
     _FORBIDDEN_RE,
     _check_bool,
+    _check_choice,
     _check_int,
     _check_number,
     _check_str,
@@ -23,6 +24,15 @@ from protocol.codec import (
 )
 from protocol.errors import ProtocolError
 from protocol.events import MAX_REASON, check_ledger
+from protocol.tickets import (
+    MAX_NUMBER,
+    PRINTER_STATES,
+    check_date,
+    check_queue_id,
+    check_queue_prefix,
+    check_request_id,
+    check_ticket,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # typing is not imported at run time, to keep imports cheap
@@ -51,7 +61,7 @@ __all__ = [
     "validate_telemetry",
 ]
 
-COMMANDS = ("display", "ticket", "officer", "identify")
+COMMANDS = ("display", "ticket", "officer", "identify", "number", "block")
 MAX_IDENTIFY_SECONDS = 600
 
 _TELEMETRY = ("uptime_s", "backlog", "clock_ok", "fw", "disk_free_mb", "cpu_temp_c", "ts", "ledger")
@@ -186,6 +196,8 @@ def validate_telemetry(obj: object) -> dict[str, Any]:
     for key in TELEMETRY_SALVAGE:  # optional: present once a ledger was ever quarantined
         if key in t:
             _check_int(t[key], key, lo=0)
+    if "printer" in t:  # kiosks only
+        _check_choice(t["printer"], "printer", PRINTER_STATES)
     return t
 
 
@@ -225,11 +237,38 @@ def validate_command(obj: object) -> dict[str, Any]:
     elif cmd == "ticket":
         _check_str(_get(c, "ticket"), "ticket", 1, 16)
         _check_int(_get(c, "seq"), "seq", lo=1)
+        if "idle" in c:  # nobody waiting in the counter's queues; old counters just show the ticket
+            _check_bool(c["idle"], "idle")
     elif cmd == "officer":
         validate_officer(_get(c, "officer"))
-    else:
+    elif cmd == "identify":
         _check_number(_get(c, "seconds"), "seconds", 1, MAX_IDENTIFY_SECONDS)
+    elif cmd == "number":
+        _validate_number(c)
+    else:
+        _validate_block(c)
     return c
+
+
+def _validate_number(c: dict[str, Any]) -> None:
+    check_request_id(_get(c, "req"))
+    if "error" in c:  # refused: the kiosk falls back to its block
+        _check_str(c["error"], "error", 1, MAX_REASON)
+        return
+    check_queue_id(_get(c, "queue"))
+    check_ticket(_get(c, "ticket"))
+    _check_int(_get(c, "ahead"), "ahead", lo=0)
+    check_date(_get(c, "date"))
+
+
+def _validate_block(c: dict[str, Any]) -> None:
+    if "req" in c:
+        check_request_id(c["req"])
+    check_queue_id(_get(c, "queue"))
+    check_queue_prefix(_get(c, "prefix"))
+    check_date(_get(c, "date"))
+    first = _check_int(_get(c, "first"), "first", 1, MAX_NUMBER)
+    _check_int(_get(c, "last"), "last", first, MAX_NUMBER)
 
 
 def make_command(cmd: str, **fields: Any) -> dict[str, Any]:

@@ -29,11 +29,12 @@ __all__ = [
 # for every broker's client-id limit.
 DEVICE_ID_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
 
-KINDS = ("event", "ack", "status", "telemetry", "cmd", "assignment")
+KINDS = ("event", "ack", "status", "telemetry", "cmd", "assignment", "request")
 
 # Telemetry is a periodic sample: losing one is cheaper than queueing stale
-# ones for an offline device. Everything else must arrive.
-QOS = {"event": 1, "ack": 1, "status": 1, "telemetry": 0, "cmd": 1, "assignment": 1}
+# ones for an offline device. Everything else must arrive (a kiosk's request
+# too, though it waits only seconds for the answer before using its block).
+QOS = {"event": 1, "ack": 1, "status": 1, "telemetry": 0, "cmd": 1, "assignment": 1, "request": 1}
 
 # Retained kinds describe current state, which a (re)connecting client needs
 # immediately; the others are one-off messages that must not be replayed.
@@ -84,7 +85,7 @@ def _check_kind(kind: object) -> str:
 
 
 class Topics:
-    """The six topics of one device, e.g. `Topics("hcm-q1-c03").event`."""
+    """The seven topics of one device, e.g. `Topics("hcm-q1-c03").event`."""
 
     __slots__ = ("device_id", "prefix", "_base")
 
@@ -120,6 +121,10 @@ class Topics:
     @property
     def assignment(self) -> str:
         return self._base + "assignment"
+
+    @property
+    def request(self) -> str:
+        return self._base + "request"
 
     def __repr__(self) -> str:
         return f"Topics({self.device_id!r}, prefix={self.prefix!r})"

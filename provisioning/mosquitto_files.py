@@ -11,7 +11,7 @@ from pathlib import Path
 from provisioning.credentials import SERVICE_USER
 from provisioning.inventory import Inventory, atomic_write
 
-DEVICE_WRITES = ("event", "status", "telemetry")
+DEVICE_WRITES = ("event", "status", "telemetry", "request")
 DEVICE_READS = ("ack", "cmd", "assignment")
 
 

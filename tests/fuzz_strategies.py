@@ -6,13 +6,15 @@ example counts for a longer hunt (still derandomized; change the factor to see n
 """
 from __future__ import annotations
 
+import datetime
 import os
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from protocol.codec import MAX_INT
-from protocol.events import RATING_FLAGS, SCALES
+from protocol.events import CALL_ACTIONS, EVENT_TYPES, RATING_FLAGS, SCALES
+from protocol.tickets import TAKE_SOURCES
 
 _FACTOR = float(os.environ.get("HAILONG_FUZZ_EXAMPLES", "1") or "1")
 
@@ -64,12 +66,15 @@ seqs = st.integers(min_value=1, max_value=MAX_INT)
 stamps = st.integers(min_value=0, max_value=MAX_INT)
 monos = st.floats(min_value=0, max_value=1e12, allow_nan=False, allow_infinity=False)
 badges = st.text("0123456789ABCDEFabcdef", min_size=1, max_size=32)
+queue_ids = st.from_regex(r"\A[A-Za-z0-9_-]{1,16}\Z")
+tickets = st.builds(lambda p, n: f"{p}{n:03d}", st.from_regex(r"\A[A-Z]{1,2}\Z"), st.integers(1, 999))
+dates = st.dates(min_value=datetime.date(2000, 1, 1)).map(lambda d: d.isoformat())
 
 
 @st.composite
 def event_args(draw) -> tuple[str, dict]:
     """(type, keyword arguments) for protocol.events.make_event that make a valid event."""
-    kind = draw(st.sampled_from(["rating", "call", "signin", "signout"]))
+    kind = draw(st.sampled_from(EVENT_TYPES))
     kw = dict(device=draw(device_ids), site=draw(short_text), counter=draw(short_text), ledger=draw(ledgers),
               seq=draw(seqs), ts=draw(stamps), clock_ok=draw(st.booleans()), boot=draw(short_text),
               mono=draw(monos), officer=draw(st.none() | short_text),
@@ -81,7 +86,10 @@ def event_args(draw) -> tuple[str, dict]:
                   reason=draw(st.none() | st.text(wire_chars, min_size=1,
                                                   max_size=200)))
     elif kind == "call":
-        kw["action"] = draw(st.sampled_from(["next", "recall", "close"]))
+        kw["action"] = draw(st.sampled_from(CALL_ACTIONS))
+    elif kind == "take":
+        kw.update(ticket=draw(tickets), queue=draw(queue_ids), priority=draw(st.booleans()),
+                  source=draw(st.sampled_from(TAKE_SOURCES)), date=draw(dates))
     else:
         method = draw(st.sampled_from(["badge", "central"]))
         kw["method"] = method

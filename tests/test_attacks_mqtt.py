@@ -92,7 +92,7 @@ def test_a_device_cannot_publish_on_any_topic_of_another_device(broker):
     service, victim, attacker = Login(port, SERVICE), Login(port, "dev-b"), Login(port, "dev-a")
     try:
         service.subscribe(f"{PREFIX}/+/event")
-        service.try_subscribe(f"{PREFIX}/+/status", f"{PREFIX}/+/telemetry")
+        service.try_subscribe(f"{PREFIX}/+/status", f"{PREFIX}/+/telemetry", f"{PREFIX}/+/request")
         victim.try_subscribe(*(Topics("dev-b").topic(k) for k in ("ack", "cmd", "assignment")))
         b = Topics("dev-b")
         for kind in KINDS:

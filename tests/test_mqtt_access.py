@@ -49,7 +49,7 @@ def test_passwords_round_trip_and_bad_lines_are_named():
 def test_the_deployed_and_the_generated_acl_confine_each_device(acl_text):
     acl = parse_acl(acl_text)
     own, other = "hailong/v1/dev-a", "hailong/v1/dev-b"
-    for kind in ("event", "status", "telemetry"):
+    for kind in ("event", "status", "telemetry", "request"):
         assert acl.allows("dev-a", "dev-a", f"{own}/{kind}", "write")
         assert not acl.allows("dev-a", "dev-a", f"{other}/{kind}", "write")
         assert not acl.allows("dev-a", "dev-a", f"{other}/{kind}", "read")

@@ -19,6 +19,7 @@ from protocol import DEFAULT_PREFIX, PROTOCOL_VERSION, ProtocolError
 from protocol.codec import MAX_PAYLOAD, decode, encode, json_type
 from protocol.errors import ProtocolError as ErrorsProtocolError
 from protocol.events import CALL_ACTIONS, EVENT_TYPES, validate_event
+from protocol.tickets import validate_request
 from protocol.messages import (
     COMMANDS,
     validate_ack,
@@ -204,7 +205,7 @@ def test_subscription_unknown_kind():
 
 def test_qos_and_retain_table():
     assert set(QOS) == set(KINDS)
-    assert QOS == {"event": 1, "ack": 1, "status": 1, "telemetry": 0, "cmd": 1, "assignment": 1}
+    assert QOS == {"event": 1, "ack": 1, "status": 1, "telemetry": 0, "cmd": 1, "assignment": 1, "request": 1}
     assert RETAINED == {"status", "assignment"}
     assert RETAINED <= set(KINDS)
 
@@ -375,6 +376,7 @@ VALIDATORS = {
     "status": validate_status,
     "assignment": validate_assignment,
     "telemetry": validate_telemetry,
+    "request": validate_request,
 }
 MARKER = re.compile(r"<!--\s*example:\s*(\w+)\s*-->")
 

@@ -38,6 +38,7 @@ SPECIFIC = {
     "call": dict(action="next"),
     "signin": dict(method="badge", badge="04A1B2C3D4E5F6"),
     "signout": dict(method="central"),
+    "take": dict(queue="A", priority=False, source="service", date="2026-11-30"),
 }
 COMMON_ORDER = ["v", "type", "device", "site", "counter", "ledger", "seq", "ts", "clock_ok", "boot", "mono", "officer", "ticket"]
 
@@ -364,12 +365,12 @@ def test_past_versions_rejected(v):
 @pytest.mark.parametrize("type_", ["", "Rating", "ratings", "click"])
 def test_unknown_event_type(type_):
     err = rejects(event(type=type_), "type")
-    assert "is not one of rating, call, signin, signout" in err.reason
+    assert "is not one of rating, call, signin, signout, take" in err.reason
 
 
 @pytest.mark.parametrize("action", ["", "NEXT", "skip"])
 def test_bad_call_action(action):
-    rejects(event("call", action=action), "action", f"action {action!r} is not one of next, recall, close")
+    rejects(event("call", action=action), "action", f"action {action!r} is not one of next, recall, close, noshow")
 
 
 @pytest.mark.parametrize("method", ["", "nfc", "Badge"])
@@ -430,6 +431,7 @@ def test_event_key_survives_the_wire():
         (event("call"), False),
         (event("signin"), False),
         (event("signout"), False),
+        (event("take"), False),
     ],
 )
 def test_is_counted(ev, counted):
@@ -437,7 +439,60 @@ def test_is_counted(ev, counted):
 
 
 def test_constants():
-    assert EVENT_TYPES == ("rating", "call", "signin", "signout")
+    assert EVENT_TYPES == ("rating", "call", "signin", "signout", "take")
     assert RATING_FLAGS == ("repeat", "chord")
-    assert CALL_ACTIONS == ("next", "recall", "close")
+    assert CALL_ACTIONS == ("next", "recall", "close", "noshow")
     assert SIGN_METHODS == ("badge", "central")
+
+
+# --- take (the queue, issue 13) ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"ticket": "A001"},
+        {"ticket": "ZZ999"},
+        {"priority": True},
+        {"source": "block"},
+        {"queue": "dat-dai_2"},
+        {"queue": "x" * 16},
+        {"date": "2028-02-29"},
+    ],
+)
+def test_take_accepts(overrides):
+    assert validate_event(event("take", **overrides))
+
+
+@pytest.mark.parametrize(
+    ("overrides", "field", "reason"),
+    [
+        ({"ticket": None}, "ticket", "expected string, got null"),
+        ({"ticket": "A12"}, "ticket", None),
+        ({"ticket": "a012"}, "ticket", None),
+        ({"ticket": "ABC012"}, "ticket", None),
+        ({"ticket": "A000"}, "ticket", "ticket 'A000' has number 0; numbers run 001-999"),
+        ({"ticket": "A1000"}, "ticket", None),
+        ({"queue": ""}, "queue", None),
+        ({"queue": "x" * 17}, "queue", None),
+        ({"queue": "a b"}, "queue", None),
+        ({"queue": 1}, "queue", "expected string, got integer"),
+        ({"priority": "yes"}, "priority", "expected boolean, got string"),
+        ({"priority": 1}, "priority", "expected boolean, got integer"),
+        ({"source": "kiosk"}, "source", "source 'kiosk' is not one of service, block"),
+        ({"date": "2026-02-29"}, "date", "date '2026-02-29' is not a calendar date from 2000 on"),
+        ({"date": "2026-13-01"}, "date", None),
+        ({"date": "2026-11-31"}, "date", None),
+        ({"date": "1999-12-31"}, "date", None),
+        ({"date": "2026-1-30"}, "date", "date '2026-1-30' is not a date YYYY-MM-DD"),
+        ({"date": 20261130}, "date", "expected string, got integer"),
+    ],
+)
+def test_take_rejects(overrides, field, reason):
+    rejects(event("take", **overrides), field, reason)
+
+
+def test_make_take_orders_its_fields():
+    ev = make_event("take", **COMMON, ticket="B014", date="2026-11-30", source="block", priority=True, queue="B")
+    assert list(ev)[len(COMMON_ORDER):] == ["queue", "priority", "source", "date"]
+    assert ev["ticket"] == "B014"

@@ -224,6 +224,17 @@ def test_bad_telemetry(field, value, reason):
     fails(validate_telemetry, {**TELEMETRY, field: value}, field, reason)
 
 
+@pytest.mark.parametrize("state", ["ok", "paper_out", "missing", "error"])
+def test_kiosk_telemetry_printer(state):
+    assert validate_telemetry({**TELEMETRY, "printer": state})["printer"] == state
+
+
+@pytest.mark.parametrize(("value", "reason"), [("jammed", "printer 'jammed' is not one of ok, paper_out, missing, error"),
+                                               (None, "expected string, got null")])
+def test_bad_kiosk_telemetry_printer(value, reason):
+    fails(validate_telemetry, {**TELEMETRY, "printer": value}, "printer", reason)
+
+
 # --- officer ------------------------------------------------------------------
 
 
@@ -264,6 +275,9 @@ def test_bad_officers(officer, field, reason):
 
 # --- cmd ----------------------------------------------------------------------
 
+NUMBER = {"cmd": "number", "req": "0123abcd", "queue": "A", "ticket": "A012", "ahead": 3, "date": "2026-11-30"}
+BLOCK = {"cmd": "block", "queue": "A", "prefix": "A", "date": "2026-11-30", "first": 41, "last": 50}
+
 GOOD_COMMANDS = [
     {"cmd": "display", "ticket": "A012"},
     {"cmd": "display", "ticket": "x" * 16},
@@ -273,6 +287,13 @@ GOOD_COMMANDS = [
     {"cmd": "identify", "seconds": 1},
     {"cmd": "identify", "seconds": 600},
     {"cmd": "identify", "seconds": 2.5},
+    {"cmd": "ticket", "ticket": "----", "seq": 9, "idle": True},
+    {"cmd": "ticket", "ticket": "A012", "seq": 9, "idle": False},
+    {"cmd": "number", "req": "0123abcd", "queue": "A", "ticket": "A012", "ahead": 3, "date": "2026-11-30"},
+    {"cmd": "number", "req": "f" * 32, "queue": "dat-dai", "ticket": "DD999", "ahead": 0, "date": "2026-11-30"},
+    {"cmd": "number", "req": "0123abcd", "error": "unknown queue 'Z'"},
+    {"cmd": "block", "queue": "A", "prefix": "A", "date": "2026-11-30", "first": 41, "last": 50},
+    {"cmd": "block", "req": "0123abcd", "queue": "A", "prefix": "AB", "date": "2026-11-30", "first": 999, "last": 999},
 ]
 
 
@@ -303,7 +324,7 @@ def test_command_keeps_unknown_fields():
         ({}, "cmd", "missing"),
         ({"cmd": None}, "cmd", "expected string, got null"),
         ({"cmd": 1}, "cmd", "expected string, got integer"),
-        ({"cmd": "reboot"}, "cmd", "unknown command 'reboot', expected one of display, ticket, officer, identify"),
+        ({"cmd": "reboot"}, "cmd", "unknown command 'reboot', expected one of display, ticket, officer, identify, number, block"),
         ({"cmd": "Display", "ticket": "A"}, "cmd", None),
         ({"cmd": "display"}, "ticket", "missing"),
         ({"cmd": "display", "ticket": ""}, "ticket", "ticket must not be empty"),
@@ -321,6 +342,22 @@ def test_command_keeps_unknown_fields():
         ({"cmd": "identify", "seconds": 601}, "seconds", "seconds 601 is outside 1..600"),
         ({"cmd": "identify", "seconds": True}, "seconds", "expected number, got boolean"),
         ({"cmd": "identify", "seconds": "5"}, "seconds", "expected number, got string"),
+        ({"cmd": "ticket", "ticket": "----", "seq": 1, "idle": 1}, "idle", "expected boolean, got integer"),
+        ({**NUMBER, "req": "0123abc"}, "req", "req '0123abc' is not 8-32 lowercase hex digits"),
+        ({**NUMBER, "req": "0123ABCD"}, "req", None),
+        ({"cmd": "number", "queue": "A"}, "req", "missing"),
+        ({**NUMBER, "ticket": "A0012"}, "ticket", None),
+        ({**NUMBER, "ahead": -1}, "ahead", "ahead -1 is below the minimum 0"),
+        ({**NUMBER, "date": "30/11/2026"}, "date", None),
+        ({**NUMBER, "queue": "A/B"}, "queue", None),
+        ({"cmd": "number", "req": "0123abcd", "error": ""}, "error", "error must not be empty"),
+        ({**BLOCK, "first": 0}, "first", "first 0 is outside 1..999"),
+        ({**BLOCK, "last": 1000}, "last", "last 1000 is outside 41..999"),
+        ({**BLOCK, "last": 40}, "last", "last 40 is outside 41..999"),
+        ({**BLOCK, "prefix": "a"}, "prefix", "prefix 'a' is not one or two capital letters A-Z"),
+        ({**BLOCK, "prefix": "ABC"}, "prefix", None),
+        ({**BLOCK, "req": "x"}, "req", None),
+        ({"cmd": "block", "queue": "A", "prefix": "A", "first": 1, "last": 2}, "date", "missing"),
     ],
 )
 def test_bad_commands(obj, field, reason):
