@@ -151,7 +151,7 @@ SCHEMA: list[Key] = [
     Key("hall.voice_dir", "path", None,
         "Folder of recorded voice clips that replace the shipped espeak-ng ones, file by file: "
         "NAME.wav, .ogg or .mp3 for each clip name in docs/queue.md; a clip it lacks stays the shipped one.",
-        must_exist=True, example="/etc/hailong/voice"),
+        example="/etc/hailong/voice"),
 ]
 
 # Rules spanning several keys, for the docs; enforced by _check_across and _resolve_store_path.
@@ -162,6 +162,7 @@ _CROSS_RULES = [
     "speaks MQTT 3.1.1 only. Left unset, it follows `mqtt.embedded`.",
     "With `mqtt.embedded` true, `mqtt.passwd_file` and `mqtt.acl_file` are required, and the service logs in "
     "to its own broker like any client: `mqtt.password` or `mqtt.password_file` is required too.",
+    "`hall.voice_dir` must be an existing folder.",
     "`store.url`: `sqlite:///hailong.db` is `hailong.db` beside this file; "
     "`sqlite:////var/lib/hailong/hailong.db` is the absolute path `/var/lib/hailong/hailong.db`.",
 ]
@@ -291,6 +292,8 @@ def _check_across(v: dict[str, Any], problems: Problems) -> None:
             problems.append(("mqtt.protocol", "the embedded broker speaks MQTT 3.1.1 only"))
     if v.get("mqtt.embedded"):
         _check_embedded(v, problems)
+    if v.get("hall.voice_dir") is not None and not v["hall.voice_dir"].is_dir():
+        problems.append(("hall.voice_dir", f"folder not found: {v['hall.voice_dir']}"))
 
 
 def _check_embedded(v: dict[str, Any], problems: Problems) -> None:

@@ -183,7 +183,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "waiting.service": {"vi": "Phục vụ trung bình", "en": "Mean service time"},
     "waiting.rated": {"vi": "Tỷ lệ được đánh giá", "en": "Share rated"},
     "waiting.none": {"vi": "Không có phiếu nào trong kỳ này.", "en": "No tickets in this period."},
-    "waiting.minutes": {"vi": "{n} phút", "en": "{n} min"},
+    "officer.queue": {"vi": "Phục vụ theo số thứ tự", "en": "Queue tickets served"},
     # level labels, per scale
     "level.3.1": {"vi": "Không hài lòng", "en": "Dissatisfied"},
     "level.3.2": {"vi": "Hài lòng", "en": "Satisfied"},

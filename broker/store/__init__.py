@@ -15,6 +15,7 @@ dashboard call. Behind it, one module per concern:
     devices     device health (status, telemetry) and queue tickets
     statistics  satisfaction, low-score reasons, the events, dead letters, totals
     dashboard   the dashboard's page queries
+    ticket_times  the queue tickets' times, read for the waiting page, the officer page and reports
 
 Each concern is a mix-in subclassing StoreBase, and `Store` just combines them. A mix-in uses
 only StoreBase (its transactions, `_rows`, the ingest caches) and module-level helpers of the
@@ -37,10 +38,11 @@ from broker.store.held import Held
 from broker.store.registry import Registry
 from broker.store.schema import MIGRATIONS
 from broker.store.statistics import GROUPS, UNATTRIBUTED, Statistics
+from broker.store.ticket_times import TicketTimes
 
 __all__ = ["GROUPS", "MIGRATIONS", "Ambiguous", "Incoming", "InUse", "NothingHeld", "Outcome", "Store", "StoreError",
            "UNATTRIBUTED"]
 
 
-class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard):
+class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard, TicketTimes):
     """The store: open with `Store.open(url_or_path)`, close with `close()` or a `with` block."""
