@@ -18,6 +18,7 @@ from typing import Callable
 
 from common import clock
 from common.mqtt import ClientSettings, connect_args, make_client
+from broker.queueing import QueueDesk
 from common.periods import DEFAULT_TZ, local_day, zone
 from protocol import ProtocolError
 from protocol.codec import encode
@@ -92,6 +93,7 @@ class Ingest:
         self.failure: BaseException | None = None
         self._worker = threading.Thread(target=self._work, name="ingest", daemon=True)
         self._client = self._make_client()
+        self.desk = QueueDesk(store, self._command, self._now_ms)
 
     # ----- lifecycle ---------------------------------------------------------------
 
@@ -144,7 +146,7 @@ class Ingest:
             return
         p = self.s.prefix
         client.subscribe([(subscription("event", p), 1), (subscription("status", p), 1),
-                          (subscription("telemetry", p), 0)])
+                          (subscription("telemetry", p), 0), (subscription("request", p), 1)])
         self.connected.set()
         log.info("ingest connected to %s:%s", self.s.host, self.s.port)
 
@@ -209,7 +211,10 @@ class Ingest:
             outcomes = self.store.ingest([Incoming(d, m.payload, m.received_ms) for d, _, m in events])
             self._answer(events, outcomes)
         for device, kind, m in others:
-            self._health(device, kind, m)
+            if kind == "request":
+                self.desk.request(device, m.payload)
+            else:
+                self._health(device, kind, m)
         for _, _, m in events + others:
             if m.qos:
                 self._client.ack(m.mid, m.qos)
@@ -232,8 +237,8 @@ class Ingest:
                 entry["seqs"].append(out.seq)
             # A held event's device is not vouched for: no queue number, no officer's name for it.
             counted = out.status == "stored" and out.held is None
-            if counted and self._wants_ticket(out.event, m):
-                self._send_ticket(out.event)
+            if counted and out.event["type"] == "call":
+                self._call(out.event, m)
             if counted:
                 self._resolve_badge(out.event)
         for (device, ledger), entry in acks.items():
@@ -257,10 +262,17 @@ class Ingest:
             m.rejected += 1
             log.warning("rejected event from %s: %s", device, out.reason)
 
+    def _call(self, ev: dict, m: _Msg) -> None:
+        """A counter serving queues is the desk's (broker.queueing); the others draw the site's daily number."""
+        if not self.desk.call(ev, self._live(ev, m)) and self._wants_ticket(ev, m):
+            self._send_ticket(ev)
+
     def _wants_ticket(self, ev: dict, m: _Msg) -> bool:
         """A live NEXT gets a number; a replayed one (backlog after an outage) does not."""
-        if ev["type"] != "call" or ev["action"] != "next":
-            return False
+        return ev["type"] == "call" and ev["action"] == "next" and self._live(ev, m)
+
+    def _live(self, ev: dict, m: _Msg) -> bool:
+        """The counter is waiting for the answer: online when it sent this, and sent just now (not a backlog)."""
         if not m.online:
             return False
         if ev["clock_ok"]:

@@ -345,6 +345,9 @@ class _Registry:
     def officer_by_badge(self, badge):
         return self.officers.get(badge)
 
+    def counter_queues(self, site, counter):
+        return []  # no queues: NEXT draws the site's daily number
+
 
 def _answered(officers, outcomes, *, received_ms=1_700_000_000_000):
     from broker.ingest import _Msg
@@ -362,7 +365,7 @@ def _answered(officers, outcomes, *, received_ms=1_700_000_000_000):
 
 
 def _event(type_, seq, **fields):
-    return {"type": type_, "seq": seq, "device": "dev-1", "site": "kien-thuy", "officer": None,
+    return {"type": type_, "seq": seq, "device": "dev-1", "site": "kien-thuy", "counter": "01", "officer": None,
             "clock_ok": True, "ts": 1_700_000_000_000 - 1000, **fields}
 
 

@@ -15,6 +15,9 @@ dashboard call. Behind it, one module per concern:
     devices     device health (status, telemetry) and queue tickets
     statistics  satisfaction, low-score reasons, the events, dead letters, totals
     dashboard   the dashboard's page queries
+    queues      the queue: queues, the queues a counter serves, daily numbers and kiosk blocks
+    tickets     queue tickets (recorded in the ingest batch), calls and their log
+    waiting     waiting and service times of tickets
     ticket_times  the queue tickets' times, read for the waiting page, the officer page and reports
 
 Each concern is a mix-in subclassing StoreBase, and `Store` just combines them. A mix-in uses
@@ -35,14 +38,17 @@ from broker.store.dashboard import Dashboard
 from broker.store.devices import Devices
 from broker.store.errors import Ambiguous, InUse, NothingHeld, StoreError
 from broker.store.held import Held
+from broker.store.queues import QueueRefusal, Queues
 from broker.store.registry import Registry
 from broker.store.schema import MIGRATIONS
 from broker.store.statistics import GROUPS, UNATTRIBUTED, Statistics
 from broker.store.ticket_times import TicketTimes
+from broker.store.tickets import Tickets
+from broker.store.waiting import WAITING_GROUPS, Waiting
 
-__all__ = ["GROUPS", "MIGRATIONS", "Ambiguous", "Incoming", "InUse", "NothingHeld", "Outcome", "Store", "StoreError",
-           "UNATTRIBUTED"]
+__all__ = ["GROUPS", "MIGRATIONS", "WAITING_GROUPS", "Ambiguous", "Incoming", "InUse", "NothingHeld", "Outcome",
+           "QueueRefusal", "Store", "StoreError", "UNATTRIBUTED"]
 
 
-class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard, TicketTimes):
+class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard, Queues, Tickets, Waiting, TicketTimes):
     """The store: open with `Store.open(url_or_path)`, close with `close()` or a `with` block."""

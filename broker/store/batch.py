@@ -17,6 +17,7 @@ from zoneinfo import ZoneInfo
 import broker.store.deadletters as deadletters
 import broker.store.dialect as dialect
 import broker.store.rollups as rollups
+import broker.store.tickets as tickets
 from broker.store.connection import StoreBase
 from broker.store.devices import SEEN
 from broker.store.dialect import Connection
@@ -122,14 +123,31 @@ class Batch:
         for (device, boot), offset in new_offsets.items():
             self._correct_boot(device, boot, offset)
         self.bindings = bindings(self.db, (ev["device"] for _, _, ev, _ in fresh))
-        rows = []
+        rows, ratings = [], []
         for i, inc, ev, payload in fresh:
-            rows.append(self._row(inc, ev, payload, new_offsets))
-            held = rows[-1][-1]  # the row's last column: why it is not counted, if it is not
+            row = self._row(inc, ev, payload, new_offsets)
+            held = row[-1]  # the row's last column: why it is not counted, if it is not
+            if ev["type"] == "take" and held is None and self._clashes(i, inc, ev, payload, ts=row[8]):
+                continue
+            if ev["type"] == "rating" and ev["ticket"] and held is None and not ev["flags"]:
+                ratings.append(ev)
+            rows.append(row)
             self.held += held is not None
             self.outcomes[i] = Outcome("stored", inc.topic_device, ev["ledger"], ev["seq"], None, ev, held)
         self._write(rows)
+        tickets.link_ratings(self.db, ratings)
         return self.outcomes, new_offsets  # type: ignore[return-value]
+
+    def _clashes(self, i: int, inc: Incoming, ev: dict, payload: bytes, ts: int) -> bool:
+        """Record a take's ticket; if its number is already held, refuse the event instead (dead letter)."""
+        reason = tickets.record_take(self.db, ev, ts)
+        if reason is None:
+            return False
+        self.rejected += 1
+        self.outcomes[i] = Outcome("rejected", inc.topic_device, ev["ledger"], ev["seq"], reason, None)
+        self.dead.append((i, deadletters.row(inc.received_ms, inc.topic_device, ev["ledger"], ev["seq"], reason,
+                                             payload)))
+        return True
 
     def _valid(self, batch: list[Incoming]) -> list[tuple[int, Incoming, dict, bytes]]:
         """The events that decode and come from their topic's device; the rest become dead letters.

@@ -125,9 +125,49 @@ def _v4_one_device_per_counter(db: Connection) -> None:
                " AND c.device != devices.id)")
 
 
+def _v5_queues(db: Connection) -> None:
+    # The queue (issue 13, docs/store.md "The queue"). No foreign keys, as in _v1_initial. A prefix is
+    # unique in its site: two queues printing "A012" the same day would be one ticket.
+    statements = [
+        """CREATE TABLE queues (site TEXT NOT NULL, queue TEXT NOT NULL, name TEXT NOT NULL, prefix TEXT NOT NULL,
+            PRIMARY KEY (site, queue)) WITHOUT ROWID""",
+        "CREATE UNIQUE INDEX queues_prefix ON queues (site, prefix)",
+        """CREATE TABLE counter_queues (site TEXT NOT NULL, counter TEXT NOT NULL, queue TEXT NOT NULL,
+            PRIMARY KEY (site, counter, queue)) WITHOUT ROWID""",
+        # The last number handed out (to a request, a block, or seen in a take) per queue and site-local day.
+        """CREATE TABLE queue_numbers (site TEXT NOT NULL, day TEXT NOT NULL, queue TEXT NOT NULL,
+            last INTEGER NOT NULL, PRIMARY KEY (site, day, queue)) WITHOUT ROWID""",
+        # What each kiosk request was given (a number: first = last; a block: first..last), so a
+        # redelivered request gets the same answer instead of more numbers.
+        """CREATE TABLE queue_allocations (device TEXT NOT NULL, req TEXT NOT NULL, op TEXT NOT NULL,
+            site TEXT NOT NULL, day TEXT NOT NULL, queue TEXT NOT NULL, first INTEGER NOT NULL,
+            last INTEGER NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (device, req)) WITHOUT ROWID""",
+        "CREATE INDEX queue_blocks ON queue_allocations (site, day, queue) WHERE op = 'block'",
+        # One row per stored take event; times are the service's ms (events.ts).
+        """CREATE TABLE queue_tickets (id INTEGER PRIMARY KEY, site TEXT NOT NULL, day TEXT NOT NULL,
+            queue TEXT NOT NULL, ticket TEXT NOT NULL, number INTEGER NOT NULL, priority INTEGER NOT NULL,
+            taken_ts INTEGER NOT NULL, device TEXT NOT NULL, ledger TEXT NOT NULL, seq INTEGER NOT NULL,
+            source TEXT NOT NULL, status TEXT NOT NULL, counter TEXT, officer TEXT, called_ts INTEGER,
+            recalls INTEGER NOT NULL DEFAULT 0, recalled_ts INTEGER, done_ts INTEGER, rating_event INTEGER)""",
+        "CREATE UNIQUE INDEX queue_tickets_number ON queue_tickets (site, day, ticket)",
+        "CREATE UNIQUE INDEX queue_tickets_event ON queue_tickets (device, ledger, seq)",
+        "CREATE INDEX queue_tickets_waiting ON queue_tickets (site, day, queue, priority, taken_ts)"
+        " WHERE status = 'waiting'",
+        "CREATE INDEX queue_tickets_called ON queue_tickets (site, counter) WHERE status = 'called'",
+        # Every call, in order: the hall display and the dashboard poll it after an id (AUTOINCREMENT:
+        # an id is never reused, even after the last row is deleted).
+        """CREATE TABLE queue_calls (id INTEGER PRIMARY KEY AUTOINCREMENT, site TEXT NOT NULL, ts INTEGER NOT NULL,
+            ticket TEXT NOT NULL, queue TEXT NOT NULL, counter TEXT NOT NULL, officer TEXT, action TEXT NOT NULL,
+            recall INTEGER NOT NULL, device TEXT, ledger TEXT, seq INTEGER)""",
+        "CREATE INDEX queue_calls_site ON queue_calls (site, id)",
+    ]
+    for sql in statements:
+        db.execute(sql)
+
+
 # Append-only: a release never edits a migration that has shipped.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_flagged_index, _v3_known_devices,
-                                                  _v4_one_device_per_counter]
+                                                  _v4_one_device_per_counter, _v5_queues]
 
 
 def migrate(db: Connection, path: Path) -> None:
