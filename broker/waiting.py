@@ -1,6 +1,6 @@
 """Waiting and service times from tickets: pure functions the dashboard's waiting page and the officer
 page use for the figures the store's `waiting_stats` does not group by (the hour of day, the share
-rated). Same definitions as the store's (docs/queue.md):
+rated). Same definitions as the store's `waiting_stats` (broker/store/waiting.py, docs/queue.md):
 
 * wait = first call - taken, for every ticket that was called (served or no-show);
 * service = done - first call, for served tickets only (a no-show was never served);
@@ -12,22 +12,18 @@ called it; None while waiting).
 """
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from datetime import datetime
 from zoneinfo import ZoneInfo
+
+from broker.store.waiting import percentile as store_percentile
 
 __all__ = ["by_hour", "grouped", "percentile", "summarize"]
 
 
 def percentile(values: list[float], p: float) -> float | None:
-    """The p-th percentile (0-100) by linear interpolation between closest ranks; None for no values."""
-    if not values:
-        return None
-    s = sorted(values)
-    k = (len(s) - 1) * p / 100
-    lo, hi = math.floor(k), math.ceil(k)
-    return s[lo] + (s[hi] - s[lo]) * (k - lo)
+    """The p-th percentile (0-100), interpolated between ranks as the store's `waiting_stats` does."""
+    return store_percentile(values, p / 100)
 
 
 def _mean(values: list[float]) -> float | None:

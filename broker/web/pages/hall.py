@@ -77,17 +77,14 @@ def voice_clip(dash: Dash, name: str):
 
 
 class _Names:
-    """Counter and queue names of one site, read once per stream: a renamed counter shows after a reconnect."""
+    """Queue names of one site, read once per stream: a renamed queue shows after a reconnect."""
 
     def __init__(self, store, site: str):
-        self.counters = {c["counter"]: c.get("name") or "" for c in store.counters(site)}
-        lister = getattr(store, "queues", None)
-        self.queues = {q["queue"]: q.get("name") or "" for q in (lister(site) if lister else [])}
+        self.queues = {q["queue"]: q.get("name") or "" for q in store.queues(site)}
 
 
-def call_item(dash: Dashboard, names: _Names, r: dict, lang: str) -> dict:
-    tr = translator(lang)
-    counter_name = names.counters.get(r["counter"]) or f"{tr('hall.counter')} {r['counter']}"
+def call_item(dash: Dashboard, r: dict, lang: str) -> dict:
+    counter_name = r.get("counter_name") or f"{translator(lang)('hall.counter')} {r['counter']}"
     ticket = r.get("ticket") or ""
     clips = [] if ticket in IDLE_TICKETS else voice.announcement(ticket, r["counter"], counter_name)
     return {"id": r["id"], "ticket": ticket, "queue": r.get("queue"), "counter": r["counter"],
@@ -108,10 +105,10 @@ def hall(page: AnyPage, site: str, key: str | None = None):
         return refused
     names = _Names(dash.store, site)
     recent = dash.store.recent_calls(site, SHOWN)  # newest first
-    calls = [call_item(dash, names, r, page.lang) for r in recent if (r.get("ticket") or "") not in IDLE_TICKETS]
+    calls = [call_item(dash, r, page.lang) for r in recent if (r.get("ticket") or "") not in IDLE_TICKETS]
     site_row = dash.store.site(site) or {}
     response = page.render("hall.html", site=site, site_name=site_row.get("name") or site, calls=calls,
-                           waiting=waiting_item(names, dash.store.waiting_counts(site)),
+                           waiting=waiting_item(names, dash.store.waiting_counts(site, clock=dash.clock)),
                            after=recent[0]["id"] if recent else 0, key=key or "")
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
     response.headers["Referrer-Policy"] = "no-referrer"  # the key is in this page's address
@@ -129,9 +126,9 @@ async def _events(dash: Dashboard, site: str, after: int, lang: str):
         rows = await run_in_threadpool(dash.store.calls_after, site, last, HALL_BATCH)
         for r in rows:
             last = r["id"]
-            data = json.dumps(call_item(dash, names, r, lang), ensure_ascii=False, separators=(",", ":"))
+            data = json.dumps(call_item(dash, r, lang), ensure_ascii=False, separators=(",", ":"))
             yield f"event: call\nid: {r['id']}\ndata: {data}\n\n"
-        now_counts = await run_in_threadpool(dash.store.waiting_counts, site)
+        now_counts = await run_in_threadpool(lambda: dash.store.waiting_counts(site, clock=dash.clock))
         if now_counts != counts:
             counts = now_counts
             data = json.dumps(waiting_item(names, counts), ensure_ascii=False, separators=(",", ":"))
