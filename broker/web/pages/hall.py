@@ -71,9 +71,9 @@ def voice_clip(dash: Dash, name: str):
     path = clip_path(dash.voice_dir, name)
     if path is None:
         return PlainTextResponse("no such clip", status_code=404)
-    # Public like /static: a clip is a spoken digit, and the kiosk fetches it once then caches it.
-    return FileResponse(path, media_type=CLIP_TYPES[path.suffix],
-                        headers={"Cache-Control": "public, max-age=86400"})
+    # Public like /static: a clip is a spoken digit. no-cache: the browser revalidates (a 304 on a
+    # LAN), so clips a centre replaces are heard at once, without restarting the TV.
+    return FileResponse(path, media_type=CLIP_TYPES[path.suffix], headers={"Cache-Control": "no-cache"})
 
 
 class _Names:
@@ -89,7 +89,13 @@ def call_item(dash: Dashboard, r: dict, lang: str) -> dict:
     clips = [] if ticket in IDLE_TICKETS else voice.announcement(ticket, r["counter"], counter_name)
     return {"id": r["id"], "ticket": ticket, "queue": r.get("queue"), "counter": r["counter"],
             "counter_name": counter_name, "action": r.get("action"), "recall": bool(r.get("recall")),
-            "time": dash.local_time(r["ts"], "%H:%M"), "clips": [f"/hall/voice/{c}" for c in clips]}
+            "time": dash.local_time(r["ts"], "%H:%M"), "clips": clip_urls(r["id"], clips)}
+
+
+def clip_urls(call_id: int, clips: list[str]) -> list[str]:
+    """One address per clip and call: the browser fetches every clip it plays (a few KB on the LAN), so
+    the service's access log shows each announcement the TV made, and a replaced clip is heard at once."""
+    return [f"/hall/voice/{c}?call={call_id}&n={i}" for i, c in enumerate(clips)]
 
 
 def waiting_item(names: _Names, counts: dict) -> list[dict]:

@@ -16,14 +16,18 @@
   var audio = new Audio();
   audio.preload = "auto";
   var clips = [], playing = false, guard = null, turn = 0;
+  // What was played, for whoever looks after the screen (and the tests): the clips in order, and
+  // whether an announcement is still going.
+  var voice = window.hallVoice = { spoken: [], busy: false };
   function next() {
     clearTimeout(guard);
-    if (!clips.length) { playing = false; return; }
-    playing = true;
+    if (!clips.length) { playing = voice.busy = false; return; }
+    playing = voice.busy = true;
     var mine = ++turn; // "ended", "error", a refused play() and the guard may all fire for one clip
     function done() { if (mine === turn) next(); }
     audio.onended = audio.onerror = done;
     audio.src = clips.shift();
+    voice.spoken.push(audio.src);
     guard = setTimeout(done, CLIP_TIMEOUT_MS);
     var p = audio.play();
     if (p && p.catch) p.catch(function (err) {
@@ -36,6 +40,7 @@
   function announce(urls) {
     if (!urls || !urls.length) return;
     Array.prototype.push.apply(clips, urls);
+    voice.busy = true;
     if (!playing) next();
   }
 
