@@ -41,6 +41,7 @@ class CounterItem(BaseModel):
     counter: str
     name: str
     device: str | None
+    queues: list[str] = Field(description="the queues it serves; []: NEXT draws the site's daily number")
 
 
 class CounterList(BaseModel):
@@ -91,7 +92,7 @@ class Event(BaseModel):
     device: str
     ledger: str
     seq: int
-    type: Literal["rating", "call", "signin", "signout"]
+    type: Literal["rating", "call", "signin", "signout", "take"]
     site: str
     counter: str
     ts: int

@@ -19,8 +19,8 @@ from protocol.codec import MAX_INT, TEXT_PATTERN, forbidden_char
 from protocol.messages import MAX_IDENTIFY_SECONDS
 from protocol.topics import DEVICE_ID_RE
 
-__all__ = ["DEVICE_PATTERN", "ID_PATTERN", "KEY_PATTERN", "AssignmentIn", "CounterBody", "CounterIn", "DeviceIn",
-           "DisplayIn", "IdentifyIn", "Key", "OfficerBody", "OfficerIn", "SiteBody", "SiteIn", "Text", "zones"]
+__all__ = ["DEVICE_PATTERN", "ID_PATTERN", "KEY_PATTERN", "QUEUE_PATTERN", "AssignmentIn", "CounterBody", "CounterIn", "DeviceIn",
+           "DisplayIn", "IdentifyIn", "Key", "OfficerBody", "OfficerIn", "QueueId", "SiteBody", "SiteIn", "Text", "zones"]
 
 DEVICE_PATTERN = "^" + DEVICE_ID_RE.pattern.removeprefix(r"\A").removesuffix(r"\Z") + "$"  # JSON Schema syntax
 ID_PATTERN = DEVICE_PATTERN  # new sites and counters follow the device id rule: safe in a URL path and a topic
@@ -102,9 +102,15 @@ class SiteIn(SiteBody):
     id: IdStr
 
 
+QUEUE_PATTERN = "^[A-Za-z0-9_-]{1,16}$"  # protocol.tickets.QUEUE_ID_RE
+QueueId = Annotated[str, Field(pattern=QUEUE_PATTERN, description="1-16 of A-Z a-z 0-9 _ -")]
+
+
 class CounterBody(BaseModel):
     name: Name = ""
     device: str | None = Field(None, pattern=DEVICE_PATTERN, description="the device id at this counter")
+    queues: list[QueueId] | None = Field(None, max_length=64, description="the queues it serves, NEXT calling "
+                                         "their tickets ([]: none, the site's daily number); null: unchanged")
 
 
 class CounterIn(CounterBody):

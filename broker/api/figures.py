@@ -177,7 +177,7 @@ def reasons(
 def events(
     _: Viewer, store: StoreDep, settings: SettingsDep,
     device: Id = None, site: Id = None, counter: Id = None, officer: Id = None,
-    type: Annotated[Literal["rating", "call", "signin", "signout"] | None, Query()] = None,
+    type: Annotated[Literal["rating", "call", "signin", "signout", "take"] | None, Query()] = None,
     since: Annotated[str | None, Query(description="ms (up to 15 digits), YYYY-MM-DD (its start) or an ISO "
                                                    "date-time (without an offset: the site's zone)",
                                        json_schema_extra=_INSTANT)] = None,

@@ -9,6 +9,7 @@ from broker.api.answers import CounterItem, CounterList, OfficerItem, OfficerLis
 from broker.api.bodies import ID_PATTERN, CounterBody, CounterIn, Key, OfficerBody, OfficerIn, SiteBody, SiteIn
 from broker.api.deps import API, Admin, SettingsDep, StoreDep, Viewer
 from broker.api.errors import api_router, errors, found
+from broker.api.queues import counter_with_queues
 from broker.store import InUse
 
 __all__ = ["router"]
@@ -65,12 +66,13 @@ def delete_site(_: Admin, store: StoreDep, site_id: SiteKey):
 
 @router.get("/counters", responses=ok(CounterList))
 def list_counters(_: Viewer, store: StoreDep, site: Annotated[str | None, Query(max_length=64)] = None):
-    return {"items": store.counters(site)}
+    served = store.all_counter_queues(site)
+    return {"items": [{**c, "queues": served.get((c["site"], c["counter"]), [])} for c in store.counters(site)]}
 
 
 @router.get("/counters/{site_id}/{counter_id}", responses=ok(CounterItem) | errors(404))
 def get_counter(_: Viewer, store: StoreDep, site_id: SiteKey, counter_id: CounterKey):
-    return found(store.counter(site_id, counter_id), f"counter {site_id}/{counter_id}")
+    return found(counter_with_queues(store, store.counter(site_id, counter_id)), f"counter {site_id}/{counter_id}")
 
 
 @router.post("/counters", status_code=201, responses=ok(CounterItem, 201) | errors(404, 409))
@@ -79,15 +81,35 @@ def create_counter(_: Admin, store: StoreDep, body: CounterIn):
     if store.counter(body.site, body.counter) is not None:
         raise HTTPException(409, f"counter {body.site}/{body.counter} already exists; "
                                  f"PUT {API}/counters/{body.site}/{body.counter} changes it")
+    _known_queues(store, body.site, body.queues)
     store.upsert_counter(body.site, body.counter, body.name, device=body.device)
-    return store.counter(body.site, body.counter)
+    return _serving(store, body.site, body.counter, body.queues)
 
 
 @router.put("/counters/{site_id}/{counter_id}", responses=ok(CounterItem) | errors(404))
 def put_counter(_: Admin, store: StoreDep, site_id: SiteKey, counter_id: NewCounter, body: CounterBody):
     found(store.site(site_id), f"site {site_id!r} (create it first)")
+    _known_queues(store, site_id, body.queues)
     store.upsert_counter(site_id, counter_id, body.name, device=body.device)
-    return store.counter(site_id, counter_id)
+    return _serving(store, site_id, counter_id, body.queues)
+
+
+def _known_queues(store, site: str, queues: list[str] | None) -> None:
+    """404 before anything changes if the counter is to serve a queue the site does not have."""
+    known = {q["queue"] for q in store.queues(site)}
+    missing = [q for q in queues or () if q not in known]
+    if missing:
+        raise HTTPException(404, f"site {site!r} has no queue {missing[0]!r} (create it first)")
+
+
+def _serving(store, site: str, counter: str, queues: list[str] | None) -> dict:
+    """Set the queues the counter serves (None: leave them as they are)."""
+    if queues is not None:
+        try:
+            store.set_counter_queues(site, counter, queues)
+        except ValueError as e:  # a queue deleted since _known_queues looked
+            raise HTTPException(404, str(e)) from None
+    return counter_with_queues(store, store.counter(site, counter))
 
 
 @router.delete("/counters/{site_id}/{counter_id}", status_code=204, responses=errors(404))
