@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo
 
 from broker.store.waiting import percentile as store_percentile
 
-__all__ = ["by_hour", "grouped", "percentile", "summarize"]
+__all__ = ["by_hour", "grouped", "percentile", "summarize", "with_waiting"]
 
 
 def percentile(values: list[float], p: float) -> float | None:
@@ -77,3 +77,17 @@ def grouped(tickets: Iterable[dict], group: str) -> dict[str | None, dict]:
         key = (t.get("officer") or None) if group == "officer" else f"{t['site']}/{t['counter']}"
         rows.setdefault(key, []).append(t)
     return {key: summarize(ts) for key, ts in rows.items()}
+
+
+def with_waiting(report: dict, tickets: list[dict], group: str, names: dict[str | None, str]) -> dict:
+    """The satisfaction report (broker.reports) with its waiting figures: per row, and for the totals.
+
+    An officer or counter that called tickets but has no rating gets a row of its own at the end
+    (no ratings, its waiting figures), so the report's tickets add up to the period's.
+    """
+    by_key = grouped(tickets, group)
+    known = {r.get("key") for r in report["rows"]}
+    extra = [{"key": key, "name": names.get(key) or key or "", "ratings": 0, "counts": {}, "satisfied": 0,
+              "rate": None, "mean": None, "index": None, "wilson_lower": 0.0, "flagged": 0, "served": 0}
+             for key in sorted(by_key, key=lambda k: (k is None, k or "")) if key not in known]
+    return {**report, "rows": report["rows"] + extra, "waiting": by_key, "waiting_total": summarize(tickets)}

@@ -127,8 +127,10 @@ def _month_report(store, settings, group: str, month: str, site: str | None) -> 
         raise HTTPException(422, str(e)) from None
     # the very call GET /satisfaction makes for from=first, to=last
     report = _satisfaction(store, settings, group, first.isoformat(), last.isoformat(), site)
-    tickets = store.ticket_times(first.isoformat(), last.isoformat(), site=site)  # the waiting columns
-    return {**report, "waiting": waiting.grouped(tickets, group), "waiting_total": waiting.summarize(tickets)}
+    # The waiting columns: the month's queue tickets, named as GET /waiting names them.
+    tickets = store.ticket_times(first.isoformat(), last.isoformat(), site=site)
+    names = {r["key"] or None: r["name"] for r in store.waiting_stats(group, first.isoformat(), last.isoformat(), site)}
+    return waiting.with_waiting(report, tickets, group, names)
 
 
 def _attachment(body: bytes, media_type: str, group: str, month: str, ext: str) -> Response:
