@@ -72,6 +72,10 @@ SCHEMA: list[Key] = [
         "A NEXT call older than this many seconds when it arrives is a replay from a counter's "
         "backlog and gets no ticket number.",
         lo=0, lo_open=True),
+    Key("service.queue_block_size", "int", 10,
+        "How many numbers of a queue the service reserves for a kiosk at a time, for it to print "
+        "when the service does not answer (docs/protocol.md, the queue).",
+        lo=1, hi=999),
 
     Key("mqtt.embedded", "bool", REQUIRED,
         "Run an MQTT broker inside the service (amqtt: MQTT 3.1.1, queues in memory only) for a "
@@ -179,6 +183,7 @@ class ServiceSection:
     timezone: str
     satisfied_from: int
     ticket_fresh_s: float
+    queue_block_size: int
 
     @property
     def zone(self) -> zoneinfo.ZoneInfo:

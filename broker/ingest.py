@@ -47,6 +47,7 @@ class IngestSettings:
     batch_wait_ms: int = 20
     ticket_fresh_s: float = 5.0
     timezone: str = DEFAULT_TZ
+    queue_block_size: int = 10
 
 
 @dataclass
@@ -93,7 +94,7 @@ class Ingest:
         self.failure: BaseException | None = None
         self._worker = threading.Thread(target=self._work, name="ingest", daemon=True)
         self._client = self._make_client()
-        self.desk = QueueDesk(store, self._command, self._now_ms)
+        self.desk = QueueDesk(store, self._command, self._now_ms, settings.queue_block_size)
 
     # ----- lifecycle ---------------------------------------------------------------
 

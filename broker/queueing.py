@@ -50,7 +50,7 @@ class QueueDesk:
                 self._take(device, req, site, today)
             else:
                 self._block(device, req, site, today)
-        except QueueRefusal as e:
+        except ValueError as e:  # QueueRefusal, or anything else about this request: never a reason to stop ingest
             log.warning("refused %s request %s of %s: %s", req["op"], req["req"], device, e)
             if req["op"] == "take":  # a block has no refusal on the wire: the kiosk simply asks again
                 self._command(device, "number", req=req["req"], error=str(e)[:200])

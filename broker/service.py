@@ -23,6 +23,7 @@ def ingest_settings(cfg):
         key_file=str(m.key_file) if m.key_file else None,
         session_expiry_s=m.session_expiry_s, keepalive_s=m.keepalive_s, batch_max=m.batch_max, batch_wait_ms=m.batch_wait_ms,
         ticket_fresh_s=cfg.service.ticket_fresh_s, timezone=cfg.service.timezone,
+        queue_block_size=cfg.service.queue_block_size,
     )
 
 

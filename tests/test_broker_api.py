@@ -435,11 +435,11 @@ def test_sites_counters_officers_round_trip(service):
     assert admin.post("/api/v1/counters", json={"site": "nowhere", "counter": "1"}).status_code == 404
     r = admin.post("/api/v1/counters", json={"site": "kien-thuy", "counter": "3", "name": "Quầy 3"})
     assert r.status_code == 201
-    assert r.json() == {"site": "kien-thuy", "counter": "3", "name": "Quầy 3", "device": None}
+    assert r.json() == {"site": "kien-thuy", "counter": "3", "name": "Quầy 3", "device": None, "queues": []}
     r = admin.put("/api/v1/counters/kien-thuy/3", json={"name": "Quầy 3", "device": "dev-3"})
     assert r.json()["device"] == "dev-3"
     assert viewer.get("/api/v1/counters", params={"site": "kien-thuy"}).json()["items"] == [
-        {"site": "kien-thuy", "counter": "3", "name": "Quầy 3", "device": "dev-3"}]
+        {"site": "kien-thuy", "counter": "3", "name": "Quầy 3", "device": "dev-3", "queues": []}]
     assert viewer.get("/api/v1/counters/kien-thuy/3").json()["device"] == "dev-3"
     r = admin.delete("/api/v1/sites/kien-thuy")
     assert r.status_code == 409 and "counter" in r.json()["detail"]

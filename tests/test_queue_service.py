@@ -24,8 +24,10 @@ from protocol.codec import encode
 from protocol.events import make_event
 from protocol.messages import make_status
 from protocol.tickets import make_request
+from common import clock as real_clock
+from common.periods import zone
 from tests.mosquitto import free_port
-from tests.support import Waiter
+from tests.support import DeviceProcess, Waiter, write_config
 from tests.test_broker_api import NOW, TZ
 
 T0 = int(NOW.timestamp() * 1000)
@@ -46,6 +48,21 @@ class Clock:
         return self.ms / 1000
 
 
+class RealClock(Clock):
+    """The machine's clock (HAILONG_NOW-aware), for tests with counter processes that stamp their own time."""
+
+    def __init__(self) -> None:
+        super().__init__(0)
+
+    @property
+    def ms(self) -> int:
+        return real_clock.now_ms()
+
+    @ms.setter
+    def ms(self, value: int) -> None:
+        pass
+
+
 @dataclass
 class Hall:
     store: Store
@@ -55,12 +72,12 @@ class Hall:
     broker: object
 
 
-@pytest.fixture
-def hall(tmp_path, mosquitto):
+@pytest.fixture(params=["test"])
+def hall(request, tmp_path, mosquitto):
     db = tmp_path / "service" / "hailong.db"
     cfg = config_from_dict({"mqtt": {"embedded": False, "host": mosquitto.host, "port": mosquitto.port},
                             "store": {"url": f"sqlite:///{db}"}, "http": {"port": free_port()}})
-    clock = Clock(T0)
+    clock = Clock(T0) if request.param == "test" else RealClock()
     store = Store.open(cfg.store.url)
     auth = Auth.from_config(cfg)
     ingest = Ingest(store, IngestSettings(host=mosquitto.host, port=mosquitto.port, batch_wait_ms=5),
@@ -164,14 +181,14 @@ def devices(hall):
         d.close()
 
 
-def setup_queues(hall: Hall) -> None:
+def setup_queues(hall: Hall, site: str = "s1") -> None:
     """Site s1 with queues A (Đất đai) and B (Tư pháp); counter 1 serves A, counter 2 serves A and B."""
-    hall.store.upsert_site("s1", "UBND xã", tz="Asia/Ho_Chi_Minh")
+    hall.store.upsert_site(site, "UBND xã", tz="Asia/Ho_Chi_Minh")
     for queue, name in (("A", "Đất đai"), ("B", "Tư pháp")):
-        r = hall.api.post("/api/v1/queues", json={"site": "s1", "queue": queue, "name": name, "prefix": queue})
+        r = hall.api.post("/api/v1/queues", json={"site": site, "queue": queue, "name": name, "prefix": queue})
         assert r.status_code == 201, r.text
     for counter, queues in (("1", ["A"]), ("2", ["A", "B"])):
-        r = hall.api.put(f"/api/v1/counters/s1/{counter}", json={"name": f"Quầy {counter}", "queues": queues})
+        r = hall.api.put(f"/api/v1/counters/{site}/{counter}", json={"name": f"Quầy {counter}", "queues": queues})
         assert r.status_code == 200 and r.json()["queues"] == queues, r.text
 
 
@@ -225,6 +242,7 @@ def test_two_counters_call_in_order_priority_first_with_recall_noshow_and_times(
     assert a["wait_mean_s"] == pytest.approx((20 + 70 + 80) / 3) and a["wait_p50_s"] == 70
     assert a["wait_p90_s"] == pytest.approx(78) and a["service_mean_s"] == 60
     assert (b["key"], b["tickets"], b["served"], b["wait_mean_s"], b["service_mean_s"]) == ("s1/B", 1, 1, 120, 50)
+    assert (a["rated"], b["rated"]) == (0, 1)
     officers = hall.api.get("/api/v1/waiting", params={"group": "officer", "from": DAY, "to": DAY}).json()["rows"]
     assert [(r["key"], r["tickets"], r["served"], r["no_show"]) for r in officers] == [("o1", 1, 1, 0),
                                                                                       ("o2", 3, 2, 1)]
@@ -275,7 +293,9 @@ def test_a_take_resent_after_a_lost_ack_is_stored_once(hall, devices):
 def test_a_request_is_refused_clearly_and_a_redelivered_one_gets_the_same_answer(hall, devices):
     setup_queues(hall)
     kiosk = devices("kiosk-1", "kiosk")
-    refused = kiosk.request("take", "Z", priority=False)
+    kiosk.client.publish("hailong/v1/kiosk-1/request", b'{"req": "not hex", "op": "take"}', qos=1).wait_for_publish(5)
+    kiosk.client.publish("hailong/v1/kiosk-1/request", b"\xff{", qos=1).wait_for_publish(5)
+    refused = kiosk.request("take", "Z", priority=False)  # answered after the malformed ones were dropped
     assert refused["error"] == "unknown queue 'Z' at site 's1'"
     req = make_request("block", "0123abcd", "A", date=DAY)
     for _ in range(2):
@@ -310,3 +330,39 @@ def test_the_queue_api_refuses_bad_input_clearly(hall):
     assert api.delete("/api/v1/queues/s1/A").status_code == 204
     assert api.get("/api/v1/counters/s1/2").json()["queues"] == ["B"]
     assert api.get("/api/v1/queues/s1/A").status_code == 404
+
+
+@pytest.mark.parametrize("hall", ["real"], indirect=True)
+def test_real_counter_processes_show_queue_tickets_and_the_idle_sign(hall, tmp_path):
+    """The counter firmware as it is (simulated pins) against queue answers: tickets, priority, idle, rating link."""
+    setup_queues(hall, "kien-thuy")
+    kiosk = Device(hall, "kiosk-1", "kiosk", site="kien-thuy")
+    counters = []
+    try:
+        for second, queue, priority in ((0, "A", False), (1, "B", False), (2, "A", True)):
+            kiosk.take(queue, priority)
+        for i in (1, 2):
+            hall.store.register_device(f"dev-{i}", "kien-thuy", str(i))
+            cfg = write_config(tmp_path, hall.broker, device_id=f"dev-{i}", counter=str(i),
+                               data_dir=tmp_path / f"data-{i}", extra="[rating]\nrepeat_gap_s = 0\n")
+            counters.append(DeviceProcess(cfg))
+            counters[-1].wait_ready()
+            counters[-1].wait("online", lambda v: v[-1] is True)
+        dev1, dev2 = counters
+        dev1.send("press next")
+        dev1.wait("display", lambda v: v[-1] == "A002")  # the priority ticket first
+        dev2.send("press next")
+        dev2.wait("display", lambda v: v[-1] == "A001")  # then the oldest among A and B
+        dev1.send("wait 0.2", "press next")
+        dev1.wait("display", lambda v: v[-1] == "----")  # nobody left in A
+        dev2.send("press 4")
+        dev2.wait("acked", lambda v: sum(map(len, v)) >= 2)
+        day = local_day(real_clock.now_ms(), zone("Asia/Ho_Chi_Minh"))
+        got = {t["ticket"]: t for t in hall.store.tickets("kien-thuy", day)}
+        assert {k: t["status"] for k, t in got.items()} == {"A001": "called", "B001": "waiting", "A002": "done"}
+        assert got["A001"]["rating"]["score"] == 4 and got["A001"]["counter"] == "2"
+        assert hall.store.waiting_counts("kien-thuy") == {"A": 0, "B": 1}
+    finally:
+        for dev in counters:
+            dev.close()
+        kiosk.close()

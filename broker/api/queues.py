@@ -94,6 +94,7 @@ class WaitingRow(BaseModel):
     name: str
     tickets: int
     served: int
+    rated: int = Field(description="served tickets with a counted rating")
     no_show: int
     wait_mean_s: float | None = Field(description="first call - taken, over called tickets")
     wait_p50_s: float | None

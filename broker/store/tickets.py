@@ -31,6 +31,8 @@ _TICKET = ("id", "site", "date", "queue", "ticket", "priority", "status", "taken
 _TICKET_SQL = ("SELECT t.id, t.site, t.day, t.queue, t.ticket, t.priority, t.status, t.taken_ts, t.called_ts,"
                " t.recalls, t.recalled_ts, t.done_ts, t.counter, t.officer, t.device, t.source,"
                " e.id, e.ts, e.score, e.scale FROM queue_tickets AS t LEFT JOIN events AS e ON e.id = t.rating_event")
+_SEEN_NUMBER = dialect.upsert("queue_numbers", ("site", "day", "queue", "last"), ("site", "day", "queue"),
+                              f"last = {dialect.greatest('last', 'excluded.last')}")
 _LINK = dialect.rows_by_keys("events", ("device", "ledger", "seq"),
                              "t.device, t.ledger, t.seq, t.id, t.site, t.counter, t.day")
 
@@ -49,9 +51,7 @@ def record_take(db: Connection, ev: dict, ts: int) -> str | None:
                (site, day, ev["queue"], ticket, number, int(ev["priority"]), ts, ev["device"], ev["ledger"],
                 ev["seq"], ev["source"]))
     # A number the service never handed out (a kiosk's own, a lost block record) must not be handed out again.
-    db.execute(dialect.upsert("queue_numbers", ("site", "day", "queue", "last"), ("site", "day", "queue"),
-                              f"last = {dialect.greatest('last', 'excluded.last')}"),
-               (site, day, ev["queue"], number))
+    db.execute(_SEEN_NUMBER, (site, day, ev["queue"], number))
     return None
 
 

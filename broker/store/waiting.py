@@ -34,8 +34,9 @@ def _mean(values: list[float]) -> float | None:
 
 class Waiting(StoreBase):
     def waiting_stats(self, group: str, date_from: str, date_to: str, site: str | None = None) -> list[dict]:
-        """Rows {key, name, tickets, served, no_show, wait_mean_s, wait_p50_s, wait_p90_s, service_mean_s}
-        over the tickets of the days date_from..date_to (inclusive), by key.
+        """Rows {key, name, tickets, served, rated, no_show, wait_mean_s, wait_p50_s, wait_p90_s, service_mean_s}
+        over the tickets of the days date_from..date_to (inclusive), by key; `rated`: served tickets
+        with a counted rating.
 
         Keys: "site/queue", officer id ("" for tickets no officer called), "site/counter" ("site/"
         for tickets never called), site.
@@ -49,7 +50,7 @@ class Waiting(StoreBase):
         if site is not None:
             where, args = where + " AND site = ?", [*args, site]
         with self._read() as db:
-            rows = db.execute(f"SELECT {_KEY[group]}, status, taken_ts, called_ts, done_ts FROM queue_tickets"
+            rows = db.execute(f"SELECT {_KEY[group]}, status, taken_ts, called_ts, done_ts, rating_event FROM queue_tickets"
                               f" WHERE {where}", args).fetchall()
             names = self._names(db, group)
         return [_row(key, names.get(key, ""), items) for key, items in sorted(_grouped(rows).items())]
@@ -72,11 +73,12 @@ def _grouped(rows: list[tuple]) -> dict[str, list[tuple]]:
 
 
 def _row(key: str, name: str, items: list[tuple]) -> dict:
-    waits = [(called - taken) / 1000 for _, taken, called, _ in items if called is not None]
-    services = [(done - called) / 1000 for status, _, called, done in items
+    waits = [(called - taken) / 1000 for _, taken, called, _, _ in items if called is not None]
+    services = [(done - called) / 1000 for status, _, called, done, _ in items
                 if status == "done" and called is not None and done is not None]
     return {"key": key, "name": name, "tickets": len(items),
             "served": sum(1 for status, *_ in items if status == "done"),
+            "rated": sum(1 for status, *_, rating in items if status == "done" and rating is not None),
             "no_show": sum(1 for status, *_ in items if status == "noshow"),
             "wait_mean_s": _mean(waits), "wait_p50_s": percentile(waits, 0.5), "wait_p90_s": percentile(waits, 0.9),
             "service_mean_s": _mean(services)}
