@@ -83,6 +83,10 @@ def test_the_officer_page_shows_service_times_and_the_share_rated(dash, tickets)
         c.close()
     assert (o1["served"], o1["service-mean"], o1["rated"], o1["rated-share"]) == ("2", "300.0", "1", "0.5")
     assert (o2["served"], o2["no-show"], o2["service-mean"], o2["rated-share"]) == ("1", "1", "480.0", "0.0")
+    # The same counts as the store's own figures (GET /api/v1/waiting?group=officer).
+    api = {r["key"]: r for r in dash.store.waiting_stats("officer", DAY, DAY)}
+    assert [(int(o["served"]), int(o["rated"])) for o in (o1, o2)] == [(api[k]["served"], api[k]["rated"])
+                                                                       for k in ("o1", "o2")]
 
 
 def test_the_report_s_waiting_columns_match_the_tickets_and_the_api(dash, tickets):  # noqa: F811
