@@ -69,3 +69,16 @@ def test_voice_clips_are_only_the_known_names(dash):  # noqa: F811
         assert r.status_code == 200 and r.headers["content-type"] == "audio/wav" and r.content[:4] == b"RIFF"
         for bad in ("..%2Fauth.py", "nope", "%2Fetc%2Fpasswd", "moi.wav"):
             assert c.get(f"/hall/voice/{bad}").status_code == 404, bad
+
+
+def test_revoking_the_key_ends_an_open_live_feed(dash, key, monkeypatch):  # noqa: F811
+    from broker.web.pages import hall
+
+    monkeypatch.setattr(hall, "RECHECK_S", 0.2)  # instead of half a minute
+    with dash.client() as c, c.stream("GET", "/hall/kien-thuy/live", params={"key": key}) as live:
+        assert live.status_code == 200
+        lines = live.iter_lines()
+        assert next(lines).startswith("retry:")
+        dash.auth.revoke_token("hall-kt")
+        rest = list(lines)  # the server ends the stream: this returns instead of waiting for the next call
+    assert all(not line.startswith("event: call") for line in rest)

@@ -52,3 +52,23 @@ def test_every_clip_is_shipped_small_mono_and_readable():
             assert w.getnframes() / w.getframerate() > 0.1, f"{name} is (nearly) silent"
         total += path.stat().st_size
     assert total < 1024 * 1024  # package data, in every wheel and on every Pi
+
+
+def test_a_centre_s_recordings_replace_the_shipped_clips_one_by_one(tmp_path):
+    from broker.web.pages.hall import clip_path
+
+    (tmp_path / "moi.mp3").write_bytes(b"ID3 a recorded voice")
+    (tmp_path / "secret.txt").write_text("not a clip")
+    assert clip_path(tmp_path, "moi") == tmp_path / "moi.mp3"
+    assert clip_path(tmp_path, "ba") == DEFAULT_DIR / "ba.wav"  # not recorded: the shipped one
+    assert clip_path(None, "moi") == DEFAULT_DIR / "moi.wav"
+    assert clip_path(tmp_path, "secret") is None and clip_path(tmp_path, "../web/voice/moi") is None
+
+
+def test_the_voice_folder_must_exist(tmp_path):
+    from broker.config import ConfigError, config_from_dict
+
+    base = {"mqtt": {"embedded": False}, "store": {"url": "sqlite:///x.db"}}
+    assert config_from_dict({**base, "hall": {"voice_dir": str(tmp_path)}}).hall.voice_dir == tmp_path
+    with pytest.raises(ConfigError, match="hall.voice_dir: folder not found"):
+        config_from_dict({**base, "hall": {"voice_dir": str(tmp_path / "missing")}})

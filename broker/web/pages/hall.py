@@ -33,6 +33,7 @@ HALL_POLL_S = 0.5  # a call reaches the screen within this, plus a store read
 HALL_BATCH = 100
 HALL_MAX_S = 30 * 60  # then the browser reconnects (Last-Event-ID): no stream lives forever
 KEEP_ALIVE_S = 15
+RECHECK_S = 30  # a revoked key's stream ends within this; the browser's reconnect is then refused
 CLIP_TYPES = {".wav": "audio/wav", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
 IDLE_TICKETS = ("", "----")  # NEXT with nobody waiting: nothing to announce
 
@@ -121,14 +122,19 @@ def hall(page: AnyPage, site: str, key: str | None = None):
     return response
 
 
-async def _events(dash: Dashboard, site: str, after: int, lang: str):
-    """Each new call after `after` (event `call`), the waiting counts when they change (event `waiting`)."""
+async def _events(dash: Dashboard, site: str, after: int, lang: str, allowed):
+    """Each new call after `after` (event `call`), the waiting counts when they change (event `waiting`);
+    ends when `allowed()` stops saying yes (a revoked key), checked every RECHECK_S."""
     loop = asyncio.get_running_loop()
     names = await run_in_threadpool(_Names, dash.store, site)
     last, counts = after, None
-    started = idle = loop.time()
+    started = idle = checked = loop.time()
     yield "retry: 2000\n\n"
     while loop.time() - started < HALL_MAX_S:
+        if loop.time() - checked >= RECHECK_S:
+            checked = loop.time()
+            if not await run_in_threadpool(allowed):
+                return
         rows = await run_in_threadpool(dash.store.calls_after, site, last, HALL_BATCH)
         for r in rows:
             last = r["id"]
@@ -159,6 +165,7 @@ async def hall_live(request: Request, dash: Dash, site: str, key: str | None = N
     if after is None:
         recent = await run_in_threadpool(dash.store.recent_calls, site, 1)
         after = recent[0]["id"] if recent else 0
-    return StreamingResponse(_events(dash, site, after, pick_lang(request.cookies.get(LANG_COOKIE))),
+    allowed = lambda: _refusal(dash, request, site, key) is None  # noqa: E731
+    return StreamingResponse(_events(dash, site, after, pick_lang(request.cookies.get(LANG_COOKIE)), allowed),
                              media_type="text/event-stream",
                              headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
