@@ -82,3 +82,17 @@ def test_revoking_the_key_ends_an_open_live_feed(dash, key, monkeypatch):  # noq
         dash.auth.revoke_token("hall-kt")
         rest = list(lines)  # the server ends the stream: this returns instead of waiting for the next call
     assert all(not line.startswith("event: call") for line in rest)
+
+
+def test_the_live_feed_refuses_an_id_past_the_store_s_integers(dash, key):  # noqa: F811
+    with dash.client() as c:
+        assert c.get("/hall/kien-thuy/live", params={"key": key, "after": 2**64}).status_code == 422
+        assert c.get("/hall/kien-thuy/live", params={"key": key, "after": -1}).status_code == 422
+        # A resumed feed with a Last-Event-ID no call can have starts from the newest instead of failing.
+        with c.stream("GET", "/hall/kien-thuy/live", params={"key": key},
+                      headers={"Last-Event-ID": "9" * 40}) as live:
+            assert live.status_code == 200
+            with dash.store._write() as db:  # a call, as broker.store.tickets logs it
+                db.execute("INSERT INTO queue_calls (site, ts, ticket, queue, counter, action, recall)"
+                           " VALUES ('kien-thuy', 0, 'A001', 'A', '3', 'next', 0)")
+            assert any(line == "event: call" for line in live.iter_lines())

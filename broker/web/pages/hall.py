@@ -12,8 +12,9 @@ is short clips played one after another by the page (broker.voice says which); t
 import asyncio
 import json
 from pathlib import Path
+from typing import Annotated
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -23,6 +24,7 @@ from broker.i18n import pick_lang, translator
 from broker.web.context import Dashboard
 from broker.web.page import AnyPage, Dash
 from broker.web.session import LANG_COOKIE
+from protocol.codec import MAX_INT
 
 __all__ = ["HALL_POLL_S", "router"]
 
@@ -155,12 +157,13 @@ async def _events(dash: Dashboard, site: str, after: int, lang: str, allowed):
 
 
 @router.get("/hall/{site}/live")
-async def hall_live(request: Request, dash: Dash, site: str, key: str | None = None, after: int | None = None):
+async def hall_live(request: Request, dash: Dash, site: str, key: str | None = None,
+                    after: Annotated[int | None, Query(ge=0, le=MAX_INT)] = None):
     refused = await run_in_threadpool(_refusal, dash, request, site, key)
     if refused is not None:
         return refused
     last_id = request.headers.get("last-event-id")
-    if last_id and last_id.isdigit():
+    if last_id and last_id.isascii() and last_id.isdigit() and int(last_id) <= MAX_INT:
         after = int(last_id)
     if after is None:
         recent = await run_in_threadpool(dash.store.recent_calls, site, 1)
