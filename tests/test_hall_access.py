@@ -96,3 +96,22 @@ def test_the_live_feed_refuses_an_id_past_the_store_s_integers(dash, key):  # no
                 db.execute("INSERT INTO queue_calls (site, ts, ticket, queue, counter, action, recall)"
                            " VALUES ('kien-thuy', 0, 'A001', 'A', '3', 'next', 0)")
             assert any(line == "event: call" for line in live.iter_lines())
+
+
+def test_calls_missed_during_an_outage_are_shown_but_not_announced(dash, key):  # noqa: F811
+    import json
+
+    fresh = int(dash.clock() * 1000) - 5_000
+    with dash.client() as c, c.stream("GET", "/hall/kien-thuy/live", params={"key": key, "after": 0}) as live:
+        with dash.store._write() as db:
+            for ticket, ts in (("A001", fresh - 3_600_000), ("A002", fresh)):
+                db.execute("INSERT INTO queue_calls (site, ts, ticket, queue, counter, action, recall)"
+                           " VALUES ('kien-thuy', ?, ?, 'A', '3', 'next', 0)", (ts, ticket))
+        calls = []
+        for line in live.iter_lines():
+            if line.startswith('data: {"id"'):
+                calls.append(json.loads(line[6:]))
+            if len(calls) == 2:
+                break
+    assert [(c["ticket"], bool(c["clips"])) for c in calls] == [("A001", False), ("A002", True)]
+    assert calls[1]["clips"][0].startswith("/hall/voice/moi?call=")

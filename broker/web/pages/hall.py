@@ -37,7 +37,8 @@ HALL_MAX_S = 30 * 60  # then the browser reconnects (Last-Event-ID): no stream l
 KEEP_ALIVE_S = 15
 RECHECK_S = 30  # a revoked key's stream ends within this; the browser's reconnect is then refused
 CLIP_TYPES = {".wav": "audio/wav", ".ogg": "audio/ogg", ".mp3": "audio/mpeg"}
-IDLE_TICKETS = ("", "----")  # NEXT with nobody waiting: nothing to announce
+IDLE_TICKETS = ("", "----")
+ANNOUNCE_MAX_S = 60  # older calls are shown but not announced  # NEXT with nobody waiting: nothing to announce
 
 
 def _caller(dash: Dashboard, request: Request, key: str | None) -> Principal | None:
@@ -89,7 +90,10 @@ class _Names:
 def call_item(dash: Dashboard, r: dict, lang: str) -> dict:
     counter_name = r.get("counter_name") or f"{translator(lang)('hall.counter')} {r['counter']}"
     ticket = r.get("ticket") or ""
-    clips = [] if ticket in IDLE_TICKETS else voice.announcement(ticket, r["counter"], counter_name)
+    # A screen back from an outage catches up on the calls it missed, silently: only a call the
+    # citizen may still be walking to is announced.
+    stale = dash.now_ms() - r["ts"] > ANNOUNCE_MAX_S * 1000
+    clips = [] if ticket in IDLE_TICKETS or stale else voice.announcement(ticket, r["counter"], counter_name)
     return {"id": r["id"], "ticket": ticket, "queue": r.get("queue"), "counter": r["counter"],
             "counter_name": counter_name, "action": r.get("action"), "recall": bool(r.get("recall")),
             "time": dash.local_time(r["ts"], "%H:%M"), "clips": clip_urls(r["id"], clips)}
