@@ -238,8 +238,8 @@ class Ingest:
                 entry["seqs"].append(out.seq)
             # A held event's device is not vouched for: no queue number, no officer's name for it.
             counted = out.status == "stored" and out.held is None
-            if counted and out.event["type"] == "call":
-                self._call(out.event, m)
+            if out.status in ("stored", "duplicate") and out.held is None and out.event["type"] == "call":
+                self._call(out.event, m, first=counted)
             if counted:
                 self._resolve_badge(out.event)
         for (device, ledger), entry in acks.items():
@@ -263,9 +263,10 @@ class Ingest:
             m.rejected += 1
             log.warning("rejected event from %s: %s", device, out.reason)
 
-    def _call(self, ev: dict, m: _Msg) -> None:
-        """A counter serving queues is the desk's (broker.queueing); the others draw the site's daily number."""
-        if not self.desk.call(ev, self._live(ev, m)) and self._wants_ticket(ev, m):
+    def _call(self, ev: dict, m: _Msg, first: bool) -> None:
+        """A counter serving queues is the desk's (broker.queueing), which applies a resent call not applied
+        yet; the others draw the site's daily number, for the call's first copy only."""
+        if not self.desk.call(ev, self._live(ev, m)) and first and self._wants_ticket(ev, m):
             self._send_ticket(ev)
 
     def _wants_ticket(self, ev: dict, m: _Msg) -> bool:

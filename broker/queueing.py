@@ -88,8 +88,8 @@ class QueueDesk:
         result = self.store.queue_call(ev["device"], ev["ledger"], ev["seq"], live)
         if result is None:
             return False
-        if not live or ev["action"] == "close":
-            return True
+        if not live or ev["action"] == "close" or (result.get("again") and result["ticket"] is None):
+            return True  # nothing to show (an applied call's idle sign or finish is not worth repeating)
         if result["ticket"] is None:
             self._command(ev["device"], "ticket", ticket=IDLE, seq=ev["seq"], idle=True)
         else:

@@ -9,6 +9,7 @@ import json
 import secrets
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 
 import httpx
 import paho.mqtt.client as mqtt
@@ -19,6 +20,7 @@ from broker.auth import Auth
 from broker.config import config_from_dict
 from broker.ingest import Ingest, IngestSettings
 from broker.store import Store
+from broker.store.batch import Incoming
 from common.periods import local_day
 from protocol.codec import encode
 from protocol.events import make_event
@@ -192,6 +194,10 @@ def setup_queues(hall: Hall, site: str = "s1") -> None:
         assert r.status_code == 200 and r.json()["queues"] == queues, r.text
 
 
+def day_after(days: int) -> str:
+    return (NOW.date() + timedelta(days=days)).isoformat()
+
+
 def at(hall: Hall, seconds: int) -> None:
     hall.clock.ms = T0 + seconds * S
 
@@ -303,6 +309,11 @@ def test_a_request_is_refused_clearly_and_a_redelivered_one_gets_the_same_answer
     answers = kiosk.cmds.wait_for(lambda cmds: [c for c in cmds if c.get("req") == "0123abcd"][1:] and
                                   [c for c in cmds if c.get("req") == "0123abcd"], what="both answers")
     assert answers[0] == answers[1] and (answers[0]["first"], answers[0]["last"]) == (1, 10)
+    # A block for a day after tomorrow is not reserved (a block for another day is void anyway): no answer,
+    # which the next request's answer proves, since requests are answered in order.
+    kiosk._publish("request", make_request("block", "00000bad", "A", date=day_after(2)))
+    assert kiosk.request("block", "A", date=day_after(1))["first"] == 1  # tomorrow's own sequence
+    assert not [c for c in kiosk.cmds.items if c.get("req") == "00000bad"]
     stranger = Device(hall, "kiosk-9", "x")
     try:
         hall.store.register_device("kiosk-8", "s1", "x")  # kiosk-9 is now unregistered: x has one device
@@ -324,6 +335,8 @@ def test_the_queue_api_refuses_bad_input_clearly(hall):
     assert api.get("/api/v1/counters/s1/3").status_code == 404  # refused before anything changed
     assert api.get("/api/v1/waiting", params={"group": "queue", "from": DAY, "to": "2000-01-01"}).status_code == 422
     assert api.get("/api/v1/tickets", params={"site": "s1", "date": "2026-02-30"}).status_code == 422
+    r = api.get("/api/v1/tickets", params={"site": "s1", "date": "20261118"})
+    assert r.status_code == 422 and r.json()["detail"] == "date: expected a date YYYY-MM-DD, got '20261118'"
     assert api.put("/api/v1/queues/s1/A", json={"name": "Đất đai 2", "prefix": "D"}).json()["prefix"] == "D"
     assert [c["queues"] for c in api.get("/api/v1/counters", params={"site": "s1"}).json()["items"]] == [["A"],
                                                                                                        ["A", "B"]]
@@ -366,3 +379,24 @@ def test_real_counter_processes_show_queue_tickets_and_the_idle_sign(hall, tmp_p
         for dev in counters:
             dev.close()
         kiosk.close()
+
+
+def test_a_call_committed_but_not_applied_is_applied_when_resent_and_an_applied_one_only_answered(hall, devices):
+    setup_queues(hall)
+    kiosk, c1 = devices("kiosk-1", "kiosk"), devices("dev-1", "1")
+    kiosk.take("A")
+    at(hall, 30)
+    kiosk.take("A")
+    at(hall, 60)
+    nxt = c1.event("call", officer="o1", action="next")
+    # The service stored the NEXT and died before applying it; the counter, never acked, sends it again.
+    hall.store.ingest([Incoming("dev-1", encode(nxt), hall.clock.ms)])
+    c1.send(nxt)
+    answer = c1.cmds.wait_for(lambda cmds: [c for c in cmds if c.get("seq") == nxt["seq"]], what="answer")[0]
+    assert answer["ticket"] == "A001"
+    c1.cmds.items.clear()
+    c1.send(nxt)  # once more, after it was applied: the same answer, no second call
+    again = c1.cmds.wait_for(lambda cmds: [c for c in cmds if c.get("seq") == nxt["seq"]], what="again")[0]
+    assert again["ticket"] == "A001"
+    assert [c["ticket"] for c in hall.store.calls_after("s1", 0, 10)] == ["A001"]
+    assert {t["ticket"]: t["status"] for t in hall.store.tickets("s1", DAY)} == {"A001": "called", "A002": "waiting"}

@@ -5,23 +5,26 @@ serves are a `queues` list on /counters (broker.api.registry, through `counter_w
 """
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
 
 from fastapi import HTTPException, Path, Query, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from broker.api.answers import ok
-from broker.api.bodies import QUEUE_PATTERN, IdStr, Name, QueueId, _example
+from broker.api.bodies import QUEUE_PATTERN, IdStr, Name, QueueId
 from broker.api.deps import API, Admin, StoreDep, Viewer
 from broker.api.errors import api_router, errors, found
-from broker.api.figures import DateFrom, DateTo, OnlySite, _day, _days
+from broker.api.figures import DateFrom, DateTo, OnlySite
 from broker.store import InUse
+from common.periods import parse_day
 
 __all__ = ["counter_with_queues", "router"]
 
 router = api_router("queues")
 
 PREFIX_PATTERN = "^[A-Z]{1,2}$"
+_DAY_RE = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}")
 SiteKey = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$", examples=["hcm-q1"])]
 QueueKey = Annotated[str, Path(pattern=QUEUE_PATTERN, examples=["A"])]
 
@@ -35,7 +38,8 @@ class QueueBody(BaseModel):
 
 
 class QueueIn(QueueBody):
-    model_config = _example(site="hcm-q1", queue="A", name="Đất đai", prefix="A")
+    model_config = ConfigDict(json_schema_extra={"examples": [{"site": "hcm-q1", "queue": "A", "name": "Đất đai",
+                                                               "prefix": "A"}]})
 
     site: IdStr
     queue: QueueId
@@ -116,6 +120,22 @@ def counter_with_queues(store, counter: dict | None) -> dict | None:
     return {**counter, "queues": store.counter_queues(counter["site"], counter["counter"])}
 
 
+def _day(text: str, name: str) -> str:
+    try:
+        if not _DAY_RE.fullmatch(text):  # fromisoformat alone takes other spellings (20240101, week dates)
+            raise ValueError(text)
+        return parse_day(text)
+    except ValueError:
+        raise HTTPException(422, f"{name}: expected a date YYYY-MM-DD, got {text!r}") from None
+
+
+def _days(date_from: str, date_to: str) -> tuple[str, str]:
+    first, last = _day(date_from, "from"), _day(date_to, "to")
+    if first > last:
+        raise HTTPException(422, f"from ({first}) is after to ({last})")
+    return first, last
+
+
 def _changed(store, site: str, queue: str, name: str, prefix: str) -> dict:
     try:
         return store.upsert_queue(site, queue, name, prefix)
@@ -168,7 +188,7 @@ def tickets(_: Viewer, store: StoreDep, site: Annotated[str, Query(max_length=64
             date: Annotated[str, Query(description="the site-local day, YYYY-MM-DD", examples=["2026-11-30"],
                                        json_schema_extra={"format": "date"})]):
     """The site's tickets of the day, in the order they were taken."""
-    day = _day(date, "date").isoformat()
+    day = _day(date, "date")
     return {"site": site, "date": day, "items": store.tickets(site, day)}
 
 

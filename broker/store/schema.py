@@ -160,6 +160,10 @@ def _v5_queues(db: Connection) -> None:
             ticket TEXT NOT NULL, queue TEXT NOT NULL, counter TEXT NOT NULL, officer TEXT, action TEXT NOT NULL,
             recall INTEGER NOT NULL, device TEXT, ledger TEXT, seq INTEGER)""",
         "CREATE INDEX queue_calls_site ON queue_calls (site, id)",
+        # The call events already applied, and the ticket each answered with: a call whose event was
+        # committed but not applied (the service died in between) is applied when it is sent again.
+        """CREATE TABLE queue_applied (device TEXT NOT NULL, ledger TEXT NOT NULL, seq INTEGER NOT NULL,
+            ticket TEXT, PRIMARY KEY (device, ledger, seq)) WITHOUT ROWID""",
     ]
     for sql in statements:
         db.execute(sql)

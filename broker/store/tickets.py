@@ -68,26 +68,28 @@ def link_ratings(db: Connection, ratings: list[dict]) -> None:
 
 class Tickets(StoreBase):
     def queue_call(self, device: str, ledger: str, seq: int, live: bool) -> dict | None:
-        """Apply a stored call event at a counter that serves queues; None for a counter that serves none.
+        """Apply a stored call event at a counter that serves queues, once; None for a counter that serves none.
 
         next/noshow finish the counter's current ticket (done/no-show) and, if `live` (the counter
         waits for the answer), call the oldest waiting ticket of its queues, priority first; recall
         calls the current one again; close finishes it. {"ticket": str | None, "call": id | None}:
-        ticket None means nobody is waiting (the idle sign) or nothing to answer.
+        ticket None means nobody is waiting (the idle sign) or nothing to answer. An event applied
+        before changes nothing and gets its first ticket again, with "again" true.
         """
+        key = (device, ledger, seq)
         with self._write() as db:
             row = db.execute("SELECT site, counter, officer, ts, action FROM events WHERE device = ? AND ledger = ?"
-                             " AND seq = ? AND type = 'call' AND held IS NULL", (device, ledger, seq)).fetchone()
+                             " AND seq = ? AND type = 'call' AND held IS NULL", key).fetchone()
             if row is None or not counter_queue_ids(db, row[0], row[1]):
                 return None
-            site, counter, officer, ts, action = row
-            call = _Call(db, site, counter, officer, ts, (device, ledger, seq))
-            if action == "recall":
-                return call.recall()
-            call.finish("noshow" if action == "noshow" else "done")
-            if action == "close" or not live:
-                return {"ticket": None, "call": None}
-            return call.next(_site_day(db, site, ts), action)
+            before = db.execute("SELECT ticket FROM queue_applied WHERE device = ? AND ledger = ? AND seq = ?",
+                                key).fetchone()
+            if before is not None:
+                return {"ticket": before[0], "call": None, "again": True}
+            result = _apply(_Call(db, *row[:4], key), row[4], live)
+            db.execute("INSERT INTO queue_applied (device, ledger, seq, ticket) VALUES (?, ?, ?, ?)",
+                       (*key, result["ticket"]))
+        return result
 
     def tickets(self, site: str, day: str) -> list[dict]:
         """A site's tickets of a day in the order they were taken, with their times and counted rating."""
@@ -115,6 +117,15 @@ class Tickets(StoreBase):
                                        " AND status = 'waiting' GROUP BY queue", (site, day)):
                 counts[queue] = n
         return counts
+
+
+def _apply(call: "_Call", action: str, live: bool) -> dict:
+    if action == "recall":
+        return call.recall()
+    call.finish("noshow" if action == "noshow" else "done")
+    if action == "close" or not live:
+        return {"ticket": None, "call": None}
+    return call.next(_site_day(call.db, call.site, call.ts), action)
 
 
 class _Call:
