@@ -14,11 +14,12 @@ import json
 from pathlib import Path
 from typing import Annotated
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, HTTPException, Query, Request
 from fastapi.responses import FileResponse, PlainTextResponse, Response, StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
 from broker import voice
+from broker.api.deps import check_hall
 from broker.auth import Principal
 from broker.i18n import pick_lang, translator
 from broker.web.context import Dashboard
@@ -53,8 +54,10 @@ def _refusal(dash: Dashboard, request: Request, site: str, key: str | None) -> R
     who = _caller(dash, request, key)
     if who is None:
         return PlainTextResponse("a display token is needed: /hall/<site>?key=<token>", status_code=401)
-    if not who.shows_hall(site):
-        return PlainTextResponse(f"this token does not show the hall of {site!r}", status_code=403)
+    try:
+        check_hall(who, site)
+    except HTTPException as e:
+        return PlainTextResponse(e.detail, status_code=e.status_code)
     return None
 
 
