@@ -72,3 +72,17 @@ def test_the_voice_folder_must_exist(tmp_path):
     assert config_from_dict({**base, "hall": {"voice_dir": str(tmp_path)}}).hall.voice_dir == tmp_path
     with pytest.raises(ConfigError, match="hall.voice_dir: folder not found"):
         config_from_dict({**base, "hall": {"voice_dir": str(tmp_path / "missing")}})
+
+
+@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None, reason="espeak-ng not installed (not needed: "
+                    "the clips are committed)")
+def test_the_script_regenerates_every_clip(tmp_path):
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    r = subprocess.run([sys.executable, "scripts/voice_clips.py", "--out", str(tmp_path)], cwd=ROOT,
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.stem for p in tmp_path.glob("*.wav")) == sorted(CLIP_TEXTS)
