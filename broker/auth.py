@@ -6,7 +6,9 @@ not the service is running: WAL lets the CLI write while the service reads, and 
 busy timeout absorbs the moments when both write.
 
 Roles are ranked: admin > manager > viewer. A principal may do what its role or any
-lower role may do.
+lower role may do. Apart from the ranking, a token may have the `display` role: it is bound to one
+site and opens only that site's hall display (/hall/{site}), nothing of the API or the dashboard,
+so the token that sits in a TV's URL gives away nothing else.
 """
 from __future__ import annotations
 
@@ -26,11 +28,13 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from common.clock import Clock, now
 
 __all__ = [
-    "ROLES", "TOKEN_PREFIX", "MIN_PASSWORD", "AuthError", "Principal", "Auth",
+    "DISPLAY", "ROLES", "TOKEN_ROLES", "TOKEN_PREFIX", "MIN_PASSWORD", "AuthError", "Principal", "Auth",
     "check_role", "generate_password", "token_prefix",
 ]
 
 ROLES = ("viewer", "manager", "admin")  # lowest first: the index is the rank
+DISPLAY = "display"  # outside the ranking: a hall display's token, for one site
+TOKEN_ROLES = ROLES + (DISPLAY,)
 TOKEN_PREFIX = "hl_"
 MIN_PASSWORD = 10
 SCHEMA_VERSION = 1
@@ -66,6 +70,25 @@ MIGRATIONS: list[str] = [
     -- A revoked token keeps its row (for the audit trail) but frees its name.
     CREATE UNIQUE INDEX auth_tokens_live_name ON auth_tokens (name) WHERE revoked_ms IS NULL;
     """,
+    # 2: display tokens, each bound to its site (SQLite cannot change a CHECK: the table is rebuilt).
+    """
+    CREATE TABLE auth_tokens_v2 (
+        id           INTEGER PRIMARY KEY,
+        name         TEXT NOT NULL,
+        role         TEXT NOT NULL CHECK (role IN ('viewer', 'manager', 'admin', 'display')),
+        token_hash   TEXT NOT NULL UNIQUE,
+        shown        TEXT NOT NULL,
+        created_ms   INTEGER NOT NULL,
+        revoked_ms   INTEGER,
+        last_used_ms INTEGER,
+        site         TEXT CHECK ((role = 'display') = (site IS NOT NULL))
+    );
+    INSERT INTO auth_tokens_v2 (id, name, role, token_hash, shown, created_ms, revoked_ms, last_used_ms)
+        SELECT id, name, role, token_hash, shown, created_ms, revoked_ms, last_used_ms FROM auth_tokens;
+    DROP TABLE auth_tokens;
+    ALTER TABLE auth_tokens_v2 RENAME TO auth_tokens;
+    CREATE UNIQUE INDEX auth_tokens_live_name ON auth_tokens (name) WHERE revoked_ms IS NULL;
+    """,
 ]
 
 
@@ -80,14 +103,21 @@ class Principal:
     name: str
     role: str
     via: str = "token"
+    site: str | None = None  # a display token's site
 
     def allows(self, role: str) -> bool:
+        if self.role == DISPLAY:
+            return False  # a display is below every ranked role: it opens only its hall
         return ROLES.index(self.role) >= ROLES.index(check_role(role))
 
+    def shows_hall(self, site: str) -> bool:
+        """Whether this caller may watch `site`'s hall display: its display token, or any user."""
+        return self.site == site if self.role == DISPLAY else self.allows("viewer")
 
-def check_role(role: str) -> str:
-    if role not in ROLES:
-        raise AuthError(f"unknown role {role!r}: expected one of {', '.join(reversed(ROLES))}")
+
+def check_role(role: str, *, roles: tuple[str, ...] = ROLES) -> str:
+    if role not in roles:
+        raise AuthError(f"unknown role {role!r}: expected one of {', '.join(reversed(roles))}")
     return role
 
 
@@ -291,16 +321,24 @@ class Auth:
 
     # ----- tokens --------------------------------------------------------------------------
 
-    def create_token(self, role: str, name: str | None = None) -> str:
-        """Create a token and return it; this is the only time the secret exists in clear."""
-        check_role(role)
+    def create_token(self, role: str, name: str | None = None, *, site: str | None = None) -> str:
+        """Create a token and return it; this is the only time the secret exists in clear.
+
+        A `display` token needs the `site` whose hall it shows; the other roles take none.
+        """
+        check_role(role, roles=TOKEN_ROLES)
+        if (role == DISPLAY) != (site is not None):
+            raise AuthError("a display token needs its site (--site), and only a display token takes one")
+        if site is not None:
+            _check_name(site, "site")
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         shown = token_prefix(token)
         name = _check_name(name, "token") if name is not None else f"{role}-{shown[len(TOKEN_PREFIX):]}"
         with self._lock:
             try:
-                self._db.execute("INSERT INTO auth_tokens (name, role, token_hash, shown, created_ms) "
-                                 "VALUES (?, ?, ?, ?, ?)", (name, role, _token_hash(token), shown, self._now_ms()))
+                self._db.execute("INSERT INTO auth_tokens (name, role, token_hash, shown, created_ms, site) "
+                                 "VALUES (?, ?, ?, ?, ?, ?)",
+                                 (name, role, _token_hash(token), shown, self._now_ms(), site))
             except sqlite3.IntegrityError:
                 raise AuthError(f"a token named {name!r} already exists: revoke it first or choose another name") \
                     from None
@@ -313,7 +351,7 @@ class Auth:
         # The lookup by hash can only leak timing about the hash, which tells an attacker
         # nothing about any token; the final compare is constant-time anyway.
         with self._lock:
-            row = self._db.execute("SELECT id, name, role, token_hash FROM auth_tokens "
+            row = self._db.execute("SELECT id, name, role, token_hash, site FROM auth_tokens "
                                    "WHERE token_hash = ? AND revoked_ms IS NULL", (digest,)).fetchone()
             if row is None or not hmac.compare_digest(row["token_hash"], digest):
                 return None
@@ -321,7 +359,7 @@ class Auth:
             # Recorded at minute granularity: a write per request would contend with ingest.
             self._db.execute("UPDATE auth_tokens SET last_used_ms = ? WHERE id = ? "
                              "AND (last_used_ms IS NULL OR last_used_ms < ?)", (now, row["id"], now - 60_000))
-        return Principal(row["name"], row["role"], "token")
+        return Principal(row["name"], row["role"], "token", row["site"])
 
     def revoke_token(self, name_or_prefix: str) -> list[str]:
         """Revoke the live token with this name, or whose shown prefix (see list_tokens) starts so.
@@ -347,7 +385,8 @@ class Auth:
     def list_tokens(self) -> list[dict]:
         """Every token, revoked ones included; never the secret, only its first characters."""
         with self._lock:
-            rows = self._db.execute("SELECT name, role, shown, created_ms, revoked_ms, last_used_ms "
+            rows = self._db.execute("SELECT name, role, shown, created_ms, revoked_ms, last_used_ms, site "
                                     "FROM auth_tokens ORDER BY created_ms, id").fetchall()
-        return [{"name": r["name"], "role": r["role"], "prefix": r["shown"], "created_ms": r["created_ms"],
+        return [{"name": r["name"], "role": r["role"], "site": r["site"], "prefix": r["shown"],
+                 "created_ms": r["created_ms"],
                  "last_used_ms": r["last_used_ms"], "revoked": r["revoked_ms"] is not None} for r in rows]

@@ -129,10 +129,12 @@ def cmd_token_create(args) -> int:
     from broker.auth import token_prefix
 
     with _open_auth(args) as auth:
-        token = auth.create_token(args.role, args.name)
+        token = auth.create_token(args.role, args.name, site=args.site)
     print(token)
     label = repr(args.name) if args.name else f"listed as {token_prefix(token)}"
     print(f"{args.role} token {label} created; it is shown only this once", file=sys.stderr)
+    if args.site:
+        print(f"the hall display's address: http://<service>/hall/{args.site}?key=<the token>", file=sys.stderr)
     return 0
 
 
@@ -145,13 +147,13 @@ def cmd_token_revoke(args) -> int:
 
 def cmd_token_list(args) -> int:
     with _open_auth(args) as auth:
-        _print_table(auth.list_tokens(), ["name", "role", "prefix", "revoked", "created_ms", "last_used_ms"],
+        _print_table(auth.list_tokens(), ["name", "role", "site", "prefix", "revoked", "created_ms", "last_used_ms"],
                      args.json)
     return 0
 
 
 def _auth_commands(sub) -> None:
-    from broker.auth import ROLES
+    from broker.auth import DISPLAY, ROLES
 
     roles = list(reversed(ROLES))
 
@@ -171,7 +173,9 @@ def _auth_commands(sub) -> None:
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     p = add(token, "create", cmd_token_create, "create a token and print it (only it, only this once) on stdout")
-    p.add_argument("--role", required=True, choices=roles)
+    p.add_argument("--role", required=True, choices=[*roles, DISPLAY],
+                   help="display: a hall display's token, which opens only /hall/SITE")
+    p.add_argument("--site", help="the site a display token shows (display tokens only)")
     p.add_argument("--name", help="a name to list and revoke it by (default: role and prefix)")
     p = add(token, "revoke", cmd_token_revoke, "revoke a token by name or by its listed prefix")
     p.add_argument("name")

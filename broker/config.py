@@ -23,7 +23,7 @@ from common.configschema import (
 
 __all__ = [
     "ConfigError", "REQUIRED", "SCHEMA", "SECTIONS", "FILE_KEY", "DOCS_PATH", "SQLITE_URL", "Key",
-    "BrokerConfig", "ServiceSection", "MqttSection", "StoreSection", "HttpSection", "AuthSection",
+    "BrokerConfig", "ServiceSection", "MqttSection", "StoreSection", "HttpSection", "AuthSection", "HallSection",
     "load_config", "config_from_dict", "example_config", "config_reference_markdown",
 ]
 
@@ -54,6 +54,7 @@ SECTIONS: dict[str, str] = {
     "store": "Where committed events are kept.",
     "http": "The HTTP API and dashboard.",
     "auth": "Dashboard logins; repeated failures lock the account for a while, against password guessing.",
+    "hall": "The hall display (/hall/SITE): the TV that shows the calls and announces them by voice.",
 }
 
 SCHEMA: list[Key] = [
@@ -150,6 +151,11 @@ SCHEMA: list[Key] = [
 
     Key("auth.lockout_attempts", "int", 5, "Failed logins in a row after which an account is locked.", lo=1),
     Key("auth.lockout_minutes", "int", 15, "Minutes a locked account stays locked.", lo=1),
+
+    Key("hall.voice_dir", "path", None,
+        "Folder of recorded voice clips that replace the shipped espeak-ng ones, file by file: "
+        "NAME.wav, .ogg or .mp3 for each clip name in docs/queue.md; a clip it lacks stays the shipped one.",
+        example="/etc/hailong/voice"),
 ]
 
 # Rules spanning several keys, for the docs; enforced by _check_across and _resolve_store_path.
@@ -160,6 +166,7 @@ _CROSS_RULES = [
     "speaks MQTT 3.1.1 only. Left unset, it follows `mqtt.embedded`.",
     "With `mqtt.embedded` true, `mqtt.passwd_file` and `mqtt.acl_file` are required, and the service logs in "
     "to its own broker like any client: `mqtt.password` or `mqtt.password_file` is required too.",
+    "`hall.voice_dir` must be an existing folder.",
     "`store.url`: `sqlite:///hailong.db` is `hailong.db` beside this file; "
     "`sqlite:////var/lib/hailong/hailong.db` is the absolute path `/var/lib/hailong/hailong.db`.",
 ]
@@ -230,9 +237,14 @@ class AuthSection:
     lockout_minutes: int
 
 
+@dataclass(frozen=True)
+class HallSection:
+    voice_dir: Path | None
+
+
 _SECTION_TYPES: dict[str, type] = {
     "service": ServiceSection, "mqtt": MqttSection, "store": StoreSection,
-    "http": HttpSection, "auth": AuthSection,
+    "http": HttpSection, "auth": AuthSection, "hall": HallSection,
 }
 
 
@@ -243,6 +255,7 @@ class BrokerConfig:
     store: StoreSection
     http: HttpSection
     auth: AuthSection
+    hall: HallSection
     source: Path | None = None
 
     @property
@@ -284,6 +297,8 @@ def _check_across(v: dict[str, Any], problems: Problems) -> None:
             problems.append(("mqtt.protocol", "the embedded broker speaks MQTT 3.1.1 only"))
     if v.get("mqtt.embedded"):
         _check_embedded(v, problems)
+    if v.get("hall.voice_dir") is not None and not v["hall.voice_dir"].is_dir():
+        problems.append(("hall.voice_dir", f"folder not found: {v['hall.voice_dir']}"))
 
 
 def _check_embedded(v: dict[str, Any], problems: Problems) -> None:

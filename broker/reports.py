@@ -22,6 +22,12 @@ string cell in the workbook and carries a leading apostrophe in the CSV (OWASP's
 neutralising prefix). Names are validated on the way in as well; stored events never
 change, so the reports must cope with whatever an older version let through.
 
+Waiting columns follow (the queue, docs/queue.md): tickets, no-shows, the mean, median and 90th
+percentile wait and the mean service time, in minutes. They come from `report["waiting"]`, the
+store's `waiting_stats` rows by key (GET /api/v1/waiting), and the totals row's from
+`report["waiting_total"]` (all tickets of the period together: a median cannot be summed). A row
+without tickets has 0 tickets and empty times.
+
 Level columns are named by the report's scale (3, 4 or 5 levels, as on the counters).
 When a period mixes scales, `counts` has more levels than `scale` and the level columns
 are named "Mức 1".."Mức N" instead (level 1 is always the worst button).
@@ -61,6 +67,12 @@ TEXT = {
         "wilson": "Cận dưới Wilson 95%",
         "flagged": "Lượt bấm bị gắn cờ",
         "served": "Lượt phục vụ",
+        "tickets": "Số phiếu xếp hàng",
+        "no_show": "Vắng mặt khi gọi",
+        "wait_mean": "Chờ trung bình (phút)",
+        "wait_p50": "Chờ trung vị (phút)",
+        "wait_p90": "90% chờ dưới (phút)",
+        "service_mean": "Phục vụ trung bình (phút)",
         "total": "Tổng cộng",
     },
     "en": {
@@ -81,11 +93,18 @@ TEXT = {
         "wilson": "Wilson 95% lower bound",
         "flagged": "Flagged presses",
         "served": "Citizens served",
+        "tickets": "Queue tickets",
+        "no_show": "No-shows",
+        "wait_mean": "Mean wait (min)",
+        "wait_p50": "Median wait (min)",
+        "wait_p90": "90% waited under (min)",
+        "service_mean": "Mean service time (min)",
         "total": "Total",
     },
 }
 
 GROUPS = ("officer", "counter")
+WAIT_TIMES = ("wait_mean", "wait_p50", "wait_p90", "service_mean")  # columns in minutes, from *_s seconds
 
 
 # ----- text that is safe in a spreadsheet ----------------------------------------------------
@@ -140,14 +159,23 @@ def _columns(report: dict, group: str, lang: str) -> list[tuple[str, str]]:
     return ([(t["no"], "int"), (t["who"][group], "text"), (t["ratings"], "int")]
             + [(title, "int") for title in _level_titles(report, lang)]
             + [(t["satisfied"], "int"), (t["rate"], "pct"), (t["mean"], "mean"), (t["index"], "index"),
-               (t["wilson"], "pct"), (t["flagged"], "int"), (t["served"], "int")])
+               (t["wilson"], "pct"), (t["flagged"], "int"), (t["served"], "int"),
+               (t["tickets"], "int"), (t["no_show"], "int")]
+            + [(t[k], "minutes") for k in WAIT_TIMES])
 
 
-def _row_values(n: int | None, name: str, row: dict, levels: int) -> list:
+def _minutes(seconds: float | None) -> float | None:
+    return None if seconds is None else round(seconds / 60, 1)
+
+
+def _row_values(n: int | None, name: str, row: dict, levels: int, waiting: dict | None) -> list:
     counts = row.get("counts") or {}
+    w = waiting or {}
     return ([n, name, row["ratings"]] + [int(counts.get(str(k), 0)) for k in range(1, levels + 1)]
             + [row["satisfied"], row.get("rate"), row.get("mean"), row.get("index"),
-               row.get("wilson_lower"), row.get("flagged", 0), row.get("served", 0)])
+               row.get("wilson_lower"), row.get("flagged", 0), row.get("served", 0),
+               int(w.get("tickets") or 0), int(w.get("no_show") or 0)]
+            + [_minutes(w.get(f"{k}_s")) for k in WAIT_TIMES])
 
 
 def _totals(report: dict, levels: int) -> dict:
@@ -189,9 +217,10 @@ def _table(report: dict, group: str, lang: str) -> tuple[list[tuple[str, str]], 
     _check_group(group)
     columns = _columns(report, group, lang)
     levels = _levels(report)
-    rows = [_row_values(i, safe_text(r.get("name") or r.get("key") or ""), r, levels)
+    waiting = report.get("waiting") or {}
+    rows = [_row_values(i, safe_text(r.get("name") or r.get("key") or ""), r, levels, waiting.get(r.get("key")))
             for i, r in enumerate(report["rows"], start=1)]
-    total = _row_values(None, TEXT[lang]["total"], _totals(report, levels), levels)
+    total = _row_values(None, TEXT[lang]["total"], _totals(report, levels), levels, report.get("waiting_total"))
     return columns, rows, total
 
 
@@ -211,7 +240,7 @@ def _moment_text(at: datetime) -> str:
 
 # ----- Excel ---------------------------------------------------------------------------------
 
-_FORMATS = {"int": "#,##0", "pct": "0.0%", "mean": "0.00", "index": "0.0", "text": "@"}
+_FORMATS = {"int": "#,##0", "pct": "0.0%", "mean": "0.00", "index": "0.0", "minutes": "0.0", "text": "@"}
 
 
 def satisfaction_xlsx(report: dict, *, centre: str, group: str, month: str, generated_at: datetime,
@@ -313,7 +342,7 @@ def _csv_cell(value, kind: str) -> str | int:
         return f"{value:.4f}"
     if kind == "mean":
         return f"{value:.3f}"
-    if kind == "index":
+    if kind in ("index", "minutes"):
         return f"{value:.1f}"
     if isinstance(value, str) and looks_like_formula(value):
         return "'" + value

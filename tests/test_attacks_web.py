@@ -378,14 +378,15 @@ def test_every_api_route_refuses_a_missing_wrong_or_revoked_token_and_a_too_low_
 
 
 def test_every_page_and_page_action_needs_a_session(dash):  # noqa: F811
-    open_pages = {"/login", "/logout", "/lang/{code}"}
+    # The hall's voice clips are public like /static: spoken digits (tests/test_hall_access.py).
+    open_pages = {"/login", "/logout", "/lang/{code}", "/hall/voice/{name}"}
     routes = [r for r in page_routes(dash.server._config.app.routes) if r[1] not in open_pages]
     assert {("GET", "/"), ("GET", "/officers/{officer_id}"), ("POST", "/devices/assign")} <= set(routes)
     dash.store.upsert_officer("o1", "Secret Name", "1")
     anon = dash.client()
     failures = []
     for method, path in routes:
-        r = anon.request(method, path.format(officer_id="o1", device_id="dev-1"),
+        r = anon.request(method, path.format(officer_id="o1", device_id="dev-1", site="s1"),
                          data={"site": "s1", "counter": "1", "officer": "o1"} if method == "POST" else None)
         if r.status_code not in (303, 401, 403) or "Secret Name" in r.text:
             failures.append(f"{method} {path}: {r.status_code} {r.text[:80]}")

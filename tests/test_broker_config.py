@@ -279,6 +279,7 @@ def test_example_config_round_trips(tmp_path):
 
 def test_commented_out_example_values_are_valid(tmp_path):
     (tmp_path / "mosquitto").mkdir()
+    (tmp_path / "voice").mkdir()
     for name in ("ca.crt", "service.crt", "service.key", "mqtt-password", "session-secret", "mosquitto/passwd",
                  "mosquitto/acl"):
         (tmp_path / name).write_text("x")

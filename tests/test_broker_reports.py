@@ -20,7 +20,12 @@ XLSX = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 AT = datetime(2026, 12, 1, 8, 5, tzinfo=ZoneInfo("Asia/Ho_Chi_Minh"))
 HEAD = 6  # the table's header row when no site is named: 4 header lines, a blank row, then the titles
 TAIL = ["Hài lòng (số lượt)", "Tỷ lệ hài lòng", "Điểm trung bình", "Chỉ số hài lòng (0–100)",
-        "Cận dưới Wilson 95%", "Lượt bấm bị gắn cờ", "Lượt phục vụ"]
+        "Cận dưới Wilson 95%", "Lượt bấm bị gắn cờ", "Lượt phục vụ",
+        # the queue's waiting columns (tests/test_hall_waiting.py checks their values)
+        "Số phiếu xếp hàng", "Vắng mặt khi gọi", "Chờ trung bình (phút)", "Chờ trung vị (phút)",
+        "90% chờ dưới (phút)", "Phục vụ trung bình (phút)"]
+NO_QUEUE = [0, 0, None, None, None, None]  # the waiting columns of a row without queue tickets
+NO_QUEUE_CSV = ["0", "0", "", "", "", ""]
 LABELS = {
     3: ["Không hài lòng", "Hài lòng", "Rất hài lòng"],
     4: ["Không hài lòng", "Bình thường", "Hài lòng", "Rất hài lòng"],
@@ -87,9 +92,9 @@ def test_xlsx_header_block_and_titles():
     ]
     assert ws.cell(1, 1).font.bold and ws.cell(2, 1).font.bold
     assert table(ws)[0] == ["STT", "Cán bộ", "Số lượt đánh giá", *LABELS[4], *TAIL]
-    assert all(ws.cell(HEAD, c).font.bold for c in range(1, 15))
+    assert all(ws.cell(HEAD, c).font.bold for c in range(1, 21))
     assert ws.freeze_panes == f"A{HEAD + 1}"
-    assert ws.auto_filter.ref == f"A{HEAD}:N{HEAD + 3}"  # header and data rows; the totals stay last
+    assert ws.auto_filter.ref == f"A{HEAD}:T{HEAD + 3}"  # header and data rows; the totals stay last
     assert ws.column_dimensions["B"].width >= len("Trần Văn Bình")
     assert ws.title == "Theo cán bộ"
 
@@ -122,12 +127,12 @@ def test_mixed_scales_get_neutral_level_titles():
 def test_xlsx_numbers_are_real_numbers_with_formats_and_a_totals_row():
     ws = sheet(satisfaction_xlsx(REPORT, centre="TT", group="officer", month="2026-11", generated_at=AT))
     _, o2, o1, nobody, total = table(ws)
-    assert o2 == [1, "Trần Văn Bình", 3, 1, 1, 0, 1, 1, 0.3333, 2.333, 44.4, 0.0615, 2, 7]
-    assert o1 == [2, "Nguyễn Thị Lan", 1, 0, 0, 0, 1, 1, 1.0, 4.0, 100.0, 0.2065, 0, 3]
-    assert nobody == [3, "(không rõ)", 0, 0, 0, 0, 0, 0, None, None, None, 0.0, 1, 0]
+    assert o2 == [1, "Trần Văn Bình", 3, 1, 1, 0, 1, 1, 0.3333, 2.333, 44.4, 0.0615, 2, 7, *NO_QUEUE]
+    assert o1 == [2, "Nguyễn Thị Lan", 1, 0, 0, 0, 1, 1, 1.0, 4.0, 100.0, 0.2065, 0, 3, *NO_QUEUE]
+    assert nobody == [3, "(không rõ)", 0, 0, 0, 0, 0, 0, None, None, None, 0.0, 1, 0, *NO_QUEUE]
     # Sums; the rate from the sums (2/4), not the rows' average (0.6667); mean and index weighted by ratings.
     assert total == [None, "Tổng cộng", 4, 1, 1, 0, 2, 2, 0.5, round((2.333 * 3 + 4.0) / 4, 3),
-                     round((44.4 * 3 + 100.0) / 4, 1), round(wilson_lower(2, 4), 4), 3, 10]
+                     round((44.4 * 3 + 100.0) / 4, 1), round(wilson_lower(2, 4), 4), 3, 10, *NO_QUEUE]
     assert ws.cell(HEAD + 4, 2).font.bold
 
     formats = {c: ws.cell(HEAD + 1, c).number_format for c in range(1, 15)}
@@ -143,9 +148,10 @@ def test_an_empty_month_still_makes_a_table():
     ws = sheet(satisfaction_xlsx(empty, centre="TT", group="officer", month="2026-11", generated_at=AT))
     head, total = table(ws)
     assert head[3:7] == LABELS[4]
-    assert total == [None, "Tổng cộng", 0, 0, 0, 0, 0, 0, None, None, None, None, 0, 0]  # no Wilson without ratings
+    assert total == [None, "Tổng cộng", 0, 0, 0, 0, 0, 0, None, None, None, None, 0, 0,
+                     *NO_QUEUE]  # no Wilson without ratings
     assert csv_rows(satisfaction_csv(empty, centre="TT", group="officer", month="2026-11"))[1] == \
-        ["", "Tổng cộng", "0", "0", "0", "0", "0", "0", "", "", "", "", "0", "0"]
+        ["", "Tổng cộng", "0", "0", "0", "0", "0", "0", "", "", "", "", "0", "0", *NO_QUEUE_CSV]
 
 
 def test_builders_refuse_bad_arguments():
@@ -168,12 +174,13 @@ def test_csv_is_utf8_with_bom_crlf_and_the_same_numbers():
     rows = csv_rows(data)
     assert rows[0] == ["STT", "Cán bộ", "Số lượt đánh giá", *LABELS[4], *TAIL]
     assert rows[1] == ["1", "Trần Văn Bình", "3", "1", "1", "0", "1", "1", "0.3333", "2.333", "44.4", "0.0615",
-                       "2", "7"]
+                       "2", "7", *NO_QUEUE_CSV]
     assert rows[2] == ["2", "Nguyễn Thị Lan", "1", "0", "0", "0", "1", "1", "1.0000", "4.000", "100.0", "0.2065",
-                       "0", "3"]
-    assert rows[3] == ["3", "(không rõ)", "0", "0", "0", "0", "0", "0", "", "", "", "0.0000", "1", "0"]
+                       "0", "3", *NO_QUEUE_CSV]
+    assert rows[3] == ["3", "(không rõ)", "0", "0", "0", "0", "0", "0", "", "", "", "0.0000", "1", "0",
+                       *NO_QUEUE_CSV]
     assert rows[4] == ["", "Tổng cộng", "4", "1", "1", "0", "2", "2", "0.5000", "2.750", "58.3",
-                       f"{wilson_lower(2, 4):.4f}", "3", "10"]
+                       f"{wilson_lower(2, 4):.4f}", "3", "10", *NO_QUEUE_CSV]
 
 
 def test_csv_quotes_names_with_commas_and_quotes():
@@ -232,15 +239,15 @@ def test_downloads_match_the_satisfaction_endpoint(service, counters):
             expect = [i, want["name"], want["ratings"], *(want["counts"][str(k)] for k in range(1, 5)),
                       want["satisfied"], want["rate"], want["mean"], want["index"], want["wilson_lower"],
                       want["flagged"], want["served"]]
-            assert x == expect
+            assert x[:14] == expect  # then the waiting columns: no queue tickets here
             assert [int(v) for v in s[2:8]] == expect[2:8] and s[0] == str(i) and s[1] == want["name"]
             assert [float(v) for v in s[8:12]] == pytest.approx(expect[8:12])
-            assert [int(v) for v in s[12:]] == expect[12:]
+            assert [int(v) for v in s[12:14]] == expect[12:]
         ratings = sum(w["ratings"] for w in figures["rows"])
         satisfied = sum(w["satisfied"] for w in figures["rows"])
         assert total[2] == ratings == 6 and total[7] == satisfied == 3
         assert total[8] == round(satisfied / ratings, 4) == 0.5 and float(csv_total[8]) == 0.5
-        assert total[12:] == [1, 1]  # one flagged press, one NEXT call
+        assert total[12:14] == [1, 1]  # one flagged press, one NEXT call
 
     names = [r[1] for r in table(sheet(api.get("/api/v1/reports/satisfaction.xlsx",
                                                params={"group": "officer", "month": month}).content))[1:-1]]

@@ -90,6 +90,14 @@ def test_demo_counts_every_citizen_press_and_reuses_its_data(tmp_path):
     expected = Counter(r["officer"] for r in counted)
     expected_flagged = Counter(r["officer"] for r in ratings if r["flags"])
 
+    # The queue: citizens took tickets at the kiosk, the counters called them; the hall display's address.
+    taken = [r for r in lines if r["event"] == "ticket"]
+    assert taken and all(r["queue"] in ("A", "B") for r in taken)
+    assert len({(r["date"], r["ticket"]) for r in taken}) == len(taken), "every printed number is unique that day"
+    assert any(r["type"] == "call" and r.get("ticket") not in (None, "----") for r in lines if r["event"] == "stored")
+    assert started["hall"].startswith(f"{started['url']}/hall/demo?key=hl_")
+    assert not [r for r in lines if r["event"] == "error"]
+
     stopped = next(r for r in lines if r["event"] == "counters_stopped")
     assert stopped["offline"] == [1, 2, 3, 4] and set(stopped["exit_codes"].values()) == {0}
     summary = lines[-1]
@@ -108,6 +116,16 @@ def test_demo_counts_every_citizen_press_and_reuses_its_data(tmp_path):
                           f"&to={day + timedelta(days=1)}", again["api_token"])
         assert {row["key"]: row["ratings"] for row in figures["rows"]} == expected
         assert {row["key"]: row["flagged"] for row in figures["rows"] if row["flagged"]} == expected_flagged
+        stored = []  # every day the run took tickets on (a run may cross midnight)
+        for when in sorted({r["date"] for r in taken}):
+            items = api_get(f"{again['url']}/api/v1/tickets?site=demo&date={when}", again["api_token"])["items"]
+            assert sorted(t["ticket"] for t in items) == sorted(r["ticket"] for r in taken if r["date"] == when)
+            stored += items
+        assert any(t["status"] == "done" for t in stored)
+        # The hall display opens with this run's key (the last run's was revoked) and lists the calls.
+        with urllib.request.urlopen(again["hall"], timeout=10) as r:
+            assert 'id="hall-calls"' in r.read().decode()
+        assert again["hall"] != started["hall"]
         devices = api_get(f"{again['url']}/api/v1/devices", again["api_token"])
         assert {d["device"] for d in devices["items"]} >= {f"demo-c{n}" for n in range(1, 5)}
         # Its broker is closed to anyone the demo did not provision, as a site's Mosquitto is.
@@ -162,7 +180,8 @@ def test_demo_stops_cleanly_on_ctrl_c(tmp_path):
     from broker.store import Store
 
     with Store.open(tmp_path / "d" / "hailong.db") as store:
-        assert {d["device"]: d["online"] for d in store.devices()} == {f"demo-c{n}": False for n in range(1, 5)}
+        assert {d["device"]: d["online"] for d in store.devices()} == {
+            **{f"demo-c{n}": False for n in range(1, 5)}, "demo-kiosk": False}
 
 
 def test_demo_reports_a_taken_port(tmp_path):

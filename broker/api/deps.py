@@ -7,6 +7,8 @@ reads the auth, to recognise the caller.
 
 The role checks are declared once, here: `Viewer`, `Manager` and `Admin` for routes, and
 `check_role` for anyone else who must decide the same way (the dashboard's forms).
+The `display` role (a hall display's token, bound to one site) is below all of them: every
+route here answers it 403; only the hall page accepts it, through `check_hall`.
 """
 from __future__ import annotations
 
@@ -22,7 +24,8 @@ from common.clock import Clock
 from common.periods import DEFAULT_TZ
 
 __all__ = ["API", "Admin", "ApiSettings", "ClockDep", "IngestDep", "Manager", "PrincipalResolver",
-           "SettingsDep", "StoreDep", "Viewer", "add_principal_resolver", "check_role", "principal", "require"]
+           "SettingsDep", "StoreDep", "Viewer", "add_principal_resolver", "check_hall", "check_role", "principal",
+           "require"]
 
 API = "/api/v1"
 
@@ -110,6 +113,13 @@ def check_role(who: Principal, role: str) -> Principal:
     """`who` if its role is `role` or higher; else a 403 HTTPException saying what is missing."""
     if not who.allows(role):
         raise HTTPException(403, f"this needs the {role} role or higher; {who.name!r} is {who.role}")
+    return who
+
+
+def check_hall(who: Principal, site: str) -> Principal:
+    """`who` if it may watch `site`'s hall display (that site's display token, or any user); else a 403."""
+    if not who.shows_hall(site):
+        raise HTTPException(403, f"{who.name!r} may not watch the hall display of {site!r}")
     return who
 
 

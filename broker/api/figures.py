@@ -10,6 +10,7 @@ from fastapi import HTTPException, Query, Response
 from broker.api.answers import DeadLetterPage, EventPage, ReasonList, Satisfaction, ok
 from broker.api.deps import ClockDep, Manager, SettingsDep, StoreDep, Viewer
 from broker.api.errors import api_router
+from broker import waiting
 from broker.reports import satisfaction_csv, satisfaction_xlsx
 from common.periods import month_range, zone
 from protocol.codec import MAX_INT
@@ -125,7 +126,11 @@ def _month_report(store, settings, group: str, month: str, site: str | None) -> 
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
     # the very call GET /satisfaction makes for from=first, to=last
-    return _satisfaction(store, settings, group, first.isoformat(), last.isoformat(), site)
+    report = _satisfaction(store, settings, group, first.isoformat(), last.isoformat(), site)
+    # The waiting columns: the month's queue tickets, named as GET /waiting names them.
+    tickets = store.ticket_times(first.isoformat(), last.isoformat(), site=site)
+    names = {r["key"] or None: r["name"] for r in store.waiting_stats(group, first.isoformat(), last.isoformat(), site)}
+    return waiting.with_waiting(report, tickets, group, names)
 
 
 def _attachment(body: bytes, media_type: str, group: str, month: str, ext: str) -> Response:

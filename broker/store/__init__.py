@@ -18,6 +18,7 @@ dashboard call. Behind it, one module per concern:
     queues      the queue: queues, the queues a counter serves, daily numbers and kiosk blocks
     tickets     queue tickets (recorded in the ingest batch), calls and their log
     waiting     waiting and service times of tickets
+    ticket_times  the queue tickets' times, read for the waiting page, the officer page and reports
 
 Each concern is a mix-in subclassing StoreBase, and `Store` just combines them. A mix-in uses
 only StoreBase (its transactions, `_rows`, the ingest caches) and module-level helpers of the
@@ -41,6 +42,7 @@ from broker.store.queues import QueueRefusal, Queues
 from broker.store.registry import Registry
 from broker.store.schema import MIGRATIONS
 from broker.store.statistics import GROUPS, UNATTRIBUTED, Statistics
+from broker.store.ticket_times import TicketTimes
 from broker.store.tickets import Tickets
 from broker.store.waiting import WAITING_GROUPS, Waiting
 
@@ -48,5 +50,5 @@ __all__ = ["GROUPS", "MIGRATIONS", "WAITING_GROUPS", "Ambiguous", "Incoming", "I
            "QueueRefusal", "Store", "StoreError", "UNATTRIBUTED"]
 
 
-class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard, Queues, Tickets, Waiting):
+class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard, Queues, Tickets, Waiting, TicketTimes):
     """The store: open with `Store.open(url_or_path)`, close with `close()` or a `with` block."""

@@ -35,6 +35,7 @@ class Dashboard:
     satisfied_from: int | None
     secure: bool  # cookies only over HTTPS
     service_name: str
+    voice_dir: Path | None = None  # the centre's recorded clips, if any (the hall display)
 
     @classmethod
     def from_config(cls, *, store, ingest, auth, cfg, clock: Clock) -> "Dashboard":
@@ -50,7 +51,8 @@ class Dashboard:
                    tz_name=getattr(cfg.service, "timezone", DEFAULT_TZ),
                    satisfied_from=getattr(cfg.service, "satisfied_from", 0) or None,
                    secure=bool(getattr(cfg.http, "cookie_secure", False)),
-                   service_name=getattr(cfg.service, "name", ""))
+                   service_name=getattr(cfg.service, "name", ""),
+                   voice_dir=getattr(getattr(cfg, "hall", None), "voice_dir", None))
 
     @property
     def tz(self) -> ZoneInfo:

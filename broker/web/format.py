@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from urllib.parse import quote
 
-__all__ = ["count", "counter_value", "hue", "num", "pct"]
+__all__ = ["count", "counter_value", "hue", "minutes", "num", "pct"]
 
 
 def num(value: float | None, lang: str, digits: int = 1) -> str:
@@ -21,6 +21,11 @@ def pct(rate: float | None, lang: str) -> str:
 
 def count(n: int | None, lang: str) -> str:
     return "0" if not n else num(n, lang, 0)
+
+
+def minutes(seconds: float | None, lang: str) -> str:
+    """A waiting or service time, given in seconds, in minutes: "12,5 phút" / "12.5 min"."""
+    return "—" if seconds is None else num(seconds / 60, lang) + (" phút" if lang == "vi" else " min")
 
 
 def hue(score: int, levels: int) -> int:

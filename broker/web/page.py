@@ -80,7 +80,7 @@ class Page:
             path=request.url.path, here=quote(safe_next(here), safe="/?=&-"), can_act=self.may_act,
             csrf=d.signer.csrf_for(session.sid) if session else "",
             num=lambda v, digits=1: fmt.num(v, lang, digits), pct=lambda r: fmt.pct(r, lang),
-            count=lambda n: fmt.count(n, lang), level=lambda scale, score: level_label(scale, score, lang),
+            count=lambda n: fmt.count(n, lang), minutes=lambda s: fmt.minutes(s, lang), level=lambda scale, score: level_label(scale, score, lang),
             hue=fmt.hue, when=d.local_time, **ctx)
         response = HTMLResponse(html, status_code=status)
         response.headers["Cache-Control"] = "no-store"

@@ -14,10 +14,11 @@ from pathlib import Path
 from common.clock import Clock, now
 from hailong.demo.citizens import keyboard, serve_citizens
 from hailong.demo.config import (
-    REASON_WINDOW_S, SITE, SITE_NAME, STORE_FILE, TZ, device_config, device_id, free_port, local_time, port_free,
+    KIOSK, REASON_WINDOW_S, SITE, SITE_NAME, STORE_FILE, TZ, device_config, device_id, free_port, local_time, port_free,
     provision_mqtt, service_config, today,
 )
 from hailong.demo.counter import Counter
+from hailong.demo.kiosk import QUEUES, Kiosk, queues_of, take_tickets
 from hailong.demo.login import demo_login
 from hailong.demo.output import Output
 from hailong.demo.view import LiveView
@@ -41,6 +42,8 @@ class Demo:
         self.store = self.ingest = self.api = self.broker = self.auth = self.service = None
         self.mqtt_port = args.mqtt_port
         self.url = ""
+        self.hall_url = ""
+        self.kiosk: Kiosk | None = None
         self.login: dict = {}
         self.existing: dict = {}  # the store's counts before this run
 
@@ -108,10 +111,13 @@ class Demo:
         self.out.emit({
             "event": "started", "url": self.url, "dashboard": self.url + "/",
             "login": {"user": self.login["user"], "password": self.login["password"], "role": "manager"},
-            "api_token": self.login["api_token"], "mqtt_port": self.mqtt_port, "data": str(self.data),
+            "api_token": self.login["api_token"], "hall": self.hall_url, "kiosk": KIOSK,
+            "queues": [{"queue": q, "name": name, "prefix": prefix} for q, name, prefix, _ in QUEUES],
+            "mqtt_port": self.mqtt_port, "data": str(self.data),
             "reused": reused, "fresh": bool(self.args.fresh), "store_counts": self.existing, "seed": self.args.seed,
             "rate": self.args.rate, "counters": [{"counter": c.n, "device": c.device, "officer": c.officer,
-                                                  "online": c.online} for c in self.counters],
+                                                  "online": c.online, "queues": queues_of(c.n)}
+                                                 for c in self.counters],
         })
         return 0
 
@@ -172,6 +178,25 @@ class Demo:
                                          self.on_event))
         for c in self.counters:
             c.connected.wait(20)
+        self._start_queue()
+
+    def _start_queue(self) -> None:
+        """The queues, the counters' share of them, the kiosk, and the hall display's address."""
+        from broker.auth import DISPLAY, AuthError
+
+        for queue_id, name, prefix, _ in QUEUES:
+            self.store.upsert_queue(SITE, queue_id, name, prefix)
+        for c in self.counters:
+            self.store.set_counter_queues(SITE, str(c.n), queues_of(c.n))
+        self.store.register_device(KIOSK, SITE, "kiosk")
+        try:
+            self.auth.revoke_token("demo-hall")  # the last run's: one display token at a time
+        except AuthError:
+            pass
+        self.hall_url = f"{self.url}/hall/{SITE}?key={self.auth.create_token(DISPLAY, 'demo-hall', site=SITE)}"
+        self.kiosk = Kiosk(self.data, self.mqtt_port)
+        if not self.kiosk.connected.wait(20):
+            raise DemoError("the kiosk could not connect to the embedded broker")
 
     # ----- running --------------------------------------------------------------------------
 
@@ -185,6 +210,12 @@ class Demo:
                 threads.append(threading.Thread(
                     target=serve_citizens, args=(c, random.Random(seed), args.rate, self.stop, self.out.emit),
                     daemon=True, name=f"citizens-{c.n}"))
+        if args.rate > 0 and self.kiosk is not None:
+            # Citizens arrive a little slower than the counters serve them: the queue stays short.
+            rng = random.Random(None if args.seed is None else args.seed * 1000)
+            threads.append(threading.Thread(
+                target=take_tickets, args=(self.kiosk, rng, args.rate * len(self.counters) * 0.9, self.stop,
+                                           self.out.emit), daemon=True, name="citizens-kiosk"))
         if not args.headless:
             threads.append(threading.Thread(target=LiveView(self).run, args=(view_stop,), daemon=True, name="view"))
         return threads
@@ -218,6 +249,8 @@ class Demo:
     def shutdown(self) -> None:
         self.out.emit({"event": "stopping"})
         drained = self.drain(REASON_WINDOW_S + 8) if self.counters else True
+        if self.kiosk is not None:  # the citizens have stopped taking tickets: it says goodbye first
+            self.safe(self.kiosk.close, None)
         for c in self.counters:
             c.send("quit")
         codes = {c.n: c.quit() for c in self.counters}
@@ -231,14 +264,18 @@ class Demo:
     def wait_offline(self, timeout: float) -> list[int]:
         end = time.monotonic() + timeout
         want = {c.device: c.n for c in self.counters}
+        kiosk = [KIOSK] if self.kiosk is not None else []
         while True:
             devices = {d["device"]: d for d in self.safe(self.store.devices, [])}
             offline = sorted(n for dev, n in want.items() if devices.get(dev, {}).get("online") is False)
-            if len(offline) == len(want) or time.monotonic() >= end:
+            gone = all(devices.get(dev, {}).get("online") is False for dev in kiosk)
+            if (len(offline) == len(want) and gone) or time.monotonic() >= end:
                 return offline
             time.sleep(0.1)  # noqa: polling the store for the counters' last will
 
     def close(self) -> None:
+        if self.kiosk is not None and self.kiosk.client.is_connected():
+            self.safe(self.kiosk.close, None)
         for c in self.counters:
             if c.proc.poll() is None:
                 c.quit(5)

@@ -17,6 +17,9 @@ STORE_FILE = "hailong.db"
 REASON_WINDOW_S = 2.0
 
 
+KIOSK = "demo-kiosk"  # the ticket kiosk's device id (hailong.demo.kiosk)
+
+
 def device_id(n: int) -> str:
     return f"demo-c{n}"
 
@@ -45,7 +48,8 @@ def provision_mqtt(data: Path, counters: int) -> None:
 
     folder = data / MQTT_DIR
     folder.mkdir(mode=0o700, exist_ok=True)
-    passwords = {SERVICE_USER: new_password(), **{device_id(n): new_password() for n in range(1, counters + 1)}}
+    passwords = {SERVICE_USER: new_password(), KIOSK: new_password(),
+                 **{device_id(n): new_password() for n in range(1, counters + 1)}}
     for user, password in passwords.items():
         atomic_write(folder / f"{user}.password", password.encode(), mode=0o600)
     write_local_site(folder, passwords, service_user=SERVICE_USER)

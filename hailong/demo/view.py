@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from hailong.demo.config import today
+from hailong.demo.config import SITE, today
 
 LABELS = {1: "Không hài lòng", 2: "Bình thường", 3: "Hài lòng", 4: "Rất hài lòng"}
 
@@ -24,6 +24,7 @@ class LiveView:
         return [
             "\x1b[1mhailong demo\x1b[0m — toàn bộ hệ thống trên một máy",
             f"Dashboard: {d.url}    login: {d.login['user']} / {d.login['password']}  (role manager)",
+            f"Hall display: {d.hall_url}",
             f"Data: {d.data}    MQTT broker 127.0.0.1:{d.mqtt_port} (embedded, 3.1.1)    Ctrl-C to stop"
             + ("    keys for counter 1: 1-4 rate, n next, r recall, q quit" if d.args.interactive else ""),
             "",
@@ -35,7 +36,9 @@ class LiveView:
     def _counters(self) -> list[str]:
         d = self.demo
         devices = {x["device"]: x for x in d.safe(d.store.devices, [])}
-        lines = ["", f"{'counter':<9}{'display':<10}{'officer':<24}{'online':<8}{'backlog':<8}{'unacked':<8}"]
+        waiting = d.safe(lambda: d.store.waiting_counts(SITE), {})
+        lines = ["", "Waiting at the kiosk: " + "   ".join(f"{q}: {n}" for q, n in sorted(waiting.items())),
+                 f"{'counter':<9}{'display':<10}{'officer':<24}{'online':<8}{'backlog':<8}{'unacked':<8}"]
         for c in d.counters:
             online = "yes" if c.online else "no"
             backlog = devices.get(c.device, {}).get("backlog")

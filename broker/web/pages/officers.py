@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from markupsafe import Markup
 
 from broker import stats
+from broker.waiting import summarize
 from broker.web.charts import trend_svg
 from broker.web.context import Dashboard
 from broker.web.months import parse_period, recent_months
@@ -65,4 +66,5 @@ def officer(page: UserPage, officer_id: str, period: str | None = None):
                        reasons=store.low_reasons(officer_id, first, last),
                        calls=store.officer_calls(officer_id, first, last),
                        counters=store.officer_counters(officer_id, first, last),
-                       trend=Markup(trend_svg(days, page.t)), days=days, months=recent_months(d))
+                       trend=Markup(trend_svg(days, page.t)), days=days, months=recent_months(d),
+                       queue=summarize(store.ticket_times(first, last, officer=officer_id)))
