@@ -16,6 +16,9 @@ from typing import Any
 
 from common.errors import ConfigError
 from common.periods import DEFAULT_TZ
+from broker.alerts.settings import (
+    ALERT_KEYS, RULES_TEXT as ALERT_RULES, AlertsSection, EmailSection, WebhookSection, check_alerts,
+)
 from common.configschema import (
     FILE_KEY, MQTT_PROTOCOLS, REQUIRED, TOPIC_PREFIX_RULE, Key, Problems, Schema, config_tool,
     is_topic_prefix, not_both, read_secret_file, together,
@@ -54,6 +57,9 @@ SECTIONS: dict[str, str] = {
     "store": "Where committed events are kept.",
     "http": "The HTTP API and dashboard.",
     "auth": "Dashboard logins; repeated failures lock the account for a while, against password guessing.",
+    "alerts": "Alerts (docs/alerts.md): the rules' thresholds, opening hours by default, how often they are checked.",
+    "email": "Alert e-mails over SMTP; unset host means no e-mail.",
+    "webhook": "Alert notices as a signed JSON POST (for a Zalo or Telegram bridge); unset url means none.",
 }
 
 SCHEMA: list[Key] = [
@@ -146,6 +152,8 @@ SCHEMA: list[Key] = [
 
     Key("auth.lockout_attempts", "int", 5, "Failed logins in a row after which an account is locked.", lo=1),
     Key("auth.lockout_minutes", "int", 15, "Minutes a locked account stays locked.", lo=1),
+
+    *ALERT_KEYS,
 ]
 
 # Rules spanning several keys, for the docs; enforced by _check_across and _resolve_store_path.
@@ -158,6 +166,7 @@ _CROSS_RULES = [
     "to its own broker like any client: `mqtt.password` or `mqtt.password_file` is required too.",
     "`store.url`: `sqlite:///hailong.db` is `hailong.db` beside this file; "
     "`sqlite:////var/lib/hailong/hailong.db` is the absolute path `/var/lib/hailong/hailong.db`.",
+    *ALERT_RULES,
 ]
 
 _SCHEMA = Schema(SECTIONS, SCHEMA, ConfigError)
@@ -228,6 +237,7 @@ class AuthSection:
 _SECTION_TYPES: dict[str, type] = {
     "service": ServiceSection, "mqtt": MqttSection, "store": StoreSection,
     "http": HttpSection, "auth": AuthSection,
+    "alerts": AlertsSection, "email": EmailSection, "webhook": WebhookSection,
 }
 
 
@@ -238,6 +248,9 @@ class BrokerConfig:
     store: StoreSection
     http: HttpSection
     auth: AuthSection
+    alerts: AlertsSection
+    email: EmailSection
+    webhook: WebhookSection
     source: Path | None = None
 
     @property
@@ -261,6 +274,7 @@ def config_from_dict(data: dict, base_dir: Path | None = None, *,
     values, problems = _SCHEMA.read(data, base, source)
     _check_across(values, problems)
     read_secret_file(values, "mqtt.password_file", "mqtt.password", problems)
+    check_alerts(values, problems)
     if problems:
         raise ConfigError(problems, source)
     _resolve_store_path(values, base)

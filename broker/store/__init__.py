@@ -15,6 +15,7 @@ dashboard call. Behind it, one module per concern:
     devices     device health (status, telemetry) and queue tickets
     statistics  satisfaction, low-score reasons, the events, dead letters, totals
     dashboard   the dashboard's page queries
+    alerts      alerts, their history and the outbox of their notices; alerts_hours: opening hours per site
 
 Each concern is a mix-in subclassing StoreBase, and `Store` just combines them. A mix-in uses
 only StoreBase (its transactions, `_rows`, the ingest caches) and module-level helpers of the
@@ -29,6 +30,8 @@ See docs/store.md for the schema and the rules for time and attribution.
 """
 from __future__ import annotations
 
+from broker.store.alerts import Alerts
+from broker.store.alerts_hours import SiteHours
 from broker.store.batch import Incoming, Ingest, Outcome
 from broker.store.dashboard import Dashboard
 from broker.store.devices import Devices
@@ -42,5 +45,5 @@ __all__ = ["GROUPS", "MIGRATIONS", "Ambiguous", "Incoming", "InUse", "NothingHel
            "UNATTRIBUTED"]
 
 
-class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard):
+class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard, Alerts, SiteHours):
     """The store: open with `Store.open(url_or_path)`, close with `close()` or a `with` block."""
