@@ -17,7 +17,7 @@ from broker.api.deps import ClockDep, Manager, SettingsDep, StoreDep, Viewer
 from broker.api.errors import api_router, errors, found
 from broker.api.figures import _INSTANT, _instant
 
-__all__ = ["router", "hours_view"]
+__all__ = ["default_hours_of", "hours_view", "router"]
 
 router = api_router("alerts")
 
@@ -52,14 +52,14 @@ def hours_view(store, site: str, default_text: str) -> dict:
             "updated_by": own and own["updated_by"]}
 
 
-def _default_hours(request: Request) -> str:
+def default_hours_of(request: Request) -> str:
     """The service's alerts.default_hours (the built-in default for a config without alerts)."""
     from broker.alerts.settings import DEFAULT_HOURS
 
     return getattr(getattr(request.app.state.cfg, "alerts", None), "default_hours", DEFAULT_HOURS)
 
 
-DefaultHours = Annotated[str, Depends(_default_hours)]
+DefaultHours = Annotated[str, Depends(default_hours_of)]
 
 
 @router.get("/alerts")
