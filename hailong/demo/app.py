@@ -19,6 +19,7 @@ from hailong.demo.config import (
 )
 from hailong.demo.counter import Counter
 from hailong.demo.login import demo_login
+from hailong.demo.outage import stage_outage
 from hailong.demo.output import Output
 from hailong.demo.view import LiveView
 from hailong.sample_data import OFFICERS
@@ -154,6 +155,8 @@ class Demo:
         except ApiServerError as e:
             raise DemoError(f"{e}; choose another with --port") from None
         self.ingest.start()
+        if self.service.alerts is not None:
+            self.service.alerts.start()
         self.api.start()
         self.url = self.api.url
         if not self.ingest.connected.wait(10):
@@ -185,6 +188,9 @@ class Demo:
                 threads.append(threading.Thread(
                     target=serve_citizens, args=(c, random.Random(seed), args.rate, self.stop, self.out.emit),
                     daemon=True, name=f"citizens-{c.n}"))
+        if args.outage_after > 0 and not (args.interactive and len(self.counters) == 1):
+            threads.append(threading.Thread(target=stage_outage, daemon=True, name="outage", args=(
+                self, self.counters[-1], args.outage_after, args.outage_s, self.stop)))
         if not args.headless:
             threads.append(threading.Thread(target=LiveView(self).run, args=(view_stop,), daemon=True, name="view"))
         return threads
