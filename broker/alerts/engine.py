@@ -37,11 +37,11 @@ class AlertEngine:
         self.email, self.webhook = cfg.email, cfg.webhook
         self.checks = self.delivered = self.failures = 0
         self._stop = threading.Event()
-        self._wake = threading.Event()
+        self._wake = threading.Event()  # the sender's: new notices are queued
         self._down_until: dict[str, float] = {}  # channel -> when to try it again
-        self._threads = [threading.Thread(target=self._loop, args=(self.check_once, lambda: self.interval),
+        self._threads = [threading.Thread(target=self._loop, args=(self.check_once, self.interval, self._stop),
                                           name="alerts-check", daemon=True),
-                         threading.Thread(target=self._loop, args=(self.deliver_once, self._send_nap),
+                         threading.Thread(target=self._loop, args=(self.deliver_once, SEND_POLL_S, self._wake),
                                           name="alerts-send", daemon=True)]
 
     # ----- lifecycle -----------------------------------------------------------------------
@@ -59,17 +59,16 @@ class AlertEngine:
             if t.ident is not None:
                 t.join(timeout)
 
-    def _send_nap(self) -> float:
-        return SEND_POLL_S
-
-    def _loop(self, step, nap) -> None:
+    def _loop(self, step, nap: float, wake: threading.Event) -> None:
+        """Run `step` every `nap` seconds, sooner when `wake` is set (stop sets both events)."""
         while not self._stop.is_set():
             try:
                 step()
             except Exception:  # noqa: BLE001 - a store hiccup must not end alerting; the next round retries
                 log.exception("alerts: %s failed", step.__name__)
-            self._wake.wait(nap())
-            self._wake.clear()
+            wake.wait(nap)
+            if wake is not self._stop:
+                wake.clear()
 
     # ----- checking ------------------------------------------------------------------------
 
