@@ -8,6 +8,7 @@ import hashlib
 import hmac
 import json
 import threading
+import time
 from email import message_from_bytes, policy
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
@@ -35,6 +36,7 @@ class WebhookSink:
                 data = self.rfile.read(int(self.headers["Content-Length"]))
                 want = "sha256=" + hmac.new(sink.secret.encode(), data, hashlib.sha256).hexdigest()
                 sink.posts.append({"delivery": self.headers["X-Hailong-Delivery"], "body": json.loads(data),
+                                   "at": time.monotonic(),
                                    "signed": hmac.compare_digest(want, self.headers["X-Hailong-Signature"] or "")})
                 self.send_response(204)
                 self.end_headers()

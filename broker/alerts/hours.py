@@ -125,9 +125,12 @@ def _closed(days) -> frozenset[date]:
         raise ValueError(f"closed: at most {MAX_CLOSED} dates")
     out = set()
     for d in days:
-        if not isinstance(d, str) or len(d) != 10:
-            raise ValueError(f"closed: expected a date YYYY-MM-DD, got {d!r}")
-        out.add(date.fromisoformat(d))
+        try:
+            if not isinstance(d, str) or len(d) != 10:
+                raise ValueError
+            out.add(date.fromisoformat(d))
+        except ValueError:
+            raise ValueError(f"closed: expected a date YYYY-MM-DD, got {d!r}") from None
     return frozenset(out)
 
 
