@@ -151,3 +151,32 @@ def test_the_engine_stops_promptly(engine_parts):
     engine.stop()
     assert all(not t.is_alive() for t in engine._threads)
     print(f"engine stopped in {time.monotonic() - started:.3f} s")
+
+
+def test_the_facts_hold_counted_ratings_newest_first_and_the_last_hours_flagged_presses(tmp_path):
+    from broker.store import Incoming
+    from protocol.codec import encode
+    from protocol.events import make_event
+
+    at = datetime(2026, 11, 18, 23, 30, tzinfo=HCM)  # late evening: Tokyo's day is already tomorrow
+    t = int(at.timestamp() * 1000)
+
+    def rating(seq: int, score: int, flags=(), device="dev-1", site="s1"):
+        ev = make_event("rating", device=device, site=site, counter="1", ledger="0123456789abcdef", seq=seq,
+                        ts=t - 60_000 + seq, clock_ok=True, boot="b", mono=float(seq), officer="o1", ticket=None,
+                        score=score, scale=4, flags=list(flags))
+        return Incoming(device, encode(ev), t)
+
+    with Store.open(tmp_path / "f.db") as s:
+        s.upsert_site("tokyo", "Tokyo", "Asia/Tokyo")
+        s.register_device("dev-1", "s1", "1")
+        s.register_device("dev-2", "tokyo", "1")
+        s.ingest([rating(1, 1), rating(2, 4), rating(3, 2, ["repeat"]), rating(4, 2, ["chord"])])
+        s.ingest([rating(i, 3, ["repeat"], device="dev-2", site="tokyo") for i in (1, 2)])
+        s.ingest([rating(9, 1, device="stranger")])  # held: never a fact
+        days = ("2026-11-17", "2026-11-18", "2026-11-19")
+        facts = s.alert_facts(days, t - 3_600_000)
+        assert [(r["score"], r["ts"]) for r in facts["ratings"]] == [(4, t - 60_000 + 2), (1, t - 60_000 + 1)]
+        assert facts["flagged"] == {("s1", "1"): 2, ("tokyo", "1"): 2}
+        assert s.alert_facts(days, t)["flagged"] == {}  # nothing in the hour after
+        assert [d["device"] for d in facts["devices"]] == ["dev-1", "dev-2"]

@@ -88,8 +88,8 @@ class AlertEngine:
         table = self.hours_of_sites()
         default = (self.default_hours, zone(self.tz_name))
         local = datetime.fromtimestamp(t, zone(self.tz_name)).date()
-        facts = self.store.alert_facts(local.isoformat(), (local - timedelta(days=1)).isoformat(),
-                                       int((t - 3600) * 1000))
+        days = tuple((local + timedelta(days=d)).isoformat() for d in (-1, 0, 1))
+        facts = self.store.alert_facts(days, int((t - 3600) * 1000))
         holding = evaluate(facts, t, lambda site: table.get(site, default), self.thresholds)
         opened, cleared = reconcile(((a["rule"], a["subject"]) for a in self.store.open_alerts()), holding)
         new, done = self.store.apply_alerts([(c.rule, c.subject, c.site, c.details) for c in opened], cleared,

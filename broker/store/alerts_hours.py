@@ -25,7 +25,7 @@ _SET = dialect.upsert("site_hours", ("site", "hours", "email_to", "updated_ms", 
 _RATINGS = ("SELECT officer, site, counter, scale, score, ts FROM events WHERE type = 'rating' AND held IS NULL"
             " AND discarded_ms IS NULL AND flagged = 0 AND officer IS NOT NULL ORDER BY id DESC LIMIT ?")
 # The misuse page's covering index (schema v3) answers this without touching the events table.
-_FLAGGED = ("SELECT site, counter, count(*) FROM events WHERE day IN (?, ?) AND flagged = 1 AND held IS NULL"
+_FLAGGED = ("SELECT site, counter, count(*) FROM events WHERE day IN (?, ?, ?) AND flagged = 1 AND held IS NULL"
             " AND ts >= ? GROUP BY site, counter")
 
 
@@ -52,15 +52,16 @@ class SiteHours(StoreBase):
                               json.dumps(list(email_to), ensure_ascii=False), at_ms, by))
         return self.site_hours(site)
 
-    def alert_facts(self, today: str, yesterday: str, hour_ago_ms: int) -> dict:
+    def alert_facts(self, days: tuple[str, str, str], hour_ago_ms: int) -> dict:
         """What the rules read, in one snapshot: registered devices, the latest ratings (newest first),
-        and flagged presses per counter since `hour_ago_ms` (days: the service's local today and yesterday)."""
+        and flagged presses per counter since `hour_ago_ms`. `days`: the service's local yesterday, today
+        and tomorrow, which hold the last hour's site-local days of every site within a day's zone offset."""
         with self._read() as db:
             devices = [device_of(r) for r in db.execute(
                 f"SELECT {COLUMNS} FROM devices WHERE registered = 1 AND site IS NOT NULL ORDER BY id")]
             ratings = [dict(zip(("officer", "site", "counter", "scale", "score", "ts"), r))
                        for r in db.execute(_RATINGS, (RATINGS_READ,))]
-            flagged = {(s, c): n for s, c, n in db.execute(_FLAGGED, (today, yesterday, hour_ago_ms))}
+            flagged = {(s, c): n for s, c, n in db.execute(_FLAGGED, (*days, hour_ago_ms))}
             officers = dict(db.execute("SELECT id, name FROM officers").fetchall())
             counters = {(s, c): n for s, c, n in db.execute("SELECT site, counter, name FROM counters")}
             sites = {r[0]: {"name": r[1], "tz": r[2]} for r in db.execute("SELECT id, name, tz FROM sites")}
