@@ -56,7 +56,8 @@ def test_a_manager_acknowledges_by_name_and_sets_a_sites_hours(dash):
     saved = dash.store.site_hours("s1")
     assert saved["hours"]["closed"] == ["2027-02-06", "2027-02-07"] and saved["updated_by"] == "manager"
     assert saved["email_to"] == ["a@example.vn", "b@example.vn"] and saved["hours"]["weekly"]["sat"] == ["08:00-11:00"]
-    for bad in ({"weekly": "mon 8-12"}, {"closed": "06/02/2027"}, {"email_to": "nobody"}, {"site": "nowhere"}):
+    for bad in ({"weekly": "mon 8-12"}, {"closed": "06/02/2027"}, {"email_to": "nobody"}, {"email_to": "a\r@b.vn"},
+                {"site": "nowhere"}):
         r = manager.post("/alerts/hours", data={**form, **bad})
         assert r.headers["location"] == "/alerts?msg=bad_hours#hours", bad
     assert dash.store.site_hours("s1") == saved  # nothing changed by a refused form

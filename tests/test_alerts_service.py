@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import httpx
 import pytest
 
+from broker.alerts.rules import evaluate
 from broker.auth import ROLES
 from broker.config import config_from_dict
 from broker.service import Service
@@ -167,7 +168,7 @@ def test_a_counter_killed_during_opening_hours_alerts_once_and_its_return_resolv
     assert done["state"] == "resolved" and done["resolved_ms"] >= done["opened_ms"]
 
 
-def quiet_after_kill(run: Running, start_counter, webhook, smtp) -> None:
+def quiet_after_kill(run: Running, start_counter, webhook, smtp, opens: datetime) -> None:
     counter = start_counter()
     online_is(run, True)
     counter.kill()
@@ -175,10 +176,16 @@ def quiet_after_kill(run: Running, start_counter, webhook, smtp) -> None:
     run.settle(rounds=10)
     assert webhook.posts.items == [] and smtp.mails.items == []
     assert run.store.alerts("all") == []
+    # The same facts do alert once the site opens: the hours, not a deaf engine, kept it quiet.
+    table = run.engine.hours_of_sites()
+    facts = run.store.alert_facts(("", "", ""), 0)
+    later = opens.timestamp() + OFFLINE_AFTER_S
+    assert [c.key for c in evaluate(facts, later, table.get, run.engine.thresholds)] == [("offline", "dev-1")]
 
 
 def test_a_counter_killed_at_lunch_raises_nothing(start_service, start_counter, webhook, smtp):
-    quiet_after_kill(start_service(LUNCH), start_counter, webhook, smtp)
+    quiet_after_kill(start_service(LUNCH), start_counter, webhook, smtp,
+                     opens=datetime(2026, 11, 18, 13, 30, tzinfo=HCM))
 
 
 def test_a_counter_killed_on_a_closed_day_raises_nothing(start_service, start_counter, webhook, smtp):
@@ -187,7 +194,7 @@ def test_a_counter_killed_on_a_closed_day_raises_nothing(start_service, start_co
         "weekly": {"mon": ["07:30-11:30", "13:30-17:00"], "wed": ["07:30-11:30", "13:30-17:00"]},
         "closed": [WEDNESDAY_MORNING.date().isoformat()]})
     assert r.status_code == 200 and r.json()["updated_by"].startswith("t-manager")
-    quiet_after_kill(run, start_counter, webhook, smtp)
+    quiet_after_kill(run, start_counter, webhook, smtp, opens=datetime(2026, 11, 23, 7, 30, tzinfo=HCM))  # Monday
 
 
 def low_ratings(counter: Counter, n: int, officer: str = "o7") -> None:

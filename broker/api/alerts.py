@@ -17,18 +17,18 @@ from broker.api.deps import ClockDep, Manager, SettingsDep, StoreDep, Viewer
 from broker.api.errors import api_router, errors, found
 from broker.api.figures import _INSTANT, _instant
 
-__all__ = ["RANGE_PATTERN", "default_hours_of", "hours_view", "router"]
+__all__ = ["EMAIL_PATTERN", "RANGE_PATTERN", "default_hours_of", "hours_view", "router"]
 
 router = api_router("alerts")
 
 SiteKey = Key(Path, examples=["hcm-q1"])
 _TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]"
 RANGE_PATTERN = f"^{_TIME}-(?:{_TIME}|24:00)$"
-_EMAIL = "^[^@\\s\\x00-\\x1f\\x7f]{1,64}@[^@\\s\\x00-\\x1f\\x7f]{1,188}$"
+EMAIL_PATTERN = "^[^@\\s\\x00-\\x1f\\x7f]{1,64}@[^@\\s\\x00-\\x1f\\x7f]{1,188}$"  # no line breaks: it goes in a header
 Range = Annotated[str, Field(pattern=RANGE_PATTERN, max_length=11, examples=["07:30-11:30"],
                              description="HH:MM-HH:MM, ending after it starts; a day's ranges may not overlap")]
 Day = Annotated[str, Field(max_length=10, examples=["2027-02-06"], json_schema_extra={"format": "date"})]
-Email = Annotated[str, Field(pattern=_EMAIL, max_length=254, examples=["truong.phong@example.gov.vn"])]
+Email = Annotated[str, Field(pattern=EMAIL_PATTERN, max_length=254, examples=["truong.phong@example.gov.vn"])]
 Since = Annotated[str | None, Query(alias="from", max_length=40, json_schema_extra=_INSTANT,
                                     description="opened at or after: ms, YYYY-MM-DD (its start) or ISO date-time")]
 Until = Annotated[str | None, Query(alias="to", max_length=40, json_schema_extra=_INSTANT,
