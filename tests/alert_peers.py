@@ -62,8 +62,10 @@ class WebhookSink:
 class SmtpSink:
     """A real SMTP server on loopback requiring a login; `mails` holds (recipients, parsed message)."""
 
-    def __init__(self, user: str, password: str):
+    def __init__(self, user: str, password: str, *, starttls=None, tls=None):
+        """`starttls` or `tls`: an ssl.SSLContext for STARTTLS (then required) or for TLS from the first byte."""
         self.user, self.password, self.port = user, password, free_port()
+        self.starttls, self.tls = starttls, tls
         self.mails = Waiter()
         self._controller = None
 
@@ -83,7 +85,9 @@ class SmtpSink:
             return AuthResult(success=ok)
 
         self._controller = Controller(Handler(), hostname="127.0.0.1", port=self.port, authenticator=authenticator,
-                                      auth_required=True, auth_require_tls=False)
+                                      auth_required=True, auth_require_tls=self.starttls is not None,
+                                      tls_context=self.starttls, require_starttls=self.starttls is not None,
+                                      ssl_context=self.tls)
         self._controller.start()
         return self
 

@@ -280,7 +280,7 @@ def test_example_config_round_trips(tmp_path):
 def test_commented_out_example_values_are_valid(tmp_path):
     (tmp_path / "mosquitto").mkdir()
     for name in ("ca.crt", "service.crt", "service.key", "mqtt-password", "session-secret", "mosquitto/passwd",
-                 "mosquitto/acl", "smtp-password", "webhook-secret"):
+                 "mosquitto/acl", "smtp-password", "webhook-secret", "smtp-ca.crt"):
         (tmp_path / name).write_text("x")
     text = example_config().replace('"/etc/hailong/', f'"{tmp_path}/')
     data = tomllib.loads(re.sub(r"^# (\w+ = )", r"\1", text, flags=re.M))

@@ -61,17 +61,21 @@ def _message(settings, body: dict) -> EmailMessage:
     return msg
 
 
+def _tls(settings) -> ssl.SSLContext:
+    """Verifying the server (name and chain), against email.ca_file or the system's CAs."""
+    return ssl.create_default_context(cafile=str(settings.ca_file) if settings.ca_file else None)
+
+
 def send_email(settings, body: dict) -> None:
     """Send {"to": [...], "subject", "text"} through the configured SMTP server."""
     try:
         if settings.security == "tls":
-            server = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout_s,
-                                      context=ssl.create_default_context())
+            server = smtplib.SMTP_SSL(settings.host, settings.port, timeout=settings.timeout_s, context=_tls(settings))
         else:
             server = smtplib.SMTP(settings.host, settings.port, timeout=settings.timeout_s)
         with server:
             if settings.security == "starttls":
-                server.starttls(context=ssl.create_default_context())
+                server.starttls(context=_tls(settings))
             if settings.username:
                 server.login(settings.username, settings.password or "")
             server.send_message(_message(settings, body))

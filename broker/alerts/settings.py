@@ -64,6 +64,9 @@ ALERT_KEYS: list[Key] = [
     Key("email.port", "int", 587, "SMTP server port (587 for STARTTLS, 465 for TLS, 25 for none).", lo=1, hi=65535),
     Key("email.security", "choice", "starttls", "How the connection is protected: starttls, tls or none.",
         choices=SECURITY),
+    Key("email.ca_file", "path", None,
+        "CA certificates that verify the SMTP server (starttls or tls); unset means the system trust store.",
+        must_exist=True, example="/etc/hailong/smtp-ca.crt"),
     Key("email.username", "str", None, "SMTP login; unset means no login.", lo=1, example="hailong"),
     Key("email.password", "str", None, "SMTP password written inline; prefer password_file.", lo=1,
         example="change-me"),
@@ -115,6 +118,7 @@ class EmailSection:
     host: str | None
     port: int
     security: str
+    ca_file: Path | None
     username: str | None
     password: str | None = field(repr=False)  # resolved from password_file; never logged
     password_file: Path | None
