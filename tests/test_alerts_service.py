@@ -243,6 +243,8 @@ def test_channels_down_lose_nothing_and_never_slow_ingest(start_service, start_c
         eventually(lambda: len(run.store.open_alerts()) == 2, what="two alerts")
         eventually(lambda: run.engine.failures >= 2, what="failed deliveries")
         assert run.store.outbox_pending() == 4  # two alerts, two channels
+        metrics = run.client("viewer").get("/metrics").text  # what the operators' Prometheus rule watches
+        assert "hailong_alert_notices_pending 4\n" in metrics and "hailong_alerts_open 2\n" in metrics
         # The service restarts with the notices still undelivered: the outbox is in the store.
         run.close()
         run = start_service(datetime.fromtimestamp(run.clock(), HCM))  # time goes on from where it was
