@@ -48,6 +48,8 @@ def cmd_run(args) -> int:
         # mistake must fail here, not first take over the running one's MQTT session.
         api.bind()
         ingest.start()
+        if service.alerts is not None:
+            service.alerts.start()
         api.start()
         log.info("service running: store %s, API on %s/api/v1/docs", cfg.store.url, api.url)
         while not stop.wait(0.2) and not ingest.failed.is_set() and not api.failed:

@@ -16,6 +16,9 @@ from typing import Any
 
 from common.errors import ConfigError
 from common.periods import DEFAULT_TZ
+from broker.alerts.settings import (
+    ALERT_KEYS, RULES_TEXT as ALERT_RULES, AlertsSection, EmailSection, WebhookSection, check_alerts,
+)
 from common.configschema import (
     FILE_KEY, MQTT_PROTOCOLS, REQUIRED, TOPIC_PREFIX_RULE, Key, Problems, Schema, config_tool,
     is_topic_prefix, not_both, read_secret_file, together,
@@ -55,6 +58,9 @@ SECTIONS: dict[str, str] = {
     "http": "The HTTP API and dashboard.",
     "auth": "Dashboard logins; repeated failures lock the account for a while, against password guessing.",
     "hall": "The hall display (/hall/SITE): the TV that shows the calls and announces them by voice.",
+    "alerts": "Alerts (docs/alerts.md): the rules' thresholds, opening hours by default, how often they are checked.",
+    "email": "Alert e-mails over SMTP; unset host means no e-mail.",
+    "webhook": "Alert notices as a signed JSON POST (for a Zalo or Telegram bridge); unset url means none.",
 }
 
 SCHEMA: list[Key] = [
@@ -156,6 +162,7 @@ SCHEMA: list[Key] = [
         "Folder of recorded voice clips that replace the shipped espeak-ng ones, file by file: "
         "NAME.wav, .ogg or .mp3 for each clip name in docs/queue.md; a clip it lacks stays the shipped one.",
         example="/etc/hailong/voice"),
+    *ALERT_KEYS,
 ]
 
 # Rules spanning several keys, for the docs; enforced by _check_across and _resolve_store_path.
@@ -169,6 +176,7 @@ _CROSS_RULES = [
     "`hall.voice_dir` must be an existing folder.",
     "`store.url`: `sqlite:///hailong.db` is `hailong.db` beside this file; "
     "`sqlite:////var/lib/hailong/hailong.db` is the absolute path `/var/lib/hailong/hailong.db`.",
+    *ALERT_RULES,
 ]
 
 _SCHEMA = Schema(SECTIONS, SCHEMA, ConfigError)
@@ -245,6 +253,7 @@ class HallSection:
 _SECTION_TYPES: dict[str, type] = {
     "service": ServiceSection, "mqtt": MqttSection, "store": StoreSection,
     "http": HttpSection, "auth": AuthSection, "hall": HallSection,
+    "alerts": AlertsSection, "email": EmailSection, "webhook": WebhookSection,
 }
 
 
@@ -256,6 +265,9 @@ class BrokerConfig:
     http: HttpSection
     auth: AuthSection
     hall: HallSection
+    alerts: AlertsSection
+    email: EmailSection
+    webhook: WebhookSection
     source: Path | None = None
 
     @property
@@ -279,6 +291,7 @@ def config_from_dict(data: dict, base_dir: Path | None = None, *,
     values, problems = _SCHEMA.read(data, base, source)
     _check_across(values, problems)
     read_secret_file(values, "mqtt.password_file", "mqtt.password", problems)
+    check_alerts(values, problems)
     if problems:
         raise ConfigError(problems, source)
     _resolve_store_path(values, base)

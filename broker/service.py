@@ -33,35 +33,43 @@ class Service:
     auth: Any
     ingest: Any
     api: Any  # ApiServer, not bound yet
+    alerts: Any = None  # AlertEngine, not started; None when alerts.enabled is false
 
     @classmethod
-    def assemble(cls, cfg) -> "Service":
+    def assemble(cls, cfg, *, clock=None) -> "Service":
         """Open the store and auth, build ingest and the API with the dashboard mounted.
 
         Raises RuntimeError (with everything opened closed again) when the dashboard cannot
         be mounted, e.g. its session secret cannot be written in service.data_dir.
+        `clock` (seconds since the epoch, default common.clock.now) is the time every part reads.
         """
+        from broker.alerts.engine import AlertEngine
         from broker.api import ApiServer, create_app
         from broker.auth import Auth
         from broker.ingest import Ingest
         from broker.store import Store
         from broker.web import mount_dashboard
+        from common.clock import now
 
+        clock = clock or now
         store = Store.open(cfg.store.url)
         auth = Auth.from_config(cfg)
-        ingest = Ingest(store, ingest_settings(cfg))
-        app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg)
+        ingest = Ingest(store, ingest_settings(cfg), now_ms=lambda: int(clock() * 1000))
+        app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg, clock=clock)
         try:
             mount_dashboard(app, store=store, ingest=ingest, auth=auth, cfg=cfg)
         except RuntimeError:
             auth.close()
             store.close()
             raise
-        return cls(store, auth, ingest, ApiServer(app, cfg.http.host, cfg.http.port))
+        alerts = AlertEngine(store, cfg, clock=clock) if cfg.alerts.enabled else None
+        return cls(store, auth, ingest, ApiServer(app, cfg.http.host, cfg.http.port), alerts)
 
     def close(self) -> None:
         """The API first, so no request sees a half-stopped ingest or a closed store."""
         self.api.stop()
+        if self.alerts is not None:
+            self.alerts.stop()
         self.ingest.stop()
         self.auth.close()
         self.store.close()

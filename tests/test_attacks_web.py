@@ -301,8 +301,9 @@ PUBLIC = {"/healthz", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/oaut
 # role, writes for admins. A new route that needs less must be added here on purpose.
 LEAST = {("GET", "/api/v1/dead-letters"): "manager", ("POST", "/api/v1/assignments"): "manager",
          ("POST", "/api/v1/devices/{device_id}/display"): "manager",
-         ("POST", "/api/v1/devices/{device_id}/identify"): "manager"}
-PATH_VALUES = {"site_id": "s1", "counter_id": "1", "officer_id": "o1", "device_id": "dev-1"}
+         ("POST", "/api/v1/devices/{device_id}/identify"): "manager",
+         ("POST", "/api/v1/alerts/{alert_id}/ack"): "manager", ("PUT", "/api/v1/sites/{site_id}/hours"): "manager"}
+PATH_VALUES = {"site_id": "s1", "counter_id": "1", "officer_id": "o1", "device_id": "dev-1", "alert_id": "1"}
 BODIES = {"/api/v1/sites": {"id": "s9", "name": "x"}, "/api/v1/sites/{site_id}": {"name": "x"},
           "/api/v1/counters": {"site": "s1", "counter": "9", "name": "x"},
           "/api/v1/counters/{site_id}/{counter_id}": {"name": "x"},
@@ -386,7 +387,7 @@ def test_every_page_and_page_action_needs_a_session(dash):  # noqa: F811
     anon = dash.client()
     failures = []
     for method, path in routes:
-        r = anon.request(method, path.format(officer_id="o1", device_id="dev-1", site="s1"),
+        r = anon.request(method, path.format(officer_id="o1", device_id="dev-1", site="s1", alert_id="1"),
                          data={"site": "s1", "counter": "1", "officer": "o1"} if method == "POST" else None)
         if r.status_code not in (303, 401, 403) or "Secret Name" in r.text:
             failures.append(f"{method} {path}: {r.status_code} {r.text[:80]}")

@@ -281,11 +281,12 @@ def test_commented_out_example_values_are_valid(tmp_path):
     (tmp_path / "mosquitto").mkdir()
     (tmp_path / "voice").mkdir()
     for name in ("ca.crt", "service.crt", "service.key", "mqtt-password", "session-secret", "mosquitto/passwd",
-                 "mosquitto/acl"):
+                 "mosquitto/acl", "smtp-password", "webhook-secret", "smtp-ca.crt"):
         (tmp_path / name).write_text("x")
     text = example_config().replace('"/etc/hailong/', f'"{tmp_path}/')
     data = tomllib.loads(re.sub(r"^# (\w+ = )", r"\1", text, flags=re.M))
     del data["mqtt"]["password"]  # the inline alternative to password_file
+    del data["email"]["password"], data["webhook"]["secret"]  # the same for the alerts' secrets
     cfg = config_from_dict(data)
     assert cfg.mqtt.cert_file == tmp_path / "service.crt"
     assert cfg.session_secret_path == tmp_path / "session-secret"

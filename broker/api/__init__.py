@@ -6,7 +6,8 @@ so a load balancer or systemd watchdog can probe it. Errors are always JSON
 
 One router per concern: `ops` (healthz, metrics), `figures` (satisfaction, report files,
 reasons, events, dead letters), `registry` (sites, counters, officers), `devices`
-(devices, assignments, display, identify) and `held` (held events: list, approve, discard);
+(devices, assignments, display, identify), `held` (held events: list, approve, discard) and
+`alerts` (alerts, acknowledging them, opening hours per site);
 what a manager or an admin does to counters lives in
 `broker.actions`, shared with the dashboard. `deps` holds what routes depend on: the
 caller, the role checks, and the service's parts on `app.state`.

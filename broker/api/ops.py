@@ -77,11 +77,20 @@ def _series(m, totals: dict) -> list[tuple[str, str, str, float]]:
     ]
 
 
+def _alert_series(store) -> list[tuple[str, str, str, float]]:
+    """The alerts' figures (docs/alerts.md): what is open, and notices that could not be delivered yet."""
+    return [
+        ("hailong_alerts_open", "gauge", "Alerts open now (any rule, any subject).", store.open_alert_count()),
+        ("hailong_alert_notices_pending", "gauge",
+         "Alert notices (e-mail, webhook) in the outbox, not delivered yet.", store.outbox_pending()),
+    ]
+
+
 @router.get("/metrics", summary="Prometheus text format 0.0.4 (any role)", response_class=Response,
             responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}},
                              "description": "the metrics; errors are JSON, as everywhere"}})
 def metrics(_: Viewer, store: StoreDep, ingest: IngestDep):
     lines = []
-    for name, kind, help_, value in _series(ingest.metrics, store.counts()):
+    for name, kind, help_, value in _series(ingest.metrics, store.counts()) + _alert_series(store):
         lines += [f"# HELP {name} {help_}", f"# TYPE {name} {kind}", f"{name} {value}"]
     return PlainTextResponse("\n".join(lines) + "\n", media_type="text/plain; version=0.0.4; charset=utf-8")

@@ -19,6 +19,7 @@ dashboard call. Behind it, one module per concern:
     tickets     queue tickets (recorded in the ingest batch), calls and their log
     waiting     waiting and service times of tickets
     ticket_times  the queue tickets' times, read for the waiting page, the officer page and reports
+    alerts      alerts, their history and the outbox of their notices; alerts_hours: opening hours per site
 
 Each concern is a mix-in subclassing StoreBase, and `Store` just combines them. A mix-in uses
 only StoreBase (its transactions, `_rows`, the ingest caches) and module-level helpers of the
@@ -33,6 +34,8 @@ See docs/store.md for the schema and the rules for time and attribution.
 """
 from __future__ import annotations
 
+from broker.store.alerts import Alerts
+from broker.store.alerts_hours import SiteHours
 from broker.store.batch import Incoming, Ingest, Outcome
 from broker.store.dashboard import Dashboard
 from broker.store.devices import Devices
@@ -50,5 +53,6 @@ __all__ = ["GROUPS", "MIGRATIONS", "WAITING_GROUPS", "Ambiguous", "Incoming", "I
            "QueueRefusal", "Store", "StoreError", "UNATTRIBUTED"]
 
 
-class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard, Queues, Tickets, Waiting, TicketTimes):
+class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard, Queues, Tickets, Waiting, TicketTimes, Alerts,
+            SiteHours):
     """The store: open with `Store.open(url_or_path)`, close with `close()` or a `with` block."""

@@ -10,6 +10,7 @@ import hashlib
 from pathlib import Path
 from typing import Callable
 
+import broker.store.alerts_schema as alerts_schema
 import broker.store.deadletters as deadletters
 import broker.store.dialect as dialect
 from broker.store.dialect import Connection
@@ -167,11 +168,14 @@ def _v5_queues(db: Connection) -> None:
     ]
     for sql in statements:
         db.execute(sql)
+def _v6_alerts(db: Connection) -> None:
+    # Opening hours, alerts and their delivery outbox (broker/store/alerts_schema.py, docs/alerts.md).
+    alerts_schema.create(db)
 
 
 # Append-only: a release never edits a migration that has shipped.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_flagged_index, _v3_known_devices,
-                                                  _v4_one_device_per_counter, _v5_queues]
+                                                  _v4_one_device_per_counter, _v5_queues, _v6_alerts]
 
 
 def migrate(db: Connection, path: Path) -> None:

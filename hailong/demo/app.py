@@ -20,6 +20,7 @@ from hailong.demo.config import (
 from hailong.demo.counter import Counter
 from hailong.demo.kiosk import QUEUES, Kiosk, queues_of, take_tickets
 from hailong.demo.login import demo_login
+from hailong.demo.outage import stage_outage
 from hailong.demo.output import Output
 from hailong.demo.view import LiveView
 from hailong.sample_data import OFFICERS
@@ -160,6 +161,8 @@ class Demo:
         except ApiServerError as e:
             raise DemoError(f"{e}; choose another with --port") from None
         self.ingest.start()
+        if self.service.alerts is not None:
+            self.service.alerts.start()
         self.api.start()
         self.url = self.api.url
         if not self.ingest.connected.wait(10):
@@ -216,6 +219,9 @@ class Demo:
             threads.append(threading.Thread(
                 target=take_tickets, args=(self.kiosk, rng, args.rate * len(self.counters) * 0.9, self.stop,
                                            self.out.emit), daemon=True, name="citizens-kiosk"))
+        if args.outage_after > 0 and not (args.interactive and len(self.counters) == 1):
+            threads.append(threading.Thread(target=stage_outage, daemon=True, name="outage", args=(
+                self, self.counters[-1], args.outage_after, args.outage_s, self.stop)))
         if not args.headless:
             threads.append(threading.Thread(target=LiveView(self).run, args=(view_stop,), daemon=True, name="view"))
         return threads

@@ -45,6 +45,9 @@ def serve_citizens(counter: Counter, rng: random.Random, rate: float, stop: thre
     for command, pause in citizen_script(rng, rate):
         if stop.is_set():
             return
+        if counter.down.is_set():  # the staged outage: nobody can rate a dark counter
+            stop.wait(pause)
+            continue
         if not command.startswith("wait") and not counter.send(command):
             on_error({"event": "error", "counter": counter.n, "error": "counter process ended"})
             return

@@ -24,6 +24,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", type=float, default=0, help="stop after this many seconds (0 = until Ctrl-C)")
     p.add_argument("--seed", type=int, default=None, help="make the simulated citizens repeatable")
     p.add_argument("--headless", action="store_true", help="JSON lines on stdout instead of the live view")
+    p.add_argument("--outage-after", type=float, default=45,
+                   help="kill the last counter after this many seconds, so an alert shows (default 45; 0 = never)")
+    p.add_argument("--outage-s", type=float, default=60, help="how long that counter stays dark (default 60)")
     p.add_argument("--interactive", action="store_true",
                    help="drive counter 1 from the keyboard: 1-4 rate, n next, r recall, q quit")
     return p
@@ -34,8 +37,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace | str:
     args = build_parser().parse_args(argv)
     if not 1 <= args.counters <= len(OFFICERS):
         return f"--counters must be 1..{len(OFFICERS)}"
-    if args.rate < 0 or args.duration < 0:
-        return "--rate and --duration cannot be negative"
+    if args.rate < 0 or args.duration < 0 or args.outage_after < 0 or args.outage_s < 0:
+        return "--rate, --duration, --outage-after and --outage-s cannot be negative"
     if not args.headless and not sys.stdout.isatty():
         args.headless = True  # piped: JSON lines, not screen redraws
     return args

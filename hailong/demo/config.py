@@ -15,6 +15,8 @@ SITE_NAME = "Trung tâm Phục vụ hành chính công (demo)"
 TZ = DEFAULT_TZ
 STORE_FILE = "hailong.db"
 REASON_WINDOW_S = 2.0
+ALWAYS_OPEN = "mon-sun 00:00-24:00"
+OUTAGE_ALERT_S = 8.0
 
 
 KIOSK = "demo-kiosk"  # the ticket kiosk's device id (hailong.demo.kiosk)
@@ -66,6 +68,9 @@ def service_config(data: Path, http_port: int, mqtt_port: int):
                  "passwd_file": str(mqtt / "passwd"), "acl_file": str(mqtt / "acl")},
         "store": {"url": "sqlite:///" + str(data / STORE_FILE)},
         "http": {"host": "127.0.0.1", "port": http_port},
+        # Open around the clock, so the staged outage (hailong.demo.outage) alerts whenever the demo runs;
+        # demo time runs fast, so a counter dark for 8 seconds is an incident.
+        "alerts": {"default_hours": ALWAYS_OPEN, "offline_after_s": OUTAGE_ALERT_S, "check_interval_s": 1.0},
     })
 
 

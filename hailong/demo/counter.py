@@ -28,13 +28,33 @@ class Counter:
         self.ledger: str | None = None
         self._lock = threading.Lock()
         self._on_event = on_event
+        self.config = config
+        self.down = threading.Event()  # killed for the staged outage (hailong.demo.outage): citizens wait
+        self._spawn()
+
+    def _spawn(self) -> None:
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "hailong.cli", "device", "run", "--simulate", "--config", str(config)],
+            [sys.executable, "-m", "hailong.cli", "device", "run", "--simulate", "--config", str(self.config)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, bufsize=1,
             start_new_session=True,  # Ctrl-C reaches the demo only; it stops the counters itself
         )
-        self._reader = threading.Thread(target=self._read, name=f"counter-{n}", daemon=True)
+        self._reader = threading.Thread(target=self._read, name=f"counter-{self.n}", daemon=True)
         self._reader.start()
+
+    def kill(self) -> None:
+        """Cut the counter's power, as it were: SIGKILL, no goodbye; its ledger keeps what it stored."""
+        self.down.set()
+        self.online = False
+        os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        self._reader.join(5)
+
+    def restart(self) -> None:
+        """Power back: the same config and ledger; what was not acked before is sent again."""
+        self._spawn()
+        self.connected.clear()
+        self.connected.wait(20)
+        self.down.clear()
 
     def _read(self) -> None:
         for line in self.proc.stdout:

@@ -31,6 +31,7 @@ class LiveView:
             f"Service: MQTT {'connected' if d.ingest.connected.is_set() else 'DISCONNECTED'}"
             f"   events stored {m.ingested}   duplicates {m.duplicates}   rejected {m.rejected}"
             f"   lag {m.last_lag_ms} ms   tickets {m.tickets}",
+            f"Cảnh báo đang mở / open alerts: {d.safe(d.store.open_alert_count, 0)}   ({d.url}/alerts)",
         ]
 
     def _counters(self) -> list[str]:
