@@ -303,14 +303,17 @@ LEAST = {("GET", "/api/v1/dead-letters"): "manager", ("POST", "/api/v1/assignmen
          ("POST", "/api/v1/devices/{device_id}/display"): "manager",
          ("POST", "/api/v1/devices/{device_id}/identify"): "manager",
          ("POST", "/api/v1/alerts/{alert_id}/ack"): "manager", ("PUT", "/api/v1/sites/{site_id}/hours"): "manager"}
-PATH_VALUES = {"site_id": "s1", "counter_id": "1", "officer_id": "o1", "device_id": "dev-1", "alert_id": "1"}
+PATH_VALUES = {"site_id": "s1", "counter_id": "1", "officer_id": "o1", "device_id": "dev-1", "alert_id": "1",
+               "queue_id": "A"}
 BODIES = {"/api/v1/sites": {"id": "s9", "name": "x"}, "/api/v1/sites/{site_id}": {"name": "x"},
           "/api/v1/counters": {"site": "s1", "counter": "9", "name": "x"},
           "/api/v1/counters/{site_id}/{counter_id}": {"name": "x"},
           "/api/v1/officers": {"id": "o9", "name": "x", "code": "9"}, "/api/v1/officers/{officer_id}": {"name": "x"},
           "/api/v1/devices/{device_id}": {"site": "s1", "counter": "1"},
           "/api/v1/assignments": {"site": "s1", "counter": "1", "officer": "o1"},
-          "/api/v1/devices/{device_id}/display": {"ticket": "1"}, "/api/v1/devices/{device_id}/identify": {"seconds": 5}}
+          "/api/v1/devices/{device_id}/display": {"ticket": "1"}, "/api/v1/devices/{device_id}/identify": {"seconds": 5},
+          "/api/v1/queues": {"site": "s1", "queue": "B", "name": "x", "prefix": "B"},
+          "/api/v1/queues/{site_id}/{queue_id}": {"name": "x", "prefix": "A"}}
 
 
 def api_routes(client: httpx.Client) -> list[tuple[str, str]]:
