@@ -299,17 +299,18 @@ def test_parallel_guesses_get_no_more_tries_than_the_lockout_allows(guarded):
 PUBLIC = {"/healthz", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/oauth2-redirect"}
 # The least role each route needs; a route not named here is held to the rule: reads for any
 # role, writes for admins. A new route that needs less must be added here on purpose.
-LEAST = {("GET", "/api/v1/dead-letters"): "manager", ("POST", "/api/v1/assignments"): "manager",
+LEAST = {("GET", "/api/v1/dead-letters"): "manager", ("GET", "/api/v1/users"): "admin", ("GET", "/api/v1/tokens"): "admin", ("POST", "/api/v1/assignments"): "manager",
          ("POST", "/api/v1/devices/{device_id}/display"): "manager",
          ("POST", "/api/v1/devices/{device_id}/identify"): "manager"}
-PATH_VALUES = {"site_id": "s1", "counter_id": "1", "officer_id": "o1", "device_id": "dev-1"}
+PATH_VALUES = {"site_id": "s1", "counter_id": "1", "officer_id": "o1", "device_id": "dev-1", "name": "test-viewer"}
 BODIES = {"/api/v1/sites": {"id": "s9", "name": "x"}, "/api/v1/sites/{site_id}": {"name": "x"},
           "/api/v1/counters": {"site": "s1", "counter": "9", "name": "x"},
           "/api/v1/counters/{site_id}/{counter_id}": {"name": "x"},
           "/api/v1/officers": {"id": "o9", "name": "x", "code": "9"}, "/api/v1/officers/{officer_id}": {"name": "x"},
           "/api/v1/devices/{device_id}": {"site": "s1", "counter": "1"},
           "/api/v1/assignments": {"site": "s1", "counter": "1", "officer": "o1"},
-          "/api/v1/devices/{device_id}/display": {"ticket": "1"}, "/api/v1/devices/{device_id}/identify": {"seconds": 5}}
+          "/api/v1/devices/{device_id}/display": {"ticket": "1"}, "/api/v1/devices/{device_id}/identify": {"seconds": 5},
+          "/api/v1/users/{name}/sites": {"sites": None}, "/api/v1/tokens/{name}/sites": {"sites": None}}
 
 
 def api_routes(client: httpx.Client) -> list[tuple[str, str]]:

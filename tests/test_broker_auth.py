@@ -10,7 +10,7 @@ import sys
 import pytest
 from argon2 import PasswordHasher
 
-from broker.auth import Auth, AuthError, Principal
+from broker.auth import MIGRATIONS, Auth, AuthError, Principal
 from tests.support import ROOT
 
 TOKEN_RE = re.compile(r"\Ahl_[A-Za-z0-9_-]{43}\Z")
@@ -171,8 +171,8 @@ def test_roles_are_ranked():
 def test_schema_is_versioned_and_migrated_once(db):
     Auth(db).close()
     with Auth(db) as auth:
-        assert auth.schema_version() == 1
-    assert raw(db, "SELECT value FROM auth_meta WHERE key = 'schema_version'") == [("1",)]
+        assert auth.schema_version() == len(MIGRATIONS)
+    assert raw(db, "SELECT value FROM auth_meta WHERE key = 'schema_version'") == [(str(len(MIGRATIONS)),)]
     assert raw(db, "PRAGMA journal_mode") == [("wal",)]
 
 

@@ -149,7 +149,7 @@ def test_an_empty_month_still_makes_a_table():
 
 
 def test_builders_refuse_bad_arguments():
-    for bad in ({"group": "site"}, {"month": "2026-13"}, {"lang": "fr"}):
+    for bad in ({"group": "unit"}, {"month": "2026-13"}, {"lang": "fr"}):
         args = {"centre": "TT", "group": "officer", "month": "2026-11", **bad}
         with pytest.raises(ValueError):
             satisfaction_xlsx(REPORT, generated_at=AT, **args)

@@ -35,7 +35,7 @@ def _session_resolver(dash: Dashboard):
             return None
         if request.method not in SAFE_METHODS and not dash.signer.csrf_ok(s.sid, request.headers.get("x-csrf-token")):
             return None
-        return Principal(s.user, s.role, "session")
+        return dash.principal_of(s)
 
     return resolve
 
