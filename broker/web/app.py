@@ -17,13 +17,13 @@ from broker.api.deps import add_principal_resolver
 from broker.auth import Principal
 from broker.web.context import HERE, Dashboard
 from broker.web.page import install_page_errors
-from broker.web.pages import devices, login, misuse, officers, overview, reports
+from broker.web.pages import devices, login, misuse, officers, overview, province, reports
 from common.clock import Clock, now
 
 __all__ = ["DASHBOARD_PATHS", "mount_dashboard"]
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-DASHBOARD_PATHS = ("/", "/officers", "/devices", "/misuse", "/reports")
+DASHBOARD_PATHS = ("/", "/officers", "/devices", "/misuse", "/reports", "/province")
 
 
 def _session_resolver(dash: Dashboard):
@@ -52,5 +52,5 @@ def mount_dashboard(app: FastAPI, *, store, ingest, auth, cfg, clock: Clock | No
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     add_principal_resolver(app, _session_resolver(dash))
     install_page_errors(app)
-    for page in (login, overview, officers, devices, misuse, reports):
+    for page in (login, overview, officers, devices, misuse, reports, province):
         app.include_router(page.router)
