@@ -31,7 +31,8 @@ IDS = ("secret-site", "secret-officer", "secret-device", "secret-ghost", "secret
 PATH_VALUES = {"site_id": "secret-site", "counter_id": "c1", "officer_id": "secret-officer",
                "device_id": "secret-device", "name": "secret-user"}
 # The held routes need a device whose events are held (naming the secret site).
-DEVICE_OF = {"/api/v1/devices/{device_id}/approve": "secret-ghost", "/api/v1/devices/{device_id}/discard": "secret-ghost"}
+DEVICE_OF = {"/api/v1/devices/{device_id}/approve": "secret-ghost",
+             "/api/v1/devices/{device_id}/discard": "secret-ghost"}
 BODIES = {"/api/v1/sites": {"id": "secret-site", "name": "x"}, "/api/v1/sites/{site_id}": {"name": "x"},
           "/api/v1/counters": {"site": "secret-site", "counter": "c9", "name": "x"},
           "/api/v1/counters/{site_id}/{counter_id}": {"name": "x"},
@@ -39,7 +40,8 @@ BODIES = {"/api/v1/sites": {"id": "secret-site", "name": "x"}, "/api/v1/sites/{s
           # registering another site's device at one's own counter would take it
           "/api/v1/devices/{device_id}": {"site": "mine", "counter": "m1"},
           "/api/v1/assignments": {"site": "secret-site", "counter": "c1", "officer": None},
-          "/api/v1/devices/{device_id}/display": {"ticket": "1"}, "/api/v1/devices/{device_id}/identify": {"seconds": 5},
+          "/api/v1/devices/{device_id}/display": {"ticket": "1"},
+          "/api/v1/devices/{device_id}/identify": {"seconds": 5},
           "/api/v1/users/{name}/sites": {"sites": None}, "/api/v1/tokens/{name}/sites": {"sites": None}}
 MONTH = NOW.strftime("%Y-%m")
 PARAMS = {"group": "officer", "from": (TODAY - timedelta(days=1)).isoformat(), "to": TODAY.isoformat(),

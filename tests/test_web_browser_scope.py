@@ -90,7 +90,8 @@ def test_a_province_user_sees_the_centres_ranked_as_the_api_figures_them(dash, c
     table = page.query_selector("#site-table")
     first, last = table.get_attribute("data-from"), table.get_attribute("data-to")
     api = page.request.get(base + f"/api/v1/satisfaction?group=site&from={first}&to={last}").json()
-    rows = page.eval_on_selector_all("#site-table tbody tr[data-rank]:not(.quiet)", "els => els.map(e => ({...e.dataset}))")
+    rows = page.eval_on_selector_all("#site-table tbody tr[data-rank]:not(.quiet)",
+                                     "els => els.map(e => ({...e.dataset}))")
     assert [r["site"] for r in rows] == [r["key"] for r in api["rows"]] == ["q1", "q2"]
     for row, want in zip(rows, api["rows"]):
         assert int(row["ratings"]) == want["ratings"] and float(row["rate"]) == pytest.approx(want["rate"])

@@ -120,7 +120,7 @@ def test_the_province_ranking_equals_the_apis_group_site_figures(dash, counters)
     assert 'data-ratings="2"' in q2  # today's counted ratings at q2 only
 
 
-def test_the_latest_ratings_are_in_the_order_they_were_given_whatever_the_order_they_arrived(dash, counters):  # noqa: F811
+def test_latest_ratings_are_in_the_order_given_whatever_the_order_they_arrived(dash, counters):  # noqa: F811
     dash.store.upsert_site("q1", "Phường Một")
     register(dash.store, ("dev-q1", "q1", "1"))
     now = local_ms(dash.now())
