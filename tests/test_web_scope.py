@@ -131,6 +131,8 @@ def test_the_province_ranking_equals_the_apis_group_site_figures(dash, counters)
                 int(row["flagged"])) == (want["ratings"], want["rate"], want["index"], want["wilson_lower"],
                                          want["flagged"])
     assert 'id="site-picker"' in html and "Phường Hai" in html
+    feed = province.get("/").text  # both centres' ratings: each counter named with its centre
+    assert "Phường Hai · Quầy Hai" in feed and "Phường Một · Quầy Một" in feed
     q2 = province.get("/?site=q2").text
     assert re.search(r"<title>[^<]*· Phường Hai</title>", q2) and "Lan Một" not in q2
     assert 'data-ratings="2"' in q2  # today's counted ratings at q2 only

@@ -26,14 +26,19 @@ LIVE_MAX_S = 30 * 60  # then the browser reconnects (with Last-Event-ID): no str
 KEEP_ALIVE_S = 15
 
 
-def feed_item(dash: Dashboard, r: dict, lang: str) -> dict:
-    """One rating as the feed shows it; "date" only when it was not given today, "ts" orders the list."""
+def feed_item(dash: Dashboard, r: dict, lang: str, centres: dict[str, str] | None = None) -> dict:
+    """One rating as the feed shows it; "date" only when it was not given today, "ts" orders the list.
+
+    `centres` (site -> name), for a feed mixing several centres: each counter is named with its centre."""
     tr = translator(lang)
+    counter_name = r["counter_name"] or f"{tr('live.counter')} {r['counter']}"
+    if centres is not None:
+        counter_name = f"{centres.get(r['site']) or r['site']} · {counter_name}"
     day = dash.local_time(r["ts"], "%Y-%m-%d")
     return {"seq": r["id"], "ts": r["ts"], "time": dash.local_time(r["ts"], "%H:%M:%S"),
             "day": day, "date": "" if day == dash.today().isoformat() else day,
             "counter": f"{r['site']}/{r['counter']}",
-            "counter_name": r["counter_name"] or f"{tr('live.counter')} {r['counter']}",
+            "counter_name": counter_name,
             "officer": r["officer"], "officer_name": r["officer_name"] or tr("unattributed"),
             "score": r["score"], "scale": r["scale"], "level": level_label(r["scale"], r["score"], lang),
             "flagged": r["flagged"], "flags": [tr(f"flag.{f}") if f"flag.{f}" in CATALOGUE else f
@@ -49,8 +54,14 @@ def overview(page: UserPage):
                 **dash.store.rating_totals(first.isoformat(), last.isoformat(), satisfied_from=dash.satisfied_from,
                                            sites=sites)}
                for key, first, last in overview_periods(dash.today())]
-    feed = [feed_item(dash, r, page.lang) for r in dash.store.latest_ratings(FEED_SIZE, sites=sites)]
+    centres = _centres(dash, sites)
+    feed = [feed_item(dash, r, page.lang, centres) for r in dash.store.latest_ratings(FEED_SIZE, sites=sites)]
     return page.render("overview.html", figures=figures, feed=feed, after=dash.store.last_event_id())
+
+
+def _centres(dash: Dashboard, sites: frozenset[str] | None) -> dict[str, str] | None:
+    """Site names when the feed mixes centres, else None."""
+    return dash.site_names() if sites is None or len(sites) > 1 else None
 
 
 async def _events(dash: Dashboard, after: int, lang: str, sites: frozenset[str] | None):
@@ -60,13 +71,14 @@ async def _events(dash: Dashboard, after: int, lang: str, sites: frozenset[str] 
     belongs in the list (static/live.js)."""
     loop = asyncio.get_running_loop()
     last = after
+    centres = await run_in_threadpool(_centres, dash, sites)
     started = idle = loop.time()
     yield "retry: 2000\n\n"
     while loop.time() - started < LIVE_MAX_S:
         rows = await run_in_threadpool(dash.store.latest_ratings, LIVE_BATCH, last, sites)
         for r in rows:
             last = r["id"]
-            data = json.dumps(feed_item(dash, r, lang), ensure_ascii=False, separators=(",", ":"))
+            data = json.dumps(feed_item(dash, r, lang, centres), ensure_ascii=False, separators=(",", ":"))
             yield f"id: {r['id']}\ndata: {data}\n\n"
         if rows:
             idle = loop.time()
