@@ -17,7 +17,7 @@ from broker.api.deps import add_principal_resolver
 from broker.auth import Principal
 from broker.web.context import HERE, Dashboard
 from broker.web.page import install_page_errors
-from broker.web.pages import devices, login, misuse, officers, overview, province, reports
+from broker.web.pages import devices, login, misuse, officers, overview, province, reports, users
 from common.clock import Clock, now
 
 __all__ = ["DASHBOARD_PATHS", "mount_dashboard"]
@@ -52,5 +52,5 @@ def mount_dashboard(app: FastAPI, *, store, ingest, auth, cfg, clock: Clock | No
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     add_principal_resolver(app, _session_resolver(dash))
     install_page_errors(app)
-    for page in (login, overview, officers, devices, misuse, reports, province):
+    for page in (login, overview, officers, devices, misuse, reports, province, users):
         app.include_router(page.router)

@@ -107,6 +107,7 @@ class Page:
             t=translator(lang), lang=lang, langs=LANGS, session=session, service_name=d.service_name,
             **self._site_context(),
             path=request.url.path, here=quote(safe_next(here), safe="/?=&-"), can_act=self.may_act,
+            can_scope=session is not None and self.principal.allows("admin") and self.principal.sites is None,
             csrf=d.signer.csrf_for(session.sid) if session else "",
             num=lambda v, digits=1: fmt.num(v, lang, digits), pct=lambda r: fmt.pct(r, lang),
             count=lambda n: fmt.count(n, lang), level=lambda scale, score: level_label(scale, score, lang),
