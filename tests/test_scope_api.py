@@ -71,8 +71,13 @@ def routes() -> list[tuple[str, str]]:
             for method in ops]
 
 
+class _Values(dict):
+    def __missing__(self, key: str) -> str:
+        return f"secret-{key}"  # a route keyed by something new: an id of the secret site's kind
+
+
 def call(client: httpx.Client, method: str, path: str, **params) -> httpx.Response:
-    url = path.format(**{**PATH_VALUES, "device_id": DEVICE_OF.get(path, PATH_VALUES["device_id"])})
+    url = path.format_map(_Values({**PATH_VALUES, "device_id": DEVICE_OF.get(path, PATH_VALUES["device_id"])}))
     return client.request(method, url, params={**PARAMS, **params},
                           json=BODIES.get(path) if method != "GET" else None)
 
