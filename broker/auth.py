@@ -19,6 +19,8 @@ import secrets
 import sqlite3
 import threading
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -28,8 +30,8 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from common.clock import Clock, now
 
 __all__ = [
-    "DISPLAY", "ROLES", "TOKEN_ROLES", "TOKEN_PREFIX", "MIN_PASSWORD", "AuthError", "Principal", "Auth",
-    "check_role", "generate_password", "token_prefix",
+    "DISPLAY", "ROLES", "TOKEN_ROLES", "TOKEN_PREFIX", "MIN_PASSWORD", "AuthError", "NoSuchPrincipal", "Principal",
+    "Auth", "check_role", "check_sites", "generate_password", "token_prefix",
 ]
 
 ROLES = ("viewer", "manager", "admin")  # lowest first: the index is the rank
@@ -37,9 +39,9 @@ DISPLAY = "display"  # outside the ranking: a hall display's token, for one site
 TOKEN_ROLES = ROLES + (DISPLAY,)
 TOKEN_PREFIX = "hl_"
 MIN_PASSWORD = 10
-SCHEMA_VERSION = 1
 
 _NAME_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}\Z")
+_SITE_RE = re.compile(r"\A[^\x00-\x1f\x7f]{1,64}\Z")  # any id the registry can hold
 # Enough of a token to recognise it in a list and to revoke it by, without the rest:
 # 8 of its 43 random characters leave over 200 bits unknown.
 _SHOWN = len(TOKEN_PREFIX) + 8
@@ -89,21 +91,59 @@ MIGRATIONS: list[str] = [
     ALTER TABLE auth_tokens_v2 RENAME TO auth_tokens;
     CREATE UNIQUE INDEX auth_tokens_live_name ON auth_tokens (name) WHERE revoked_ms IS NULL;
     """,
+    # 2: scope. `scoped` = 0: every site (province-wide); 1: only the sites listed for it, so a
+    # scoped principal whose last site is taken away sees nothing rather than everything.
+    """
+    ALTER TABLE auth_users ADD COLUMN scoped INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE auth_tokens ADD COLUMN scoped INTEGER NOT NULL DEFAULT 0;
+    CREATE TABLE auth_user_sites (user TEXT NOT NULL, site TEXT NOT NULL, PRIMARY KEY (user, site)) WITHOUT ROWID;
+    CREATE TABLE auth_token_sites (token INTEGER NOT NULL, site TEXT NOT NULL, PRIMARY KEY (token, site))
+        WITHOUT ROWID;
+    """,
 ]
+
+
+
+@dataclass(frozen=True)
+class _Scoped:
+    """Where a kind of principal keeps its scope: its table, which row a name means, its sites table."""
+
+    table: str
+    which: str  # the WHERE clause finding the row by name
+    key: str  # the row's key, as the sites table names it
+    sites: str
+    column: str  # the sites table's column holding that key
+
+
+_SCOPE = {"user": _Scoped("auth_users", "name = ?", "name", "auth_user_sites", "user"),
+          "token": _Scoped("auth_tokens", "name = ? AND revoked_ms IS NULL", "id", "auth_token_sites", "token")}
+
+
+def _listed(sites: frozenset[str] | None) -> list[str] | None:
+    return None if sites is None else sorted(sites)
 
 
 class AuthError(ValueError):
     """A request the auth store cannot carry out: bad role or name, duplicate, unknown token."""
 
 
+class NoSuchPrincipal(AuthError, LookupError):
+    """No user, or no live token, of that name."""
+
+
 @dataclass(frozen=True)
 class Principal:
-    """An authenticated caller. `via` says how: "token", or "password" (later: the dashboard session)."""
+    """An authenticated caller. `via` says how: "token", "password" or "session".
+
+    `sites`: None for a province-wide principal, else the only sites it may see and act on
+    (possibly none).
+    """
 
     name: str
     role: str
     via: str = "token"
     site: str | None = None  # a display token's site
+    sites: frozenset[str] | None = None  # None: every site
 
     def allows(self, role: str) -> bool:
         if self.role == DISPLAY:
@@ -112,7 +152,23 @@ class Principal:
 
     def shows_hall(self, site: str) -> bool:
         """Whether this caller may watch `site`'s hall display: its display token, or any user."""
-        return self.site == site if self.role == DISPLAY else self.allows("viewer")
+        return self.site == site if self.role == DISPLAY else self.allows("viewer") and self.sees(site)
+
+    def sees(self, site: str | None) -> bool:
+        return self.sites is None or site in self.sites
+
+
+def check_sites(sites) -> frozenset[str] | None:
+    """None (every site) or the set of site ids, each checked like any registry id."""
+    if sites is None:
+        return None
+    if isinstance(sites, str):
+        raise AuthError("sites must be a list of site ids, not one string")
+    out = frozenset(sites)
+    for site in out:
+        if not isinstance(site, str) or not _SITE_RE.match(site):
+            raise AuthError(f"bad site id {site!r}: 1-64 characters, no control characters")
+    return out
 
 
 def check_role(role: str, *, roles: tuple[str, ...] = ROLES) -> str:
@@ -222,16 +278,20 @@ class Auth:
 
     # ----- users -------------------------------------------------------------------------
 
-    def add_user(self, name: str, role: str, password: str) -> None:
+    def add_user(self, name: str, role: str, password: str, sites=None) -> None:
+        """`sites`: None for every site, else the only ones the user may see (see Principal)."""
         _check_name(name, "user")
         check_role(role)
+        sites = check_sites(sites)
         if not isinstance(password, str) or len(password) < MIN_PASSWORD:
             raise AuthError(f"password too short: at least {MIN_PASSWORD} characters")
         hashed = self._hasher.hash(password)
         with self._lock:
             try:
-                self._db.execute("INSERT INTO auth_users (name, role, password_hash, created_ms) VALUES (?, ?, ?, ?)",
-                                 (name, role, hashed, self._now_ms()))
+                with self._tx():
+                    self._db.execute("INSERT INTO auth_users (name, role, password_hash, created_ms) "
+                                     "VALUES (?, ?, ?, ?)", (name, role, hashed, self._now_ms()))
+                    self._put_sites("user", name, sites)
             except sqlite3.IntegrityError:
                 raise AuthError(f"user {name!r} already exists") from None
 
@@ -264,7 +324,7 @@ class Auth:
             if self._hasher.check_needs_rehash(row["password_hash"]):
                 self._db.execute("UPDATE auth_users SET password_hash = ? WHERE name = ?",
                                  (self._hasher.hash(password), name))
-        return Principal(name, row["role"], "password")
+        return Principal(name, row["role"], "password", sites=self.sites_of("user", name))
 
     def _count_attempt(self, name: str, now: int) -> bool:
         """Count an attempt as a failure before its password is checked (a success clears it): False if locked.
@@ -316,29 +376,41 @@ class Auth:
             rows = self._db.execute("SELECT name, role, created_ms, last_login_ms, failures, locked_until_ms "
                                     "FROM auth_users ORDER BY name").fetchall()
         now = self._now_ms()
-        return [{"name": r["name"], "role": r["role"], "created_ms": r["created_ms"],
-                 "last_login_ms": r["last_login_ms"], "locked": r["locked_until_ms"] > now} for r in rows]
+        return [{"name": r["name"], "role": r["role"], "sites": _listed(self.sites_of("user", r["name"])),
+                 "created_ms": r["created_ms"], "last_login_ms": r["last_login_ms"],
+                 "locked": r["locked_until_ms"] > now} for r in rows]
+
+    def user(self, name: str) -> Principal | None:
+        """The user's principal as it stands now (role and sites), without a password: for a session."""
+        with self._lock:
+            row = self._db.execute("SELECT role FROM auth_users WHERE name = ?", (name,)).fetchone()
+        return None if row is None else Principal(name, row["role"], "session", sites=self.sites_of("user", name))
 
     # ----- tokens --------------------------------------------------------------------------
 
-    def create_token(self, role: str, name: str | None = None, *, site: str | None = None) -> str:
+    def create_token(self, role: str, name: str | None = None, sites=None, *, site: str | None = None) -> str:
         """Create a token and return it; this is the only time the secret exists in clear.
 
-        A `display` token needs the `site` whose hall it shows; the other roles take none.
+        `sites`: None for every site, else the only ones it may see (see Principal). A `display`
+        token needs instead the one `site` whose hall it shows, and sees only that site.
         """
         check_role(role, roles=TOKEN_ROLES)
         if (role == DISPLAY) != (site is not None):
             raise AuthError("a display token needs its site (--site), and only a display token takes one")
         if site is not None:
             _check_name(site, "site")
+            sites = [site]
+        sites = check_sites(sites)
         token = TOKEN_PREFIX + secrets.token_urlsafe(32)
         shown = token_prefix(token)
         name = _check_name(name, "token") if name is not None else f"{role}-{shown[len(TOKEN_PREFIX):]}"
         with self._lock:
             try:
-                self._db.execute("INSERT INTO auth_tokens (name, role, token_hash, shown, created_ms, site) "
-                                 "VALUES (?, ?, ?, ?, ?, ?)",
-                                 (name, role, _token_hash(token), shown, self._now_ms(), site))
+                with self._tx():
+                    self._db.execute("INSERT INTO auth_tokens (name, role, token_hash, shown, created_ms, site) "
+                                     "VALUES (?, ?, ?, ?, ?, ?)",
+                                     (name, role, _token_hash(token), shown, self._now_ms(), site))
+                    self._put_sites("token", name, sites)
             except sqlite3.IntegrityError:
                 raise AuthError(f"a token named {name!r} already exists: revoke it first or choose another name") \
                     from None
@@ -359,7 +431,7 @@ class Auth:
             # Recorded at minute granularity: a write per request would contend with ingest.
             self._db.execute("UPDATE auth_tokens SET last_used_ms = ? WHERE id = ? "
                              "AND (last_used_ms IS NULL OR last_used_ms < ?)", (now, row["id"], now - 60_000))
-        return Principal(row["name"], row["role"], "token", row["site"])
+        return Principal(row["name"], row["role"], "token", row["site"], sites=self.sites_of("token", row["name"]))
 
     def revoke_token(self, name_or_prefix: str) -> list[str]:
         """Revoke the live token with this name, or whose shown prefix (see list_tokens) starts so.
@@ -388,5 +460,47 @@ class Auth:
             rows = self._db.execute("SELECT name, role, shown, created_ms, revoked_ms, last_used_ms, site "
                                     "FROM auth_tokens ORDER BY created_ms, id").fetchall()
         return [{"name": r["name"], "role": r["role"], "site": r["site"], "prefix": r["shown"],
-                 "created_ms": r["created_ms"],
-                 "last_used_ms": r["last_used_ms"], "revoked": r["revoked_ms"] is not None} for r in rows]
+                 "sites": None if r["revoked_ms"] is not None else _listed(self.sites_of("token", r["name"])),
+                 "created_ms": r["created_ms"], "last_used_ms": r["last_used_ms"],
+                 "revoked": r["revoked_ms"] is not None} for r in rows]
+
+    # ----- scope: which sites a user or a live token may see -------------------------------
+
+    def sites_of(self, kind: str, name: str) -> frozenset[str] | None:
+        """None for every site; else the sites listed (an unknown name sees none)."""
+        k = _SCOPE[kind]
+        with self._lock:
+            row = self._db.execute(f"SELECT {k.key}, scoped FROM {k.table} WHERE {k.which}", (name,)).fetchone()
+            if row is not None and not row["scoped"]:
+                return None
+            found = [] if row is None else self._db.execute(
+                f"SELECT site FROM {k.sites} WHERE {k.column} = ?", (row[0],)).fetchall()
+        return frozenset(r["site"] for r in found)
+
+    def set_sites(self, kind: str, name: str, sites) -> None:
+        """Make the user's or live token's scope `sites` (None: every site). AuthError if there is no such one."""
+        sites = check_sites(sites)
+        with self._lock, self._tx():
+            self._put_sites(kind, name, sites)
+
+    @contextmanager
+    def _tx(self) -> Iterator[None]:
+        """A write transaction (the caller holds the lock): a principal and its sites are written together."""
+        self._db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    def _put_sites(self, kind: str, name: str, sites: frozenset[str] | None) -> None:
+        """Inside the caller's transaction, holding the lock."""
+        k = _SCOPE[kind]
+        row = self._db.execute(f"SELECT {k.key} FROM {k.table} WHERE {k.which}", (name,)).fetchone()
+        if row is None:
+            raise NoSuchPrincipal(f"no {'live token' if kind == 'token' else 'user'} named {name!r}")
+        self._db.execute(f"DELETE FROM {k.sites} WHERE {k.column} = ?", (row[0],))
+        self._db.executemany(f"INSERT INTO {k.sites} ({k.column}, site) VALUES (?, ?)",
+                             [(row[0], site) for site in sorted(sites or ())])
+        self._db.execute(f"UPDATE {k.table} SET scoped = ? WHERE {k.key} = ?", (int(sites is not None), row[0]))

@@ -86,13 +86,21 @@ def _when(ms: int | None) -> str:
     return datetime.fromtimestamp(ms / 1000, timezone.utc).strftime("%Y-%m-%d %H:%M:%SZ")
 
 
+def _cell(column: str, value) -> str:
+    if column.endswith("_ms"):
+        return _when(value)
+    if column == "sites":
+        return "*" if value is None else ",".join(value) or "-"
+    return str(value)
+
+
 def _print_table(rows: list[dict], columns: list[str], as_json: bool) -> None:
     if as_json:
         import json
 
         sys.stdout.write(json.dumps(rows, ensure_ascii=False, indent=2) + "\n")
         return
-    cells = [[str(_when(r[c]) if c.endswith("_ms") else r[c]) for c in columns] for r in rows]
+    cells = [[_cell(c, r[c]) for c in columns] for r in rows]
     heads = [c.removesuffix("_ms") for c in columns]
     widths = [max([len(h)] + [len(row[i]) for row in cells]) for i, h in enumerate(heads)]
     for row in [heads] + cells:
@@ -111,32 +119,50 @@ def cmd_user_add(args) -> int:
     else:
         password = generate_password()
     with _open_auth(args) as auth:
-        auth.add_user(args.name, args.role, password)
+        auth.add_user(args.name, args.role, password, sites=args.site)
+    what = f"user {args.name!r} ({args.role}, {_scope_text(args.site)}) added"
     if not args.password_stdin:
         print(password)
-        print(f"user {args.name!r} ({args.role}) added; the password above is shown only this once",
-              file=sys.stderr)
+        print(f"{what}; the password above is shown only this once", file=sys.stderr)
     else:
-        print(f"user {args.name!r} ({args.role}) added", file=sys.stderr)
+        print(what, file=sys.stderr)
+    return 0
+
+
+def _scope_text(sites: list[str] | None) -> str:
+    return "every site" if sites is None else "sites: " + (", ".join(sorted(set(sites))) or "none")
+
+
+def cmd_set_sites(args) -> int:
+    sites = None if args.all_sites else (args.site or [])
+    with _open_auth(args) as auth:
+        auth.set_sites(args.kind, args.name, sites)
+    print(f"{args.kind} {args.name!r} now sees {_scope_text(sites)}", file=sys.stderr)
     return 0
 
 
 def cmd_user_list(args) -> int:
     with _open_auth(args) as auth:
-        _print_table(auth.list_users(), ["name", "role", "locked", "created_ms", "last_login_ms"], args.json)
+        _print_table(auth.list_users(), ["name", "role", "sites", "locked", "created_ms", "last_login_ms"], args.json)
     return 0
 
 
 def cmd_token_create(args) -> int:
-    from broker.auth import token_prefix
+    from broker.auth import DISPLAY, AuthError, token_prefix
 
     with _open_auth(args) as auth:
-        token = auth.create_token(args.role, args.name, site=args.site)
+        if args.role == DISPLAY:
+            if len(args.site or ()) != 1:
+                raise AuthError("a display token shows the hall of exactly one site: give one --site")
+            token = auth.create_token(args.role, args.name, site=args.site[0])
+        else:
+            token = auth.create_token(args.role, args.name, sites=args.site)
     print(token)
     label = repr(args.name) if args.name else f"listed as {token_prefix(token)}"
-    print(f"{args.role} token {label} created; it is shown only this once", file=sys.stderr)
-    if args.site:
-        print(f"the hall display's address: http://<service>/hall/{args.site}?key=<the token>", file=sys.stderr)
+    print(f"{args.role} token {label} ({_scope_text(args.site)}) created; it is shown only this once",
+          file=sys.stderr)
+    if args.role == DISPLAY:
+        print(f"the hall display's address: http://<service>/hall/{args.site[0]}?key=<the token>", file=sys.stderr)
     return 0
 
 
@@ -149,9 +175,24 @@ def cmd_token_revoke(args) -> int:
 
 def cmd_token_list(args) -> int:
     with _open_auth(args) as auth:
-        _print_table(auth.list_tokens(), ["name", "role", "site", "prefix", "revoked", "created_ms", "last_used_ms"],
+        _print_table(auth.list_tokens(), ["name", "role", "site", "sites", "prefix", "revoked", "created_ms",
+                                          "last_used_ms"],
                      args.json)
     return 0
+
+
+def _site_option(p) -> None:
+    p.add_argument("--site", action="append", metavar="SITE",
+                   help="limit it to this site (repeat for several); without it: every site (province-wide)")
+
+
+def _sites_command(add, parent, kind: str) -> None:
+    p = add(parent, "sites", cmd_set_sites, f"change which sites a {kind} sees")
+    p.add_argument("name")
+    p.set_defaults(kind=kind)
+    group = p.add_mutually_exclusive_group(required=True)
+    group.add_argument("--site", action="append", metavar="SITE", help="only this site (repeat for several)")
+    group.add_argument("--all-sites", action="store_true", help="every site (province-wide)")
 
 
 def _auth_commands(sub) -> None:
@@ -170,17 +211,20 @@ def _auth_commands(sub) -> None:
     p.add_argument("name")
     p.add_argument("--role", required=True, choices=roles)
     p.add_argument("--password-stdin", action="store_true", help="read the password from the first line of stdin")
+    _site_option(p)
+    _sites_command(add, user, "user")
     p = add(user, "list", cmd_user_list, "list users")
     p.add_argument("--json", action="store_true")
 
     token = sub.add_parser("token", help="API tokens").add_subparsers(dest="token_command", required=True)
     p = add(token, "create", cmd_token_create, "create a token and print it (only it, only this once) on stdout")
     p.add_argument("--role", required=True, choices=[*roles, DISPLAY],
-                   help="display: a hall display's token, which opens only /hall/SITE")
-    p.add_argument("--site", help="the site a display token shows (display tokens only)")
+                   help="display: a hall display's token, which opens only /hall/SITE (one --site)")
     p.add_argument("--name", help="a name to list and revoke it by (default: role and prefix)")
+    _site_option(p)
     p = add(token, "revoke", cmd_token_revoke, "revoke a token by name or by its listed prefix")
     p.add_argument("name")
+    _sites_command(add, token, "token")
     p = add(token, "list", cmd_token_list, "list tokens (never their secrets)")
     p.add_argument("--json", action="store_true")
 

@@ -51,13 +51,13 @@ DEFAULT_SCALE = 4  # the column layout of an empty report (no ratings, so no sca
 TEXT = {
     "vi": {
         "title": "Báo cáo mức độ hài lòng",
-        "by": {"officer": "theo cán bộ", "counter": "theo quầy"},
-        "sheet": {"officer": "Theo cán bộ", "counter": "Theo quầy"},
+        "by": {"officer": "theo cán bộ", "counter": "theo quầy", "site": "theo trung tâm"},
+        "sheet": {"officer": "Theo cán bộ", "counter": "Theo quầy", "site": "Theo trung tâm"},
         "period": "Kỳ báo cáo: Tháng {m:02d}/{y} ({first} – {last})",
         "site": "Điểm tiếp nhận: {site}",
         "generated": "Thời điểm lập: {at}",
         "no": "STT",
-        "who": {"officer": "Cán bộ", "counter": "Quầy"},
+        "who": {"officer": "Cán bộ", "counter": "Quầy", "site": "Trung tâm"},
         "ratings": "Số lượt đánh giá",
         "level": "Mức {k}",
         "satisfied": "Hài lòng (số lượt)",
@@ -77,13 +77,13 @@ TEXT = {
     },
     "en": {
         "title": "Citizen satisfaction report",
-        "by": {"officer": "by officer", "counter": "by counter"},
-        "sheet": {"officer": "By officer", "counter": "By counter"},
+        "by": {"officer": "by officer", "counter": "by counter", "site": "by centre"},
+        "sheet": {"officer": "By officer", "counter": "By counter", "site": "By centre"},
         "period": "Period: {m:02d}/{y} ({first} – {last})",
         "site": "Site: {site}",
         "generated": "Generated: {at}",
         "no": "No.",
-        "who": {"officer": "Officer", "counter": "Counter"},
+        "who": {"officer": "Officer", "counter": "Counter", "site": "Centre"},
         "ratings": "Ratings",
         "level": "Level {k}",
         "satisfied": "Satisfied (ratings)",
@@ -103,7 +103,7 @@ TEXT = {
     },
 }
 
-GROUPS = ("officer", "counter")
+GROUPS = ("officer", "counter", "site")  # site: the province's monthly ranking of its centres
 WAIT_TIMES = ("wait_mean", "wait_p50", "wait_p90", "service_mean")  # columns in minutes, from *_s seconds
 
 

@@ -299,12 +299,12 @@ def test_parallel_guesses_get_no_more_tries_than_the_lockout_allows(guarded):
 PUBLIC = {"/healthz", "/api/v1/openapi.json", "/api/v1/docs", "/api/v1/docs/oauth2-redirect"}
 # The least role each route needs; a route not named here is held to the rule: reads for any
 # role, writes for admins. A new route that needs less must be added here on purpose.
-LEAST = {("GET", "/api/v1/dead-letters"): "manager", ("POST", "/api/v1/assignments"): "manager",
+LEAST = {("GET", "/api/v1/dead-letters"): "manager", ("GET", "/api/v1/users"): "admin", ("GET", "/api/v1/tokens"): "admin", ("POST", "/api/v1/assignments"): "manager",
          ("POST", "/api/v1/devices/{device_id}/display"): "manager",
          ("POST", "/api/v1/devices/{device_id}/identify"): "manager",
          ("POST", "/api/v1/alerts/{alert_id}/ack"): "manager", ("PUT", "/api/v1/sites/{site_id}/hours"): "manager"}
 PATH_VALUES = {"site_id": "s1", "counter_id": "1", "officer_id": "o1", "device_id": "dev-1", "alert_id": "1",
-               "queue_id": "A"}
+               "queue_id": "A", "name": "test-viewer"}
 BODIES = {"/api/v1/sites": {"id": "s9", "name": "x"}, "/api/v1/sites/{site_id}": {"name": "x"},
           "/api/v1/counters": {"site": "s1", "counter": "9", "name": "x"},
           "/api/v1/counters/{site_id}/{counter_id}": {"name": "x"},
@@ -313,7 +313,8 @@ BODIES = {"/api/v1/sites": {"id": "s9", "name": "x"}, "/api/v1/sites/{site_id}":
           "/api/v1/assignments": {"site": "s1", "counter": "1", "officer": "o1"},
           "/api/v1/devices/{device_id}/display": {"ticket": "1"}, "/api/v1/devices/{device_id}/identify": {"seconds": 5},
           "/api/v1/queues": {"site": "s1", "queue": "B", "name": "x", "prefix": "B"},
-          "/api/v1/queues/{site_id}/{queue_id}": {"name": "x", "prefix": "A"}}
+          "/api/v1/queues/{site_id}/{queue_id}": {"name": "x", "prefix": "A"},
+          "/api/v1/users/{name}/sites": {"sites": None}, "/api/v1/tokens/{name}/sites": {"sites": None}}
 
 
 def api_routes(client: httpx.Client) -> list[tuple[str, str]]:

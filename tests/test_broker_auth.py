@@ -248,3 +248,45 @@ def test_cli_user_add_generates_or_reads_the_password(tmp_path, db):
     listed = hailong("user", "list", "--json", "--config", str(cfg))
     assert listed.returncode == 0
     assert '"lan"' in listed.stdout and '"minh"' in listed.stdout and "argon2" not in listed.stdout
+
+
+# ----- scope: users and tokens limited to some sites ------------------------------------------------
+
+
+def test_cli_limits_users_and_tokens_to_sites_and_changes_them(tmp_path, db):
+    cfg = write_config(tmp_path, db)
+    r = hailong("user", "add", "lan", "--role", "manager", "--site", "xa-1", "--site", "xa-2", "--config", str(cfg))
+    assert r.returncode == 0 and "sites: xa-1, xa-2" in r.stderr, r.stderr
+    r = hailong("token", "create", "--role", "viewer", "--name", "q", "--site", "xa-1", "--config", str(cfg))
+    token = r.stdout.strip()
+    with Auth(db) as auth:
+        assert auth.user("lan").sites == {"xa-1", "xa-2"} and auth.verify_token(token).sites == {"xa-1"}
+    assert hailong("user", "sites", "lan", "--all-sites", "--config", str(cfg)).returncode == 0
+    assert hailong("token", "sites", "q", "--site", "xa-3", "--config", str(cfg)).returncode == 0
+    with Auth(db) as auth:
+        assert auth.user("lan").sites is None and auth.verify_token(token).sites == {"xa-3"}
+    listed = hailong("user", "list", "--config", str(cfg)).stdout
+    assert re.search(r"^lan\s+manager\s+\*", listed, re.M), listed
+    r = hailong("user", "sites", "nobody", "--site", "x", "--config", str(cfg))
+    assert r.returncode == 2 and "no user named 'nobody'" in r.stderr
+
+
+def test_principals_from_before_scope_keep_every_site_and_an_emptied_scope_sees_nothing(db):
+    # An auth file of schema version 1, as the previous release left it.
+    db.parent.mkdir(parents=True)
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE auth_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+            conn.execute(statement)
+        conn.execute("INSERT INTO auth_meta VALUES ('schema_version', '1')")
+        conn.execute("INSERT INTO auth_users (name, role, password_hash, created_ms) VALUES ('old', 'admin', 'x', 0)")
+    with Auth(db) as auth:
+        assert auth.user("old").sites is None
+        auth.set_sites("user", "old", ["s1"])
+        auth.set_sites("user", "old", [])
+        assert auth.user("old").sites == frozenset()
+        assert auth.user("gone") is None and auth.sites_of("user", "gone") == frozenset()
+        with pytest.raises(AuthError):
+            auth.add_user("bad", "viewer", "p" * 12, sites=["a\nb"])
+        with pytest.raises(AuthError):
+            auth.create_token("viewer", sites="s1")  # one string is not a list of sites

@@ -155,7 +155,7 @@ def test_an_empty_month_still_makes_a_table():
 
 
 def test_builders_refuse_bad_arguments():
-    for bad in ({"group": "site"}, {"month": "2026-13"}, {"lang": "fr"}):
+    for bad in ({"group": "unit"}, {"month": "2026-13"}, {"lang": "fr"}):
         args = {"centre": "TT", "group": "officer", "month": "2026-11", **bad}
         with pytest.raises(ValueError):
             satisfaction_xlsx(REPORT, generated_at=AT, **args)
@@ -271,7 +271,7 @@ def test_report_routes_need_a_viewer_and_a_valid_month_and_group(service):
     for params, message in (
         ({"group": "officer", "month": "2026-13"}, "month: expected a month YYYY-MM with MM 01-12, got '2026-13'"),
         ({"group": "officer", "month": "11/2026"}, "month: expected a month YYYY-MM, got '11/2026'"),
-        ({"group": "site", "month": "2026-11"}, "group: Input should be 'officer' or 'counter'"),
+        ({"group": "unit", "month": "2026-11"}, "group: Input should be 'officer', 'counter' or 'site'"),
         ({"group": "officer"}, "month: Field required"),
     ):
         for ext in ("xlsx", "csv"):

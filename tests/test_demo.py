@@ -77,6 +77,9 @@ def test_demo_counts_every_citizen_press_and_reuses_its_data(tmp_path):
     started = next(r for r in lines if r["event"] == "started")
     assert started["url"].startswith("http://127.0.0.1:")
     assert started["login"]["user"] == "demo" and started["login"]["role"] == "manager"
+    # Two centres: the province's manager sees both, the commune's only its own.
+    assert set(started["sites"]) == {"demo", "demo-xa"}
+    assert started["commune_login"]["user"] == "xa-minh-tan" and started["commune_login"]["sites"] == ["demo-xa"]
     assert started["reused"] is False and len(started["counters"]) == 4
 
     ratings = [r for r in lines if r["event"] == "stored" and r["type"] == "rating"]
@@ -111,6 +114,9 @@ def test_demo_counts_every_citizen_press_and_reuses_its_data(tmp_path):
         again = second.wait_event(lambda r: r.get("event") == "started", what="second start")
         assert again["reused"] is True and again["store_counts"]["events"] > 0
         assert again["login"] == started["login"] and again["api_token"] == started["api_token"]
+        assert again["commune_login"] == started["commune_login"]
+        sites = {c["counter"]: c for c in api_get(f"{again['url']}/api/v1/counters", again["api_token"])["items"]}
+        assert {n: sites[str(n)]["site"] for n in range(1, 5)} == {1: "demo", 2: "demo", 3: "demo-xa", 4: "demo-xa"}
         day = date.fromisoformat(summary["day"])
         figures = api_get(f"{again['url']}/api/v1/satisfaction?group=officer&from={day - timedelta(days=1)}"
                           f"&to={day + timedelta(days=1)}", again["api_token"])

@@ -79,3 +79,17 @@ def test_rating_times_are_shown_in_the_sites_zone():
     ms = int(datetime.fromisoformat("2026-12-31T17:00:05+00:00").timestamp() * 1000)
     assert local_time(ms) == "00:00:05"
     assert local_time(ms - 6000) == "23:59:59"
+
+
+def test_the_commune_login_sees_only_the_communes_centre_and_an_older_folder_gets_one(tmp_path, auth):
+    data = tmp_path / "data"
+    saved = login.demo_login(data, auth)
+    commune = saved["commune"]
+    assert auth.verify_password(commune["user"], commune["password"]).sites == {"demo-xa"}
+    assert auth.verify_password(saved["user"], saved["password"]).sites is None  # the province's: every centre
+    # A login file written before the demo had two centres: the commune's user is added, the rest kept.
+    older = {k: v for k, v in saved.items() if k != "commune"}
+    (data / login.LOGIN_FILE).write_text(json.dumps(older), encoding="utf-8")
+    again = login.demo_login(data, auth)
+    assert {k: v for k, v in again.items() if k != "commune"} == older
+    assert again["commune"]["user"].startswith("xa-minh-tan-") and again["commune"]["sites"] == ["demo-xa"]

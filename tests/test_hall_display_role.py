@@ -24,7 +24,7 @@ def test_a_display_token_carries_its_site_and_allows_no_ranked_role(db):
     with Auth(db) as auth:
         token = auth.create_token(DISPLAY, "hall-kt", site="kien-thuy")
         who = auth.verify_token(token)
-        assert who == Principal("hall-kt", DISPLAY, "token", "kien-thuy")
+        assert who == Principal("hall-kt", DISPLAY, "token", "kien-thuy", frozenset({"kien-thuy"}))
         assert not any(who.allows(r) for r in ROLES_ABOVE)
         assert who.shows_hall("kien-thuy") and not who.shows_hall("an-lao")
         assert [(t["name"], t["role"], t["site"]) for t in auth.list_tokens()] == [("hall-kt", DISPLAY, "kien-thuy")]

@@ -346,8 +346,10 @@ def test_overview_counts_today_week_and_month_from_real_events(dash, counters, m
         assert (fig["ratings"], fig["rate"], fig["index"], fig["flagged"]) == ("6", "0.5", "50.0", "1")
     assert "50,0 %" in html  # Vietnamese decimal comma
     feed = attrs(html, r'<li data-seq="[^>]*>')
-    assert len(feed) == 7 and [int(f["seq"]) for f in feed] == sorted((int(f["seq"]) for f in feed), reverse=True)
-    assert feed[0]["officer"] == "o2" and feed[0]["score"] == "1"
+    # Latest given first: the two counters stamp from the same moment, so their events interleave.
+    assert len(feed) == 7 and [(int(f["ts"]), int(f["seq"])) for f in feed] == \
+        sorted(((int(f["ts"]), int(f["seq"])) for f in feed), reverse=True)
+    assert feed[0]["officer"] == "o1" and feed[0]["score"] == "2"
     assert "Không hài lòng" in html and "Trần Thị Bình" in html
 
     # A rating at each period's first instant counts in it, one a millisecond earlier does not;

@@ -6,9 +6,10 @@ logged here and answered with a bare 500, never a traceback.
 The document declares, for every operation, each error status it can answer, with the
 `ApiError` body: routes name the ones their handler raises (`errors(404, 409)`), and routers
 made by `api_router` add those that follow from the route's shape — 401 for any route that
-needs a caller, 403 when it needs more than the lowest role, 422 when it reads a parameter
-or a body, 400 when it reads a body (one that is not UTF-8 JSON cannot even be parsed) — so
-no list of statuses is kept by hand.
+needs a caller, 403 when it needs more than the lowest role or a province-wide caller, 422
+when it reads a parameter or a body, 404 when it also checks them against the caller's sites,
+400 when it reads a body (one that is not UTF-8 JSON cannot even be parsed) — so no list of
+statuses is kept by hand.
 """
 from __future__ import annotations
 
@@ -59,7 +60,7 @@ NOT_SENT = {409: {"model": NotSent, "description": NotSent.__doc__}}
 _WHEN = {
     400: "the body cannot be read as JSON (e.g. it is not UTF-8)",
     401: "no token, a wrong or revoked token, or an Authorization header that is not Bearer",
-    403: "the token's role is too low for this route",
+    403: "the token's role is too low for this route, or it is limited to some sites and this route covers all",
     404: "no such item",
     409: "it already exists, or it is still in use",
     422: "a parameter or the body is invalid; `detail` names the field",
@@ -82,6 +83,8 @@ def errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
 class _Shape:
     caller: bool = False  # it needs a caller: 401
     role: str | None = None  # the role it needs: 403 above the lowest
+    province: bool = False  # it refuses a caller limited to some sites: 403
+    scoped: bool = False  # it checks what it reads against the caller's sites: 404 for another site's
     reads: bool = False  # it reads parameters or a body: 422
     body: bool = False  # it reads a body, which may not even be UTF-8 JSON: 400
 
@@ -91,6 +94,8 @@ def _shape(dependant: Dependant, shape: _Shape | None = None) -> _Shape:
     shape = shape or _Shape()
     shape.caller = shape.caller or dependant.call is principal
     shape.role = shape.role or getattr(dependant.call, "role", None)
+    shape.province = shape.province or getattr(dependant.call, "province", False)
+    shape.scoped = shape.scoped or getattr(dependant.call, "scoped", False)
     shape.body = shape.body or bool(dependant.body_params)
     shape.reads = shape.reads or shape.body or any(
         (dependant.path_params, dependant.query_params, dependant.header_params, dependant.cookie_params))
@@ -106,8 +111,9 @@ class _DeclaringRoute(APIRoute):
     def __init__(self, path: str, endpoint: Callable[..., Any], *,
                  responses: dict[int | str, dict[str, Any]] | None = None, **kwargs: Any) -> None:
         shape = _shape(get_dependant(path=path, call=endpoint))
-        implied = errors(*[400] * shape.body, *[401] * shape.caller, *[403] * (shape.role not in (None, ROLES[0])),
-                         *[422] * shape.reads)
+        refuses = shape.role not in (None, ROLES[0]) or shape.province
+        implied = errors(*[400] * shape.body, *[401] * shape.caller, *[403] * refuses,
+                         *[404] * (shape.scoped and shape.reads), *[422] * shape.reads)
         super().__init__(path, endpoint, responses={**implied, **(responses or {})}, **kwargs)
 
 

@@ -8,7 +8,7 @@ from typing import Annotated, Literal
 from fastapi import HTTPException, Query, Response
 
 from broker.api.answers import DeadLetterPage, EventPage, ReasonList, Satisfaction, ok
-from broker.api.deps import ClockDep, Manager, SettingsDep, StoreDep, Viewer
+from broker.api.deps import ClockDep, Manager, SettingsDep, SiteViewer, StoreDep
 from broker.api.errors import api_router
 from broker import waiting
 from broker.reports import satisfaction_csv, satisfaction_xlsx
@@ -32,7 +32,7 @@ _INSTANT = {"anyOf": [{"type": "string", "pattern": _MS}, {"type": "string", "fo
                       {"type": "string", "format": "date-time"}]}
 
 Group = Literal["officer", "counter", "site"]
-ReportGroup = Annotated[Literal["officer", "counter"], Query(description="rows per officer or counter")]
+ReportGroup = Annotated[Literal["officer", "counter", "site"], Query(description="rows per officer, counter or site")]
 Month = Annotated[str, Query(description="the month, YYYY-MM (site-local days)", examples=["2026-11"],
                              json_schema_extra={"pattern": _MONTH})]
 Id = Annotated[str | None, Query(max_length=64)]
@@ -96,9 +96,9 @@ def _next_day_ms(start: datetime) -> int:
         return _ms(start) + 86_400_000
 
 
-def _satisfaction(store, settings, group: str, first: str, last: str, site: str | None) -> dict:
+def _satisfaction(store, settings, group: str, first: str, last: str, sites: frozenset[str] | None) -> dict:
     try:
-        return store.satisfaction(group, first, last, site=site, satisfied_from=settings.satisfied_from)
+        return store.satisfaction(group, first, last, sites=sites, satisfied_from=settings.satisfied_from)
     except ValueError as e:  # e.g. service.satisfied_from above this period's scale
         raise HTTPException(422, str(e)) from None
 
@@ -108,29 +108,39 @@ def _satisfaction(store, settings, group: str, first: str, last: str, site: str 
 
 @router.get("/satisfaction", responses=ok(Satisfaction))
 def satisfaction(
-    _: Viewer, store: StoreDep, settings: SettingsDep,
+    scope: SiteViewer, store: StoreDep, settings: SettingsDep,
     group: Annotated[Group, Query(description="rows per officer, counter or site")],
     date_from: DateFrom, date_to: DateTo, site: OnlySite = None,
 ):
-    """Ratings, satisfied share (`rate`, 0-1), mean, index (0-100) and Wilson lower bound per row."""
+    """Ratings, satisfied share (`rate`, 0-1), mean, index (0-100) and Wilson lower bound per row.
+
+    Only the caller's sites count: a principal limited to one site sees its officers' ratings there."""
     first, last = _days(date_from, date_to)
-    return _satisfaction(store, settings, group, first, last, site)
+    return _satisfaction(store, settings, group, first, last, scope.narrow(site))
 
 
 # ----- monthly report files (broker/reports.py builds them from the satisfaction dict) ------
 
 
-def _month_report(store, settings, group: str, month: str, site: str | None) -> dict:
+def _month_report(store, settings, group: str, month: str, sites: frozenset[str] | None) -> dict:
     try:
         first, last = month_range(month)
     except ValueError as e:
         raise HTTPException(422, str(e)) from None
     # the very call GET /satisfaction makes for from=first, to=last
-    report = _satisfaction(store, settings, group, first.isoformat(), last.isoformat(), site)
+    report = _satisfaction(store, settings, group, first.isoformat(), last.isoformat(), sites)
     # The waiting columns: the month's queue tickets, named as GET /waiting names them.
-    tickets = store.ticket_times(first.isoformat(), last.isoformat(), site=site)
-    names = {r["key"] or None: r["name"] for r in store.waiting_stats(group, first.isoformat(), last.isoformat(), site)}
+    tickets = store.ticket_times(first.isoformat(), last.isoformat(), sites=sites)
+    names = {r["key"] or None: r["name"]
+             for r in store.waiting_stats(group, first.isoformat(), last.isoformat(), sites=sites)}
     return waiting.with_waiting(report, tickets, group, names)
+
+
+def _shown_site(store, scope, site: str | None) -> str | None:
+    """The site the report is about, by name: the one asked for, or a scoped caller's only one."""
+    if site is None and scope.sites is not None and len(scope.sites) == 1:
+        (site,) = scope.sites
+    return None if site is None else ((store.site(site) or {}).get("name") or site)
 
 
 def _attachment(body: bytes, media_type: str, group: str, month: str, ext: str) -> Response:
@@ -141,11 +151,11 @@ def _attachment(body: bytes, media_type: str, group: str, month: str, ext: str) 
 
 @router.get("/reports/satisfaction.xlsx", response_class=Response,
             responses={200: {"content": {XLSX: {}}, "description": "an Excel workbook"}})
-def satisfaction_report_xlsx(_: Viewer, store: StoreDep, settings: SettingsDep, clock: ClockDep,
+def satisfaction_report_xlsx(scope: SiteViewer, store: StoreDep, settings: SettingsDep, clock: ClockDep,
                              group: ReportGroup, month: Month, site: OnlySite = None):
     """The month's satisfaction figures as an Excel workbook (Vietnamese headings, a totals row)."""
-    report = _month_report(store, settings, group, month, site)
-    site_name = None if site is None else ((store.site(site) or {}).get("name") or site)
+    report = _month_report(store, settings, group, month, scope.narrow(site))
+    site_name = _shown_site(store, scope, site)
     body = satisfaction_xlsx(report, centre=settings.centre, group=group, month=month,
                              generated_at=datetime.fromtimestamp(clock(), zone(settings.tz)), site=site_name)
     return _attachment(body, XLSX, group, month, "xlsx")
@@ -153,10 +163,10 @@ def satisfaction_report_xlsx(_: Viewer, store: StoreDep, settings: SettingsDep, 
 
 @router.get("/reports/satisfaction.csv", response_class=Response,
             responses={200: {"content": {"text/csv": {}}, "description": "UTF-8 CSV with a BOM"}})
-def satisfaction_report_csv(_: Viewer, store: StoreDep, settings: SettingsDep,
+def satisfaction_report_csv(scope: SiteViewer, store: StoreDep, settings: SettingsDep,
                             group: ReportGroup, month: Month, site: OnlySite = None):
     """The month's satisfaction figures as CSV: UTF-8 with a BOM, CRLF, rates as fractions."""
-    report = _month_report(store, settings, group, month, site)
+    report = _month_report(store, settings, group, month, scope.narrow(site))
     body = satisfaction_csv(report, centre=settings.centre, group=group, month=month)
     return _attachment(body, "text/csv; charset=utf-8", group, month, "csv")
 
@@ -166,18 +176,18 @@ def satisfaction_report_csv(_: Viewer, store: StoreDep, settings: SettingsDep,
 
 @router.get("/reasons", responses=ok(ReasonList))
 def reasons(
-    _: Viewer, store: StoreDep,
+    scope: SiteViewer, store: StoreDep,
     officer: Annotated[str, Query(max_length=64, description="officer id; empty for unattributed ratings")],
     date_from: DateFrom, date_to: DateTo,
 ):
-    """Reasons citizens chose after a low rating for this officer, most frequent first."""
+    """Reasons citizens chose after a low rating for this officer (at the caller's sites), most frequent first."""
     first, last = _days(date_from, date_to)
-    return {"officer": officer or None, "items": store.low_reasons(officer or None, first, last)}
+    return {"officer": officer or None, "items": store.low_reasons(officer or None, first, last, sites=scope.sites)}
 
 
 @router.get("/events", responses=ok(EventPage))
 def events(
-    _: Viewer, store: StoreDep, settings: SettingsDep,
+    scope: SiteViewer, store: StoreDep, settings: SettingsDep,
     device: Id = None, site: Id = None, counter: Id = None, officer: Id = None,
     type: Annotated[Literal["rating", "call", "signin", "signout", "take"] | None, Query()] = None,
     since: Annotated[str | None, Query(description="ms (up to 15 digits), YYYY-MM-DD (its start) or an ISO "
@@ -194,7 +204,7 @@ def events(
     rows = store.events(device=device, site=site, counter=counter, officer=officer, type=type,
                         since_ms=_instant(since, "since", days_in, end=False),
                         until_ms=_instant(until, "until", days_in, end=True),
-                        limit=limit + 1, after_id=after)
+                        limit=limit + 1, after_id=after, sites=scope.narrow(site))
     page = rows[:limit]
     return {"items": page, "next": page[-1]["id"] if len(rows) > limit else None}
 

@@ -14,7 +14,7 @@ from pydantic import BaseModel
 
 from broker import actions
 from broker.api.bodies import DEVICE_PATTERN, Id64
-from broker.api.deps import Admin, ClockDep, StoreDep, Viewer
+from broker.api.deps import ClockDep, Scope, SiteAdmin, SiteViewer, StoreDep
 from broker.api.errors import api_router, errors
 from broker.store import Ambiguous, NothingHeld
 
@@ -48,22 +48,34 @@ def _decided(decide, *args) -> dict:
 
 
 @router.get("/held")
-def held(_: Viewer, store: StoreDep):
+def held(scope: SiteViewer, store: StoreDep):
     """Devices whose events wait for an admin, one item per device and the site and counter they name."""
-    return {"items": store.held_devices()}
+    return {"items": scope.only(store.held_devices())}
+
+
+def _mine(scope: Scope, store, device_id: str, body: HeldChoice | None) -> tuple[str | None, str | None]:
+    """(site, counter) of the choice, if the caller sees every site it touches: the held events chosen
+    and where the device is registered now (approving moves it). Else 404, as if nothing were held."""
+    claims = [h for h in store.held_devices() if h["device"] == device_id
+              and (body is None or (h["site"], h["counter"]) == (body.site, body.counter))]
+    device = store.device(device_id)
+    touched = {h["site"] for h in claims} | {device["site"] for device in [device] if device and device["site"]}
+    if not all(scope.sees(site) for site in touched) or (body is not None and not scope.sees(body.site)):
+        raise HTTPException(404, f"nothing held from device {device_id!r}")
+    return (body.site, body.counter) if body else (None, None)
 
 
 # 404: nothing from the device is held (naming that site and counter, if given);
 # 409: its held events name several counters, choose one.
 @router.post("/devices/{device_id}/approve", responses=errors(404, 409))
-def approve(_: Admin, store: StoreDep, device_id: DeviceId, body: HeldChoice | None = None):
+def approve(scope: SiteAdmin, store: StoreDep, device_id: DeviceId, body: HeldChoice | None = None):
     """Register the device at the counter its held events name and count them; it replaces the device there."""
-    site, counter = (body.site, body.counter) if body else (None, None)
+    site, counter = _mine(scope, store, device_id, body)
     return _decided(actions.approve_held, store, device_id, site, counter)
 
 
 @router.post("/devices/{device_id}/discard", responses=errors(404))
-def discard(_: Admin, store: StoreDep, clock: ClockDep, device_id: DeviceId, body: HeldChoice | None = None):
+def discard(scope: SiteAdmin, store: StoreDep, clock: ClockDep, device_id: DeviceId, body: HeldChoice | None = None):
     """Never count the device's held events (only those naming site and counter, if given); kept for audit."""
-    site, counter = (body.site, body.counter) if body else (None, None)
+    site, counter = _mine(scope, store, device_id, body)
     return _decided(actions.discard_held, store, device_id, int(clock() * 1000), site, counter)

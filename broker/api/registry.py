@@ -1,4 +1,9 @@
-"""The registry: sites, their counters, and officers. Anyone may read it; only an admin changes it."""
+"""The registry: sites, their counters, and officers. Anyone may read it; only an admin changes it.
+
+A principal limited to some sites reads and changes only those sites and their counters, and reads
+only the officers its sites have seen (or nobody has yet: broker.store.sites); officers are
+changed by a province-wide admin.
+"""
 from __future__ import annotations
 
 from typing import Annotated
@@ -7,7 +12,7 @@ from fastapi import HTTPException, Path, Query, Response
 
 from broker.api.answers import CounterItem, CounterList, OfficerItem, OfficerList, SiteItem, SiteList, ok
 from broker.api.bodies import ID_PATTERN, CounterBody, CounterIn, Key, OfficerBody, OfficerIn, SiteBody, SiteIn
-from broker.api.deps import API, Admin, SettingsDep, StoreDep, Viewer
+from broker.api.deps import API, Admin, Scope, SettingsDep, SiteAdmin, SiteViewer, StoreDep
 from broker.api.errors import api_router, errors, found
 from broker.api.queues import counter_with_queues
 from broker.store import InUse
@@ -28,32 +33,34 @@ NewCounter = Annotated[str, Path(pattern=ID_PATTERN, description="1-64 of A-Z a-
 
 
 @router.get("/sites", responses=ok(SiteList))
-def list_sites(_: Viewer, store: StoreDep):
-    return {"items": store.sites()}
+def list_sites(scope: SiteViewer, store: StoreDep):
+    return {"items": scope.only(store.sites(), "id")}
 
 
 @router.get("/sites/{site_id}", responses=ok(SiteItem) | errors(404))
-def get_site(_: Viewer, store: StoreDep, site_id: SiteKey):
-    return found(store.site(site_id), f"site {site_id!r}")
+def get_site(scope: SiteViewer, store: StoreDep, site_id: SiteKey):
+    return found(store.site(scope.site(site_id)), f"site {site_id!r}")
 
 
-@router.post("/sites", status_code=201, responses=ok(SiteItem, 201) | errors(409))
-def create_site(_: Admin, store: StoreDep, settings: SettingsDep, body: SiteIn):
+@router.post("/sites", status_code=201, responses=ok(SiteItem, 201) | errors(404, 409))
+def create_site(scope: SiteAdmin, store: StoreDep, settings: SettingsDep, body: SiteIn):
+    """Add a site; a principal limited to some sites may add only one of those."""
+    scope.site(body.id)
     if store.site(body.id) is not None:
         raise HTTPException(409, f"site {body.id!r} already exists; PUT {API}/sites/{body.id} changes it")
     store.upsert_site(body.id, body.name, tz=body.tz or settings.tz)
     return store.site(body.id)
 
 
-@router.put("/sites/{site_id}", responses=ok(SiteItem))
-def put_site(_: Admin, store: StoreDep, settings: SettingsDep, site_id: NewSite, body: SiteBody):
-    store.upsert_site(site_id, body.name, tz=body.tz or settings.tz)
+@router.put("/sites/{site_id}", responses=ok(SiteItem) | errors(404))
+def put_site(scope: SiteAdmin, store: StoreDep, settings: SettingsDep, site_id: NewSite, body: SiteBody):
+    store.upsert_site(scope.site(site_id), body.name, tz=body.tz or settings.tz)
     return store.site(site_id)
 
 
 @router.delete("/sites/{site_id}", status_code=204, responses=errors(404, 409))
-def delete_site(_: Admin, store: StoreDep, site_id: SiteKey):
-    found(store.site(site_id), f"site {site_id!r}")
+def delete_site(scope: SiteAdmin, store: StoreDep, site_id: SiteKey):
+    found(store.site(scope.site(site_id)), f"site {site_id!r}")
     try:
         store.delete_site(site_id)
     except InUse as e:
@@ -64,20 +71,34 @@ def delete_site(_: Admin, store: StoreDep, site_id: SiteKey):
 # ----- counters -----------------------------------------------------------------------------------
 
 
-@router.get("/counters", responses=ok(CounterList))
-def list_counters(_: Viewer, store: StoreDep, site: Annotated[str | None, Query(max_length=64)] = None):
+@router.get("/counters", responses=ok(CounterList) | errors(404))
+def list_counters(scope: SiteViewer, store: StoreDep, site: Annotated[str | None, Query(max_length=64)] = None):
+    counters = scope.only(store.counters(site if site is None else scope.site(site)))
     served = store.all_counter_queues(site)
-    return {"items": [{**c, "queues": served.get((c["site"], c["counter"]), [])} for c in store.counters(site)]}
+    return {"items": [{**c, "queues": served.get((c["site"], c["counter"]), [])} for c in counters]}
+
+
+def _movable(scope: Scope, store, device: str | None) -> None:
+    """404 if the device is registered at a site the caller does not see: binding it here would take it."""
+    current = store.device(device) if device is not None else None
+    if current is not None and current["site"] is not None and not scope.sees(current["site"]):
+        raise HTTPException(404, f"no such device {device!r}")
+
+
+def _counter_of(scope: Scope, site_id: str, counter_id: str) -> str:
+    return scope.site(site_id, f"counter {site_id}/{counter_id}")
 
 
 @router.get("/counters/{site_id}/{counter_id}", responses=ok(CounterItem) | errors(404))
-def get_counter(_: Viewer, store: StoreDep, site_id: SiteKey, counter_id: CounterKey):
-    return found(counter_with_queues(store, store.counter(site_id, counter_id)), f"counter {site_id}/{counter_id}")
+def get_counter(scope: SiteViewer, store: StoreDep, site_id: SiteKey, counter_id: CounterKey):
+    counter = store.counter(_counter_of(scope, site_id, counter_id), counter_id)
+    return found(counter_with_queues(store, counter), f"counter {site_id}/{counter_id}")
 
 
 @router.post("/counters", status_code=201, responses=ok(CounterItem, 201) | errors(404, 409))
-def create_counter(_: Admin, store: StoreDep, body: CounterIn):
-    found(store.site(body.site), f"site {body.site!r} (create it first)")
+def create_counter(scope: SiteAdmin, store: StoreDep, body: CounterIn):
+    found(store.site(scope.site(body.site)), f"site {body.site!r} (create it first)")
+    _movable(scope, store, body.device)
     if store.counter(body.site, body.counter) is not None:
         raise HTTPException(409, f"counter {body.site}/{body.counter} already exists; "
                                  f"PUT {API}/counters/{body.site}/{body.counter} changes it")
@@ -87,8 +108,9 @@ def create_counter(_: Admin, store: StoreDep, body: CounterIn):
 
 
 @router.put("/counters/{site_id}/{counter_id}", responses=ok(CounterItem) | errors(404))
-def put_counter(_: Admin, store: StoreDep, site_id: SiteKey, counter_id: NewCounter, body: CounterBody):
-    found(store.site(site_id), f"site {site_id!r} (create it first)")
+def put_counter(scope: SiteAdmin, store: StoreDep, site_id: SiteKey, counter_id: NewCounter, body: CounterBody):
+    found(store.site(_counter_of(scope, site_id, counter_id)), f"site {site_id!r} (create it first)")
+    _movable(scope, store, body.device)
     _known_queues(store, site_id, body.queues)
     store.upsert_counter(site_id, counter_id, body.name, device=body.device)
     return _serving(store, site_id, counter_id, body.queues)
@@ -113,8 +135,8 @@ def _serving(store, site: str, counter: str, queues: list[str] | None) -> dict:
 
 
 @router.delete("/counters/{site_id}/{counter_id}", status_code=204, responses=errors(404))
-def delete_counter(_: Admin, store: StoreDep, site_id: SiteKey, counter_id: CounterKey):
-    found(store.counter(site_id, counter_id), f"counter {site_id}/{counter_id}")
+def delete_counter(scope: SiteAdmin, store: StoreDep, site_id: SiteKey, counter_id: CounterKey):
+    found(store.counter(_counter_of(scope, site_id, counter_id), counter_id), f"counter {site_id}/{counter_id}")
     store.delete_counter(site_id, counter_id)
     return Response(status_code=204)
 
@@ -123,13 +145,15 @@ def delete_counter(_: Admin, store: StoreDep, site_id: SiteKey, counter_id: Coun
 
 
 @router.get("/officers", responses=ok(OfficerList))
-def list_officers(_: Viewer, store: StoreDep):
-    return {"items": store.officers()}
+def list_officers(scope: SiteViewer, store: StoreDep):
+    seen = store.officers_seen(scope.sites)
+    return {"items": [o for o in store.officers() if seen is None or o["id"] in seen]}
 
 
 @router.get("/officers/{officer_id}", responses=ok(OfficerItem) | errors(404))
-def get_officer(_: Viewer, store: StoreDep, officer_id: OfficerKey):
-    return found(store.officer(officer_id), f"officer {officer_id!r}")
+def get_officer(scope: SiteViewer, store: StoreDep, officer_id: OfficerKey):
+    seen = store.officers_seen(scope.sites)
+    return found(store.officer(officer_id) if seen is None or officer_id in seen else None, f"officer {officer_id!r}")
 
 
 @router.post("/officers", status_code=201, responses=ok(OfficerItem, 201) | errors(409))

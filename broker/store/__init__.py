@@ -20,6 +20,8 @@ dashboard call. Behind it, one module per concern:
     waiting     waiting and service times of tickets
     ticket_times  the queue tickets' times, read for the waiting page, the officer page and reports
     alerts      alerts, their history and the outbox of their notices; alerts_hours: opening hours per site
+    sites       answers by site: the filter of site-aware queries, officers a set of sites has seen,
+                figures per site and day (scoped principals, the province view)
 
 Each concern is a mix-in subclassing StoreBase, and `Store` just combines them. A mix-in uses
 only StoreBase (its transactions, `_rows`, the ingest caches) and module-level helpers of the
@@ -43,6 +45,7 @@ from broker.store.errors import Ambiguous, InUse, NothingHeld, StoreError
 from broker.store.held import Held
 from broker.store.queues import QueueRefusal, Queues
 from broker.store.registry import Registry
+from broker.store.sites import Sites
 from broker.store.schema import MIGRATIONS
 from broker.store.statistics import GROUPS, UNATTRIBUTED, Statistics
 from broker.store.ticket_times import TicketTimes
@@ -53,6 +56,6 @@ __all__ = ["GROUPS", "MIGRATIONS", "WAITING_GROUPS", "Ambiguous", "Incoming", "I
            "QueueRefusal", "Store", "StoreError", "UNATTRIBUTED"]
 
 
-class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard, Queues, Tickets, Waiting, TicketTimes, Alerts,
-            SiteHours):
+class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard, Sites, Queues, Tickets, Waiting, TicketTimes,
+            Alerts, SiteHours):
     """The store: open with `Store.open(url_or_path)`, close with `close()` or a `with` block."""

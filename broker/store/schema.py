@@ -171,11 +171,18 @@ def _v5_queues(db: Connection) -> None:
 def _v6_alerts(db: Connection) -> None:
     # Opening hours, alerts and their delivery outbox (broker/store/alerts_schema.py, docs/alerts.md).
     alerts_schema.create(db)
+def _v7_ratings_by_time(db: Connection) -> None:
+    # The overview lists the latest ratings by when they were given, not when they were stored (a
+    # counter back from an outage stores its backlog late). Counted ratings only, like the list; the
+    # second one walks one site's, for a principal limited to a few sites.
+    db.execute("CREATE INDEX events_ratings_by_time ON events (ts) WHERE type = 'rating' AND held IS NULL")
+    db.execute("CREATE INDEX events_site_ratings_by_time ON events (site, ts) WHERE type = 'rating' AND held IS NULL")
 
 
 # Append-only: a release never edits a migration that has shipped.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_flagged_index, _v3_known_devices,
-                                                  _v4_one_device_per_counter, _v5_queues, _v6_alerts]
+                                                  _v4_one_device_per_counter, _v5_queues, _v6_alerts,
+                                                  _v7_ratings_by_time]
 
 
 def migrate(db: Connection, path: Path) -> None:

@@ -8,12 +8,14 @@ from __future__ import annotations
 import base64
 import json
 from collections import Counter
+from collections.abc import Iterable
 
 import broker.store.dialect as dialect
 import broker.store.rollups as rollups
 from broker import stats
 from broker.store.connection import StoreBase
 from broker.store.registry import names_of
+from broker.store.sites import site_filter
 from common.periods import parse_day
 
 __all__ = ["GROUPS", "Statistics", "UNATTRIBUTED"]
@@ -27,8 +29,10 @@ _EVENT_KEYS = ("id", "device", "ledger", "seq", "type", "site", "counter", "ts",
 
 class Statistics(StoreBase):
     def satisfaction(self, group: str, date_from: str, date_to: str, *, site: str | None = None,
-                     satisfied_from: int | None = None) -> dict:
+                     satisfied_from: int | None = None, sites: Iterable[str] | None = None) -> dict:
         """Ranked satisfaction per officer, counter ("site/counter") or site, days inclusive.
+
+        `site` and `sites` (a set; None: every site) both narrow the ratings read.
 
         Read from the rollups only. "scale" is the scale most ratings of the period
         were given on; rows on other scales are stated on it (broker.stats.summarize_scales).
@@ -41,6 +45,8 @@ class Statistics(StoreBase):
             raise ValueError(f"date_from {date_from} is after date_to {date_to}")
         columns = _GROUP_COLUMNS[group]
         where, args = ("", ()) if site is None else (" AND site = ?", (site,))
+        more, more_args = site_filter(sites)
+        where, args = where + more, (*args, *more_args)
         ratings, rating_args = rollups.over_days("rating", f"{columns}, scale, score, flagged, n",
                                                  date_from, date_to, where, args)
         calls, call_args = rollups.over_days("call", f"{columns}, action, n", date_from, date_to, where, args)
@@ -54,23 +60,25 @@ class Statistics(StoreBase):
         scale, rows = _figures(group, rating_rows, call_rows, names, width, satisfied_from)
         return {"scale": scale, "group": group, "from": date_from, "to": date_to, "rows": stats.rank(rows)}
 
-    def low_reasons(self, officer: str | None, date_from: str, date_to: str) -> list[dict]:
-        """Reasons citizens gave with the officer's counted ratings, most frequent first.
+    def low_reasons(self, officer: str | None, date_from: str, date_to: str,
+                    sites: Iterable[str] | None = None) -> list[dict]:
+        """Reasons citizens gave with the officer's counted ratings (at `sites`, None: any), most frequent first.
 
         officer None (or "") asks about unattributed ratings.
         """
         date_from, date_to = parse_day(date_from), parse_day(date_to)
+        where, args = site_filter(sites)
         rows = self._rows(
             f"SELECT reason, count(*) FROM events WHERE {dialect.null_safe_equal('officer')}"
             " AND day BETWEEN ? AND ? AND reason IS NOT NULL AND type = 'rating' AND flagged = 0 AND held IS NULL"
-            " GROUP BY reason ORDER BY count(*) DESC, reason",
-            (officer or None, date_from, date_to))
+            f"{where} GROUP BY reason ORDER BY count(*) DESC, reason",
+            (officer or None, date_from, date_to, *args))
         return [{"reason": reason, "count": n} for reason, n in rows]
 
     def events(self, *, device: str | None = None, site: str | None = None, counter: str | None = None,
                officer: str | None = None, type: str | None = None, since_ms: int | None = None,
                until_ms: int | None = None, limit: int = 100, after_id: int | None = None,
-               held: bool | None = None) -> list[dict]:
+               held: bool | None = None, sites: Iterable[str] | None = None) -> list[dict]:
         """Stored events in storage order; pass the last "id" as after_id for the next page.
 
         since_ms/until_ms bound the service's time (ts), since inclusive, until exclusive.
@@ -89,6 +97,10 @@ class Statistics(StoreBase):
                 args.append(value)
         if held is not None:
             where.append("held IS NOT NULL" if held else "held IS NULL")
+        if sites is not None:
+            clause, chosen = site_filter(sites)
+            where.append(clause.removeprefix(" AND "))
+            args += chosen
         sql = f"SELECT {', '.join(_EVENT_KEYS)}, body FROM events"
         if where:
             sql += " WHERE " + " AND ".join(where)

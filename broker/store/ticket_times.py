@@ -6,7 +6,10 @@ columns. broker.waiting turns these rows into figures.
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from broker.store.connection import StoreBase
+from broker.store.sites import site_filter
 from common.periods import parse_day
 
 __all__ = ["TicketTimes"]
@@ -16,7 +19,7 @@ _COLUMNS = ("site", "day", "queue", "ticket", "status", "counter", "officer", "t
 
 class TicketTimes(StoreBase):
     def ticket_times(self, first: str, last: str, *, site: str | None = None,
-                     officer: str | None = None) -> list[dict]:
+                     officer: str | None = None, sites: Iterable[str] | None = None) -> list[dict]:
         """Tickets of the site-local days first..last (inclusive), optionally of one site or one officer,
         each with `rated`: whether a counted rating links to it."""
         where, args = ["t.day BETWEEN ? AND ?"], [parse_day(first), parse_day(last)]
@@ -26,6 +29,10 @@ class TicketTimes(StoreBase):
         if officer is not None:
             where.append("t.officer = ?")
             args.append(officer)
+        if sites is not None:  # a scoped principal's sites
+            more, more_args = site_filter(sites, "t.site")
+            where.append(more.removeprefix(" AND "))
+            args.extend(more_args)
         cols = ", ".join(f"t.{c}" for c in _COLUMNS)
         # rating_event: the counted rating linked to the ticket (broker.store.tickets.link_ratings).
         rows = self._rows(f"SELECT {cols}, t.rating_event IS NOT NULL FROM queue_tickets AS t"

@@ -5,8 +5,11 @@ Wait = first call - taken (every called ticket, no-shows included); service = do
 """
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from broker.store.connection import StoreBase
 from broker.store.registry import names_of
+from broker.store.sites import site_filter
 from broker.store.statistics import UNATTRIBUTED
 from common.periods import parse_day
 
@@ -33,7 +36,8 @@ def _mean(values: list[float]) -> float | None:
 
 
 class Waiting(StoreBase):
-    def waiting_stats(self, group: str, date_from: str, date_to: str, site: str | None = None) -> list[dict]:
+    def waiting_stats(self, group: str, date_from: str, date_to: str, site: str | None = None, *,
+                      sites: Iterable[str] | None = None) -> list[dict]:
         """Rows {key, name, tickets, served, rated, no_show, wait_mean_s, wait_p50_s, wait_p90_s, service_mean_s}
         over the tickets of the days date_from..date_to (inclusive), by key; `rated`: served tickets
         with a counted rating.
@@ -49,6 +53,8 @@ class Waiting(StoreBase):
         where, args = "day BETWEEN ? AND ?", [date_from, date_to]
         if site is not None:
             where, args = where + " AND site = ?", [*args, site]
+        more, more_args = site_filter(sites)  # a scoped principal's sites (None: every site)
+        where, args = where + more, [*args, *more_args]
         with self._read() as db:
             rows = db.execute(f"SELECT {_KEY[group]}, status, taken_ts, called_ts, done_ts, rating_event FROM queue_tickets"
                               f" WHERE {where}", args).fetchall()

@@ -17,13 +17,14 @@ from broker.api.deps import add_principal_resolver
 from broker.auth import Principal
 from broker.web.context import HERE, Dashboard
 from broker.web.page import install_page_errors
-from broker.web.pages import alerts, devices, hall, login, misuse, officers, overview, reports, waiting
+from broker.web.pages import (alerts, devices, hall, login, misuse, officers, overview, province, reports, users,
+                              waiting)
 from common.clock import Clock, now
 
 __all__ = ["DASHBOARD_PATHS", "mount_dashboard"]
 
 SAFE_METHODS = ("GET", "HEAD", "OPTIONS")
-DASHBOARD_PATHS = ("/", "/officers", "/devices", "/misuse", "/reports", "/waiting", "/alerts")
+DASHBOARD_PATHS = ("/", "/officers", "/devices", "/misuse", "/reports", "/waiting", "/alerts", "/province")
 
 
 def _session_resolver(dash: Dashboard):
@@ -35,7 +36,7 @@ def _session_resolver(dash: Dashboard):
             return None
         if request.method not in SAFE_METHODS and not dash.signer.csrf_ok(s.sid, request.headers.get("x-csrf-token")):
             return None
-        return Principal(s.user, s.role, "session")
+        return dash.principal_of(s)
 
     return resolve
 
@@ -52,5 +53,5 @@ def mount_dashboard(app: FastAPI, *, store, ingest, auth, cfg, clock: Clock | No
     app.mount("/static", StaticFiles(directory=str(HERE / "static")), name="static")
     add_principal_resolver(app, _session_resolver(dash))
     install_page_errors(app)
-    for page in (login, overview, officers, devices, misuse, reports, hall, waiting, alerts):
+    for page in (login, overview, officers, devices, misuse, reports, hall, waiting, alerts, province, users):
         app.include_router(page.router)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from markupsafe import escape
 
-__all__ = ["trend_svg"]
+__all__ = ["spark_svg", "trend_svg"]
 
 
 def trend_svg(days: list[dict], t) -> str:
@@ -38,5 +38,26 @@ def trend_svg(days: list[dict], t) -> str:
         for p in points:
             x, y = p.split(",")
             parts.append(f'<circle class="rate-dot" cx="{x}" cy="{y}" r="2.5"/>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def spark_svg(days: list[dict], label: str) -> str:
+    """A small line of the daily satisfaction rate (0-100 %), for a table cell; days without ratings are gaps."""
+    width, height, pad = 120, 28, 2
+    n = max(1, len(days))
+    step = (width - 2 * pad) / max(1, n - 1)
+    parts = [f'<svg class="spark" viewBox="0 0 {width} {height}" role="img" aria-label="{escape(label)}">']
+    run: list[str] = []
+    for i, d in enumerate(days + [{"rate": None}]):
+        if d["rate"] is not None:
+            run.append(f"{pad + i * step:.1f},{pad + (height - 2 * pad) * (1 - d['rate']):.1f}")
+            continue
+        if len(run) == 1:
+            x, y = run[0].split(",")
+            parts.append(f'<circle class="rate-dot" cx="{x}" cy="{y}" r="1.5"/>')
+        elif run:
+            parts.append(f'<polyline class="rate-line" points="{" ".join(run)}"/>')
+        run = []
     parts.append("</svg>")
     return "".join(parts)

@@ -14,6 +14,7 @@ from zoneinfo import ZoneInfo
 import jinja2
 from fastapi import Request
 
+from broker.auth import Principal
 from broker.web.session import SESSION_COOKIE, Session, Signer, load_or_create_secret
 from common.clock import Clock
 from common.periods import DEFAULT_TZ, today, zone
@@ -71,3 +72,15 @@ class Dashboard:
 
     def session_of(self, request: Request) -> Session | None:
         return self.signer.read(request.cookies.get(SESSION_COOKIE))
+
+    def principal_of(self, session: Session) -> Principal:
+        """The session's user as a principal: its sites read now, so a change of scope applies at once.
+
+        A user who is no longer in the auth tables sees no site at all.
+        """
+        current = self.auth.user(session.user)
+        sites = frozenset() if current is None else current.sites
+        return Principal(session.user, session.role, "session", sites=sites)
+
+    def site_names(self) -> dict[str, str]:
+        return {s["id"]: s["name"] or s["id"] for s in self.store.sites()}

@@ -3,21 +3,24 @@
 The dependencies pages declare:
 
     AnyPage     anyone, logged in or not (the login form)
-    UserPage    a logged-in user; anyone else is sent to /login?next=<here>
+    UserPage    a logged-in user; anyone else is sent to /login?next=<here>. Its `sites` are what
+                every query of the page must be narrowed to: the one chosen with ?site= (a site the
+                user does not see is a 404 page) or all the user's (None: every site); `scope`
+                decides about a site an action names, as the API does (broker.api.deps.Scope).
     ActingPage  a user whose form carries its CSRF token and whose role may change things,
                 decided by the API's own role check (`broker.api.deps.check_role`)
     Form        the posted form fields
 """
 # No `from __future__ import annotations`: FastAPI reads these dependency annotations as objects.
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Annotated
 from urllib.parse import parse_qs, quote
 
 from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, RedirectResponse
 
-from broker.api.deps import check_role
+from broker.api.deps import Scope, check_role
 from broker.auth import Principal
 from broker.i18n import LANGS, level_label, pick_lang, translator
 from broker.web import format as fmt
@@ -54,6 +57,7 @@ class Page:
     dash: Dashboard
     request: Request
     session: Session | None
+    _principal: Principal | None = field(default=None, repr=False)
 
     @property
     def lang(self) -> str:
@@ -64,8 +68,32 @@ class Page:
 
     @property
     def principal(self) -> Principal | None:
-        s = self.session
-        return None if s is None else Principal(s.user, s.role, "session")
+        if self.session is None:
+            return None
+        if self._principal is None or self._principal.name != self.session.user:
+            self._principal = self.dash.principal_of(self.session)  # one auth lookup per request
+        return self._principal
+
+    @property
+    def scope(self) -> Scope:
+        return Scope.of(self.principal)
+
+    @property
+    def site(self) -> str | None:
+        """The one site the page shows: the one chosen with ?site=, or the user's only site; else None."""
+        chosen = self.request.query_params.get("site") or None
+        if chosen is not None:
+            if not self.scope.sees(chosen):
+                raise PageError(404, "error.not_found")
+            return chosen
+        mine = self.scope.sites
+        return next(iter(mine)) if mine is not None and len(mine) == 1 else None
+
+    @property
+    def sites(self) -> frozenset[str] | None:
+        """What every query of this page is narrowed to (None: every site)."""
+        site = self.site
+        return self.scope.sites if site is None else frozenset({site})
 
     @property
     def may_act(self) -> bool:
@@ -77,7 +105,9 @@ class Page:
         here = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         html = d.env.get_template(template).render(
             t=translator(lang), lang=lang, langs=LANGS, session=session, service_name=d.service_name,
+            **self._site_context(),
             path=request.url.path, here=quote(safe_next(here), safe="/?=&-"), can_act=self.may_act,
+            can_scope=session is not None and self.principal.allows("admin") and self.principal.sites is None,
             csrf=d.signer.csrf_for(session.sid) if session else "",
             num=lambda v, digits=1: fmt.num(v, lang, digits), pct=lambda r: fmt.pct(r, lang),
             count=lambda n: fmt.count(n, lang), minutes=lambda s: fmt.minutes(s, lang),
@@ -88,6 +118,25 @@ class Page:
         response.headers["X-Frame-Options"] = "DENY"
         response.headers["Referrer-Policy"] = "same-origin"
         return response
+
+    def _site_context(self) -> dict:
+        """The centre the page shows (its title) and the site picker, for a user who sees several sites."""
+        if self.session is None:
+            return {"centre": self.dash.service_name, "site": None, "site_choices": [], "site_q": "",
+                    "request_args": []}
+        names = self.dash.site_names()
+        try:
+            site = self.site
+        except PageError:
+            site = None  # the error page for that very site: name no site
+        choices = sorted(((k, v) for k, v in names.items() if self.scope.sees(k)), key=lambda kv: kv[1])
+        if self.scope.sites is not None:
+            choices += [(k, k) for k in sorted(self.scope.sites - names.keys())]
+        return {"centre": names.get(site, site) if site else self.dash.service_name, "site": site,
+                "site_choices": choices if len(choices) > 1 else [],
+                "site_q": f"site={quote(site, safe='')}" if site and self.request.query_params.get("site") else "",
+                "request_args": [(k, v) for k, v in self.request.query_params.multi_items()
+                                 if k in ("period", "month")]}
 
     def error(self, status: int, msg_id: str) -> HTMLResponse:
         return self.render("error.html", status=status, message_id=msg_id)
@@ -119,6 +168,7 @@ def _user_page(request: Request, page: AnyPage) -> Page:
     if page.session is None:
         target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise LoginRequired(safe_next(target))
+    _ = page.site  # a ?site= the user does not see: the 404 page, before anything is read
     return page
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 from common.clock import Clock, now
 from hailong.demo.citizens import keyboard, serve_citizens
 from hailong.demo.config import (
-    KIOSK, REASON_WINDOW_S, SITE, SITE_NAME, STORE_FILE, TZ, device_config, device_id, free_port, local_time, port_free,
-    provision_mqtt, service_config, today,
+    COMMUNE_NAME, COMMUNE_SITE, KIOSK, REASON_WINDOW_S, SITE, SITE_NAME, STORE_FILE, TZ, device_config, device_id,
+    free_port, local_time, port_free, provision_mqtt, service_config, site_of, today,
 )
 from hailong.demo.counter import Counter
 from hailong.demo.kiosk import QUEUES, Kiosk, queues_of, take_tickets
@@ -56,7 +56,7 @@ class Demo:
 
     def satisfaction_rows(self) -> list[dict]:
         day = today(self.clock)
-        return self.safe(lambda: self.store.satisfaction("officer", day, day, site=SITE)["rows"], [])
+        return self.safe(lambda: self.store.satisfaction("officer", day, day)["rows"], [])  # both centres
 
     # ----- events from counters -------------------------------------------------------------
 
@@ -86,14 +86,16 @@ class Demo:
 
     def register(self, n: int) -> dict:
         oid, name, code = OFFICERS[(n - 1) % len(OFFICERS)]
+        site = site_of(n, self.args.counters)
         self.store.upsert_officer(oid, name, code=code, unit="Bộ phận Một cửa")
-        self.store.upsert_counter(SITE, str(n), f"Quầy {n}", device=device_id(n))
-        self.store.register_device(device_id(n), SITE, str(n))
+        self.store.upsert_counter(site, str(n), f"Quầy {n}", device=device_id(n))
+        self.store.register_device(device_id(n), site, str(n))
         return {"id": oid, "name": name, "code": code}
 
     def assign(self, n: int, officer: dict) -> None:
         """Through the API, as a manager would: recorded, then published to the device (retained)."""
-        body = json.dumps({"site": SITE, "counter": str(n), "officer": officer["id"]}).encode()
+        site = site_of(n, self.args.counters)
+        body = json.dumps({"site": site, "counter": str(n), "officer": officer["id"]}).encode()
         req = urllib.request.Request(f"{self.url}/api/v1/assignments", data=body, method="POST", headers={
             "Authorization": f"Bearer {self.login['api_token']}", "Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=10) as r:
@@ -112,6 +114,8 @@ class Demo:
         self.out.emit({
             "event": "started", "url": self.url, "dashboard": self.url + "/",
             "login": {"user": self.login["user"], "password": self.login["password"], "role": "manager"},
+            "commune_login": self.login["commune"],
+            "sites": {SITE: SITE_NAME, COMMUNE_SITE: COMMUNE_NAME},
             "api_token": self.login["api_token"], "hall": self.hall_url, "kiosk": KIOSK,
             "queues": [{"queue": q, "name": name, "prefix": prefix} for q, name, prefix, _ in QUEUES],
             "mqtt_port": self.mqtt_port, "data": str(self.data),
@@ -172,13 +176,14 @@ class Demo:
         self.login = demo_login(self.data, self.auth)
         self.existing = self.store.counts()
         self.store.upsert_site(SITE, SITE_NAME, TZ)
+        self.store.upsert_site(COMMUNE_SITE, COMMUNE_NAME, TZ)
         n_counters = self.args.counters
         for n in range(1, n_counters + 1):
             self.officer_of[n] = self.register(n)
             self.assign(n, self.officer_of[n])
         for n in range(1, n_counters + 1):
-            self.counters.append(Counter(n, device_config(self.data, n, self.mqtt_port), self.officer_of[n],
-                                         self.on_event))
+            cfg = device_config(self.data, n, self.mqtt_port, site_of(n, n_counters))
+            self.counters.append(Counter(n, cfg, self.officer_of[n], self.on_event))
         for c in self.counters:
             c.connected.wait(20)
         self._start_queue()

@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         demo.close()
     if code == 0 and not args.headless:
-        print(f"\nhailong demo stopped. Data kept in {demo.data} (dashboard login {demo.login.get('user')} / "
-              f"{demo.login.get('password')}); run again to continue, --fresh to start over.")
+        commune = demo.login.get("commune") or {}
+        print(f"\nhailong demo stopped. Data kept in {demo.data} (dashboard logins: province {demo.login.get('user')} "
+              f"/ {demo.login.get('password')}, commune {commune.get('user')} / {commune.get('password')}); "
+              "run again to continue, --fresh to start over.")
     return code

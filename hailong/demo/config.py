@@ -12,6 +12,9 @@ from hailong.sample_data import REASONS
 
 SITE = "demo"
 SITE_NAME = "Trung tâm Phục vụ hành chính công (demo)"
+# The second centre, a commune's: the province user sees both, the commune user only this one.
+COMMUNE_SITE = "demo-xa"
+COMMUNE_NAME = "UBND xã Minh Tân — Bộ phận Một cửa (demo)"
 TZ = DEFAULT_TZ
 STORE_FILE = "hailong.db"
 REASON_WINDOW_S = 2.0
@@ -24,6 +27,11 @@ KIOSK = "demo-kiosk"  # the ticket kiosk's device id (hailong.demo.kiosk)
 
 def device_id(n: int) -> str:
     return f"demo-c{n}"
+
+
+def site_of(n: int, counters: int) -> str:
+    """The centre counter n serves: the first half (rounded up) at the province's, the rest at the commune's."""
+    return SITE if n <= (counters + 1) // 2 else COMMUNE_SITE
 
 
 def today(clock: Clock = now) -> str:
@@ -74,14 +82,14 @@ def service_config(data: Path, http_port: int, mqtt_port: int):
     })
 
 
-def device_config(data: Path, n: int, mqtt_port: int) -> Path:
+def device_config(data: Path, n: int, mqtt_port: int, site: str = SITE) -> Path:
     folder = data / f"counter-{n}"
     folder.mkdir(parents=True, exist_ok=True)
     reasons = ", ".join(json.dumps(r, ensure_ascii=False) for r in REASONS)
     cfg = data / f"counter-{n}.toml"
     cfg.write_text(
         "[device]\n"
-        f'id = "{device_id(n)}"\nsite = "{SITE}"\ncounter = "{n}"\ndata_dir = "{folder / "data"}"\n'
+        f'id = "{device_id(n)}"\nsite = "{site}"\ncounter = "{n}"\ndata_dir = "{folder / "data"}"\n'
         "[mqtt]\n"
         f'host = "127.0.0.1"\nport = {mqtt_port}\nprotocol = "3.1.1"\n'
         f'password_file = "{data / MQTT_DIR / (device_id(n) + ".password")}"\n'

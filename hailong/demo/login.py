@@ -1,4 +1,5 @@
-"""The demo login: user `demo` (manager) and an API token, made once per data folder.
+"""The demo logins, made once per data folder: user `demo` (manager of every centre, the province's)
+with an API token, and the commune user `xa-minh-tan` (manager of the commune's centre only).
 
 Kept in LOGIN_FILE beside the store, so a second run shows the same password and token.
 The file holds a password and a token: it is written whole (never half) and only its
@@ -21,7 +22,11 @@ def demo_login(data: Path, auth) -> dict:
 
     path = data / LOGIN_FILE
     saved = _saved(path, auth)
-    if saved is not None:
+    if saved is not None and "commune" in saved:
+        return saved
+    if saved is not None:  # a data folder from before the demo had two centres
+        saved["commune"] = _commune(auth)
+        atomic_write(path, (json.dumps(saved, indent=2) + "\n").encode("utf-8"), mode=0o600)
         return saved
     password = generate_password()
     users = {u["name"] for u in auth.list_users()}
@@ -29,9 +34,21 @@ def demo_login(data: Path, auth) -> dict:
     name = f"demo-{secrets.token_hex(2)}" if "demo" in users else "demo"
     auth.add_user(name, "manager", password)
     token = auth.create_token("manager", f"demo-{secrets.token_hex(3)}")
-    saved = {"user": name, "password": password, "role": "manager", "api_token": token}
+    saved = {"user": name, "password": password, "role": "manager", "api_token": token, "commune": _commune(auth)}
     atomic_write(path, (json.dumps(saved, indent=2) + "\n").encode("utf-8"), mode=0o600)
     return saved
+
+
+def _commune(auth) -> dict:
+    """The commune's manager, limited to its centre."""
+    from broker.auth import generate_password
+    from hailong.demo.config import COMMUNE_SITE
+
+    password = generate_password()
+    users = {u["name"] for u in auth.list_users()}
+    name = f"xa-minh-tan-{secrets.token_hex(2)}" if "xa-minh-tan" in users else "xa-minh-tan"
+    auth.add_user(name, "manager", password, sites=[COMMUNE_SITE])
+    return {"user": name, "password": password, "role": "manager", "sites": [COMMUNE_SITE]}
 
 
 def _saved(path: Path, auth) -> dict | None:

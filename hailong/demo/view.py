@@ -23,7 +23,8 @@ class LiveView:
         m = d.ingest.metrics
         return [
             "\x1b[1mhailong demo\x1b[0m — toàn bộ hệ thống trên một máy",
-            f"Dashboard: {d.url}    login: {d.login['user']} / {d.login['password']}  (role manager)",
+            f"Dashboard: {d.url}    province: {d.login['user']} / {d.login['password']}  (both centres)"
+            f"    commune: {d.login['commune']['user']} / {d.login['commune']['password']}  (its centre only)",
             f"Hall display: {d.hall_url}",
             f"Data: {d.data}    MQTT broker 127.0.0.1:{d.mqtt_port} (embedded, 3.1.1)    Ctrl-C to stop"
             + ("    keys for counter 1: 1-4 rate, n next, r recall, q quit" if d.args.interactive else ""),

@@ -48,7 +48,7 @@ def _held_rows(page: Page, counters: list[dict]) -> list[dict]:
     at = {(c["site"], c["counter"]): c for c in counters}
     tz_of = {s["id"]: s["tz"] for s in store.sites()}
     rows = []
-    for h in store.held_devices():
+    for h in _at(page, store.held_devices()):
         counter = at.get((h["site"], h["counter"]), {})
         tz = zone(tz_of.get(h["site"], page.dash.tz_name))
         rows.append({**h, "counter_name": counter.get("name") or "", "value": counter_value(h["site"], h["counter"]),
@@ -61,16 +61,27 @@ def _local(ms: int, tz) -> str:
     return datetime.fromtimestamp(ms / 1000, tz).strftime("%Y-%m-%d %H:%M")
 
 
+def _at(page: Page, items: list[dict]) -> list[dict]:
+    """The items at the page's sites."""
+    sites = page.sites
+    return [item for item in items if sites is None or item.get("site") in sites]
+
+
+def _officers(page: Page) -> list[dict]:
+    seen = page.dash.store.officers_seen(page.scope.sites)
+    return [o for o in page.dash.store.officers() if seen is None or o["id"] in seen]
+
+
 @router.get("/devices")
 def devices(page: UserPage, msg: str | None = None, device: str | None = None, n: str = ""):
     store = page.dash.store
-    counters = store.counters()
+    counters = _at(page, store.counters())
     names = {(c["site"], c["counter"]): c["name"] for c in counters}
-    officers = store.officers()
+    officers = _officers(page)
     officer_names = {o["id"]: o["name"] for o in officers}
     assigned = store.current_assignments()
     rows = []
-    for dev in store.devices():
+    for dev in _at(page, store.devices()):
         key = (dev["site"], dev["counter"])
         officer_id = assigned.get(key)
         rows.append({**dev, "counter_name": names.get(key) or "",
@@ -82,6 +93,9 @@ def devices(page: UserPage, msg: str | None = None, device: str | None = None, n
 
 @router.post("/devices/{device_id}/identify")
 def identify(page: ActingPage, device_id: str):
+    found = page.dash.store.device(device_id)
+    if found is None or not page.scope.sees(found["site"]):
+        return page.error(404, "error.not_found")
     try:
         actions.identify_device(page.dash.store, page.dash.ingest, device_id, IDENTIFY_S)
     except actions.NotFound:
@@ -96,6 +110,11 @@ def assign(page: ActingPage, form: Form):
     officer_id = form.get("officer") or None
     try:  # the API's own body: the same limits as POST /api/v1/assignments
         body = AssignmentIn(site=unquote(site), counter=unquote(counter), officer=officer_id)
+        if not page.scope.sees(body.site):
+            return page.error(404, "error.not_found")
+        seen = page.dash.store.officers_seen(page.scope.sites)
+        if officer_id is not None and seen is not None and officer_id not in seen:
+            raise actions.NotFound("officer", officer_id)  # as for one that does not exist
         result = actions.assign_officer(page.dash.store, page.dash.ingest, site=body.site, counter=body.counter,
                                         officer=body.officer, at_ms=page.dash.now_ms())
     except (ValidationError, actions.NotFound, actions.NotShowable):
@@ -105,11 +124,24 @@ def assign(page: ActingPage, form: Form):
                             status_code=303)
 
 
+def _may_decide(page: Page, device_id: str, site: str) -> bool:
+    """Whether every site the decision touches is the user's: the one named (else all the device's held
+    events name), and where the device is registered now (approving moves it)."""
+    store = page.dash.store
+    touched = {site} if site else {h["site"] for h in store.held_devices() if h["device"] == device_id}
+    device = store.device(device_id)
+    if device is not None and device["site"] is not None:
+        touched.add(device["site"])
+    return all(map(page.scope.sees, touched))
+
+
 def _decide(page: Page, form: dict, device_id: str, what: str, decide) -> Response:
     """Approve or discard (`decide(site, counter)`) one held row of the page, for an admin only."""
     if not page.principal.allows(DECIDING_ROLE):
         return page.error(403, "error.forbidden")
     site, _, counter = form.get("counter", "").partition("/")
+    if not _may_decide(page, device_id, unquote(site)):
+        return page.error(404, "error.not_found")
     try:  # each row names its counter, so never ambiguous; a stale page may find nothing left to decide
         result = decide(unquote(site) or None, unquote(counter) or None)
     except NothingHeld:

@@ -46,7 +46,7 @@ def _caller(dash: Dashboard, request: Request, key: str | None) -> Principal | N
     if key:
         return dash.auth.verify_token(key)
     s = dash.session_of(request)
-    return None if s is None else Principal(s.user, s.role, "session")
+    return None if s is None else dash.principal_of(s)  # a scoped user watches only its sites' halls
 
 
 def _refusal(dash: Dashboard, request: Request, site: str, key: str | None) -> Response | None:

@@ -25,15 +25,16 @@ def officers(page: UserPage, period: str | None = None):
     dash = page.dash
     d = dash.today()
     chosen, month, first, last = parse_period(period, d)
-    result = dash.store.satisfaction("officer", first, last, satisfied_from=dash.satisfied_from)
+    result = dash.store.satisfaction("officer", first, last, satisfied_from=dash.satisfied_from, sites=page.sites)
     return page.render("officers.html", result=result, period=chosen, month=month, first=first, last=last,
                        months=recent_months(d))
 
 
-def _trend(dash: Dashboard, officer_id: str, scale: int, first: str, last: str, today: date) -> list[dict]:
-    """Counted ratings and the satisfaction rate per day, first..last but never past today."""
+def _trend(dash: Dashboard, officer_id: str, scale: int, first: str, last: str, today: date,
+           sites: frozenset[str] | None) -> list[dict]:
+    """Counted ratings and the satisfaction rate per day at `sites`, first..last but never past today."""
     per_day: dict[str, dict[int, dict[int, int]]] = {}
-    for day, sc, score, flagged, n in dash.store.officer_days(officer_id, first, last):
+    for day, sc, score, flagged, n in dash.store.officer_days(officer_id, first, last, sites):
         if not flagged:
             per_day.setdefault(day, {}).setdefault(sc, {})[score] = n
     start, stop = date.fromisoformat(first), date.fromisoformat(last)
@@ -53,18 +54,20 @@ def officer(page: UserPage, officer_id: str, period: str | None = None):
     dash, store = page.dash, page.dash.store
     d = dash.today()
     chosen, month, first, last = parse_period(period, d)
-    record = store.officer(officer_id)
-    result = store.satisfaction("officer", first, last, satisfied_from=dash.satisfied_from)
+    sites = page.sites
+    seen = store.officers_seen(page.scope.sites)
+    record = store.officer(officer_id) if seen is None or officer_id in seen else None
+    result = store.satisfaction("officer", first, last, satisfied_from=dash.satisfied_from, sites=sites)
     row = next((r for r in result["rows"] if r["key"] == officer_id), None)
     if record is None and row is None:
         return page.error(404, "error.not_found")
     scale = result["scale"] or DEFAULT_SCALE
-    days = _trend(dash, officer_id, scale, first, last, d)
+    days = _trend(dash, officer_id, scale, first, last, d, sites)
     return page.render("officer.html", officer_id=officer_id,
                        name=(record or {}).get("name") or (row or {}).get("name") or officer_id,
                        record=record, row=row, scale=scale, period=chosen, month=month, first=first, last=last,
-                       reasons=store.low_reasons(officer_id, first, last),
-                       calls=store.officer_calls(officer_id, first, last),
-                       counters=store.officer_counters(officer_id, first, last),
+                       reasons=store.low_reasons(officer_id, first, last, sites),
+                       calls=store.officer_calls(officer_id, first, last, sites),
+                       counters=store.officer_counters(officer_id, first, last, sites),
                        trend=Markup(trend_svg(days, page.t)), days=days, months=recent_months(d),
-                       queue=summarize(store.ticket_times(first, last, officer=officer_id)))
+                       queue=summarize(store.ticket_times(first, last, officer=officer_id, sites=sites)))
