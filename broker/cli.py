@@ -153,7 +153,7 @@ def cmd_token_create(args) -> int:
     with _open_auth(args) as auth:
         if args.role == DISPLAY:
             if len(args.site or ()) != 1:
-                raise AuthError("a display token shows the hall of exactly one site: give one --site")
+                raise AuthError("a display token needs its site: give exactly one --site")
             token = auth.create_token(args.role, args.name, site=args.site[0])
         else:
             token = auth.create_token(args.role, args.name, sites=args.site)

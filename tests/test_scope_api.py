@@ -29,7 +29,7 @@ SITELESS = {
 NAMES = "Secret"  # in its names: a refusal may repeat the ids asked about, never a stored name
 IDS = ("secret-site", "secret-officer", "secret-device", "secret-ghost", "secret-user")
 PATH_VALUES = {"site_id": "secret-site", "counter_id": "c1", "officer_id": "secret-officer",
-               "device_id": "secret-device", "name": "secret-user"}
+               "device_id": "secret-device", "name": "secret-user", "queue_id": "A", "alert_id": "1"}
 # The held routes need a device whose events are held (naming the secret site).
 DEVICE_OF = {"/api/v1/devices/{device_id}/approve": "secret-ghost",
              "/api/v1/devices/{device_id}/discard": "secret-ghost"}
@@ -42,10 +42,13 @@ BODIES = {"/api/v1/sites": {"id": "secret-site", "name": "x"}, "/api/v1/sites/{s
           "/api/v1/assignments": {"site": "secret-site", "counter": "c1", "officer": None},
           "/api/v1/devices/{device_id}/display": {"ticket": "1"},
           "/api/v1/devices/{device_id}/identify": {"seconds": 5},
-          "/api/v1/users/{name}/sites": {"sites": None}, "/api/v1/tokens/{name}/sites": {"sites": None}}
+          "/api/v1/users/{name}/sites": {"sites": None}, "/api/v1/tokens/{name}/sites": {"sites": None},
+          "/api/v1/queues": {"site": "secret-site", "queue": "Z", "name": "x", "prefix": "Z"},
+          "/api/v1/queues/{site_id}/{queue_id}": {"name": "x", "prefix": "A"},
+          "/api/v1/sites/{site_id}/hours": {"weekly": {"mon": ["07:30-11:30"]}}}
 MONTH = NOW.strftime("%Y-%m")
 PARAMS = {"group": "officer", "from": (TODAY - timedelta(days=1)).isoformat(), "to": TODAY.isoformat(),
-          "month": MONTH, "officer": "secret-officer"}
+          "month": MONTH, "officer": "secret-officer", "date": TODAY.isoformat(), "state": "all"}
 
 
 def seed(service, counters) -> None:  # noqa: F811
@@ -64,6 +67,10 @@ def seed(service, counters) -> None:  # noqa: F811
     ghost = counters("secret-ghost", site="secret-site", counter="c2")
     ghost.send(rating(ghost, 3, "secret-officer"))  # held: nobody registered it
     service.auth.add_user("secret-user", "viewer", "p" * 12, sites=["secret-site"])
+    store.upsert_queue("secret-site", "A", "Secret queue", "A")
+    # alert 1: the secret site's device went offline (no notices: no channel is configured here)
+    store.apply_alerts([("offline", "secret-device", "secret-site", {"name": "Secret device"})], [],
+                       lambda *_: [], 0)
 
 
 def routes() -> list[tuple[str, str]]:
@@ -84,7 +91,7 @@ def call(client: httpx.Client, method: str, path: str, **params) -> httpx.Respon
 
 def leaks(r: httpx.Response) -> str | None:
     """What is wrong with an answer to a caller of another site, or None."""
-    if r.status_code in (403, 404):
+    if r.status_code in (403, 404, 422):  # 422: the request was refused before anything was read
         try:
             return None if r.json().keys() == {"detail"} and NAMES not in r.json()["detail"] else r.text[:120]
         except ValueError:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 
 from broker.alerts.hours import DAYS, Hours, MAX_CLOSED
 from broker.api.bodies import Key
-from broker.api.deps import ClockDep, Manager, SettingsDep, StoreDep, Viewer
+from broker.api.deps import ClockDep, SettingsDep, SiteManager, SiteViewer, StoreDep
 from broker.api.errors import api_router, errors, found
 from broker.api.figures import _INSTANT, _instant
 
@@ -64,33 +64,38 @@ DefaultHours = Annotated[str, Depends(default_hours_of)]
 
 
 @router.get("/alerts")
-def list_alerts(_: Viewer, store: StoreDep, settings: SettingsDep,
+def list_alerts(scope: SiteViewer, store: StoreDep, settings: SettingsDep,
                 state: Annotated[Literal["open", "all"], Query()] = "open", since: Since = None,
                 until: Until = None):
     """Alerts, newest first: `open` ones (default) or `all`, opened within from..to if given."""
     first = _instant(since, "from", settings.tz, end=False)
     last = _instant(until, "to", settings.tz, end=True)
-    return {"items": store.alerts(state, first, last), "open": store.open_alert_count()}
+    return {"items": store.alerts(state, first, last, sites=scope.sites), "open": store.open_alert_count(scope.sites)}
 
 
 @router.post("/alerts/{alert_id}/ack", responses=errors(404))
-def ack_alert(who: Manager, store: StoreDep, clock: ClockDep,
+def ack_alert(scope: SiteManager, store: StoreDep, clock: ClockDep,
               alert_id: Annotated[int, Path(ge=1, le=2**53)]):
     """Acknowledge an alert: who and when are kept; the first acknowledgement stands."""
+    alert = found(store.alert(alert_id), f"alert {alert_id}")
+    if not scope.sees(alert["site"]):  # another site's (or a service-wide one, for a scoped caller)
+        raise HTTPException(404, f"no such alert {alert_id}")
+    who = scope.who
     return found(store.ack_alert(alert_id, who.name, int(clock() * 1000)), f"alert {alert_id}")
 
 
 @router.get("/sites/{site_id}/hours", responses=errors(404))
-def get_hours(_: Viewer, store: StoreDep, default: DefaultHours, site_id: SiteKey):
+def get_hours(scope: SiteViewer, store: StoreDep, default: DefaultHours, site_id: SiteKey):
     """The site's opening hours (the service's default until set), closed days and alert recipients."""
-    found(store.site(site_id), f"site {site_id!r}")
+    found(store.site(scope.site(site_id)), f"site {site_id!r}")
     return hours_view(store, site_id, default)
 
 
 @router.put("/sites/{site_id}/hours", responses=errors(404))
-def put_hours(who: Manager, store: StoreDep, clock: ClockDep, site_id: SiteKey, body: HoursIn):
+def put_hours(scope: SiteManager, store: StoreDep, clock: ClockDep, site_id: SiteKey, body: HoursIn):
     """Set the site's opening hours, closed days (public holidays, Tết) and alert e-mail recipients."""
-    found(store.site(site_id), f"site {site_id!r}")
+    who = scope.who
+    found(store.site(scope.site(site_id)), f"site {site_id!r}")
     try:
         hours = Hours.from_json({"weekly": body.weekly, "closed": body.closed})
     except ValueError as e:

@@ -13,7 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from broker.api.answers import ok
 from broker.api.bodies import QUEUE_PATTERN, IdStr, Name, QueueId
-from broker.api.deps import API, Admin, StoreDep, Viewer
+from broker.api.deps import API, SiteAdmin, SiteViewer, StoreDep
 from broker.api.errors import api_router, errors, found
 from broker.api.figures import DateFrom, DateTo, OnlySite
 from broker.store import InUse
@@ -146,20 +146,21 @@ def _changed(store, site: str, queue: str, name: str, prefix: str) -> dict:
 # ----- queues -------------------------------------------------------------------------------------
 
 
-@router.get("/queues", responses=ok(QueueList))
-def list_queues(_: Viewer, store: StoreDep, site: OnlySite = None):
-    return {"items": store.queues(site)}
+@router.get("/queues", responses=ok(QueueList) | errors(404))
+def list_queues(scope: SiteViewer, store: StoreDep, site: OnlySite = None):
+    return {"items": scope.only(store.queues(site if site is None else scope.site(site)))}
 
 
 @router.get("/queues/{site_id}/{queue_id}", responses=ok(QueueItem) | errors(404))
-def get_queue(_: Viewer, store: StoreDep, site_id: SiteKey, queue_id: QueueKey):
+def get_queue(scope: SiteViewer, store: StoreDep, site_id: SiteKey, queue_id: QueueKey):
+    scope.site(site_id, f"queue {site_id}/{queue_id}")
     return found(store.queue(site_id, queue_id), f"queue {site_id}/{queue_id}")
 
 
 @router.post("/queues", status_code=201, responses=ok(QueueItem, 201) | errors(404, 409))
-def create_queue(_: Admin, store: StoreDep, body: QueueIn):
+def create_queue(scope: SiteAdmin, store: StoreDep, body: QueueIn):
     """A new queue; 409 if it exists or another queue of the site has the prefix."""
-    found(store.site(body.site), f"site {body.site!r} (create it first)")
+    found(store.site(scope.site(body.site)), f"site {body.site!r} (create it first)")
     if store.queue(body.site, body.queue) is not None:
         raise HTTPException(409, f"queue {body.site}/{body.queue} already exists; "
                                  f"PUT {API}/queues/{body.site}/{body.queue} changes it")
@@ -167,14 +168,15 @@ def create_queue(_: Admin, store: StoreDep, body: QueueIn):
 
 
 @router.put("/queues/{site_id}/{queue_id}", responses=ok(QueueItem) | errors(404, 409))
-def put_queue(_: Admin, store: StoreDep, site_id: SiteKey, queue_id: QueueKey, body: QueueBody):
-    found(store.site(site_id), f"site {site_id!r} (create it first)")
+def put_queue(scope: SiteAdmin, store: StoreDep, site_id: SiteKey, queue_id: QueueKey, body: QueueBody):
+    found(store.site(scope.site(site_id)), f"site {site_id!r} (create it first)")
     return _changed(store, site_id, queue_id, body.name, body.prefix)
 
 
 @router.delete("/queues/{site_id}/{queue_id}", status_code=204, responses=errors(404))
-def delete_queue(_: Admin, store: StoreDep, site_id: SiteKey, queue_id: QueueKey):
+def delete_queue(scope: SiteAdmin, store: StoreDep, site_id: SiteKey, queue_id: QueueKey):
     """Remove the queue; counters stop serving it, its tickets stay as history."""
+    scope.site(site_id, f"queue {site_id}/{queue_id}")
     found(store.queue(site_id, queue_id), f"queue {site_id}/{queue_id}")
     store.delete_queue(site_id, queue_id)
     return Response(status_code=204)
@@ -183,19 +185,21 @@ def delete_queue(_: Admin, store: StoreDep, site_id: SiteKey, queue_id: QueueKey
 # ----- tickets and times --------------------------------------------------------------------------
 
 
-@router.get("/tickets", responses=ok(TicketList))
-def tickets(_: Viewer, store: StoreDep, site: Annotated[str, Query(max_length=64, examples=["hcm-q1"])],
+@router.get("/tickets", responses=ok(TicketList) | errors(404))
+def tickets(scope: SiteViewer, store: StoreDep, site: Annotated[str, Query(max_length=64, examples=["hcm-q1"])],
             date: Annotated[str, Query(description="the site-local day, YYYY-MM-DD", examples=["2026-11-30"],
                                        json_schema_extra={"format": "date"})]):
     """The site's tickets of the day, in the order they were taken."""
     day = _day(date, "date")
+    scope.site(site)
     return {"site": site, "date": day, "items": store.tickets(site, day)}
 
 
-@router.get("/waiting", responses=ok(WaitingAnswer))
-def waiting(_: Viewer, store: StoreDep,
+@router.get("/waiting", responses=ok(WaitingAnswer) | errors(404))
+def waiting(scope: SiteViewer, store: StoreDep,
             group: Annotated[Literal["queue", "officer", "counter", "site"], Query(description="rows per ...")],
             date_from: DateFrom, date_to: DateTo, site: OnlySite = None):
     """Tickets, served, no-shows, waiting (mean, median, 90th percentile) and mean service time, in seconds."""
     first, last = _days(date_from, date_to)
-    return {"group": group, "from": first, "to": last, "rows": store.waiting_stats(group, first, last, site)}
+    return {"group": group, "from": first, "to": last, "rows": store.waiting_stats(group, first, last,
+                                                                                        sites=scope.narrow(site))}

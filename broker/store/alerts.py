@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable, Iterable
 
 from broker.store.connection import StoreBase
+from broker.store.sites import site_filter
 
 __all__ = ["Alerts", "Notice"]
 
@@ -38,19 +39,24 @@ def _queue(db, alert: dict, kind: str, notices: Notices, at_ms: int) -> None:
 
 
 class Alerts(StoreBase):
-    def open_alerts(self) -> list[dict]:
+    def open_alerts(self, sites: Iterable[str] | None = None) -> list[dict]:
+        more, args = site_filter(sites)
         return [alert_of(r) for r in self._rows(
-            f"SELECT {_COLUMNS} FROM alerts WHERE resolved_ms IS NULL ORDER BY opened_ms, id")]
+            f"SELECT {_COLUMNS} FROM alerts WHERE resolved_ms IS NULL{more} ORDER BY opened_ms, id", args)]
 
-    def open_alert_count(self) -> int:
-        return self._rows("SELECT count(*) FROM alerts WHERE resolved_ms IS NULL")[0][0]
+    def open_alert_count(self, sites: Iterable[str] | None = None) -> int:
+        """Open alerts, of `sites` only if given (a scoped principal: a service-wide alert has no site)."""
+        more, args = site_filter(sites)
+        return self._rows(f"SELECT count(*) FROM alerts WHERE resolved_ms IS NULL{more}", args)[0][0]
 
     def alerts(self, state: str = "open", from_ms: int | None = None, to_ms: int | None = None,
-               limit: int = MAX_ALERTS) -> list[dict]:
-        """Newest first. state "open" or "all"; from/to bound when they were opened (to exclusive)."""
+               limit: int = MAX_ALERTS, sites: Iterable[str] | None = None) -> list[dict]:
+        """Newest first. state "open" or "all"; from/to bound when they were opened (to exclusive);
+        `sites`: only alerts of those sites (None: every alert)."""
         if state not in ("open", "all"):
             raise ValueError(f"state must be open or all, got {state!r}")
-        where, args = ["1 = 1"], []
+        more, more_args = site_filter(sites)
+        where, args = ["1 = 1" + more], list(more_args)
         if state == "open":
             where.append("resolved_ms IS NULL")
         if from_ms is not None:

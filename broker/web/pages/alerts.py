@@ -36,16 +36,22 @@ def _rows(alerts: list[dict], lang: str) -> list[dict]:
 def alerts_page(page: UserPage, msg: str | None = None, site: str = ""):
     dash = page.dash
     since = datetime.combine(dash.today() - timedelta(days=HISTORY_DAYS), datetime.min.time(), dash.tz)
-    history = [a for a in dash.store.alerts("all", int(since.timestamp() * 1000)) if a["state"] == "resolved"]
+    shown = page.sites  # a scoped user's sites, or the one picked
+    history = [a for a in dash.store.alerts("all", int(since.timestamp() * 1000), sites=shown)
+               if a["state"] == "resolved"]
     default = default_hours_of(page.request)
-    sites = [{**s, **hours_view(dash.store, s["id"], default)} for s in dash.store.sites()]
-    return page.render("alerts.html", open_alerts=_rows(dash.store.open_alerts(), page.lang),
+    sites = [{**s, **hours_view(dash.store, s["id"], default)} for s in dash.store.sites()
+             if shown is None or s["id"] in shown]
+    return page.render("alerts.html", open_alerts=_rows(dash.store.open_alerts(shown), page.lang),
                        history=_rows(history, page.lang), sites=sites, history_days=HISTORY_DAYS,
                        message=msg if msg in MESSAGES else None, message_site=site[:64])
 
 
 @router.post("/alerts/{alert_id}/ack")
 def ack(page: ActingPage, alert_id: int):
+    alert = page.dash.store.alert(alert_id)
+    if alert is None or not page.scope.sees(alert["site"]):
+        return page.error(404, "error.not_found")
     if page.dash.store.ack_alert(alert_id, page.session.user, page.dash.now_ms()) is None:
         return page.error(404, "error.not_found")
     log.info("dashboard: %s acknowledged alert %d", page.session.user, alert_id)
@@ -61,7 +67,7 @@ def save_hours(page: ActingPage, form: Form):
     site = form.get("site", "")
     store = page.dash.store
     try:
-        if store.site(site) is None:
+        if store.site(site) is None or not page.scope.sees(site):
             raise ValueError("no such site")
         hours = Hours.from_text(form.get("weekly", ""), closed=_list(form.get("closed", "")))
         email_to = _list(form.get("email_to", ""))

@@ -23,7 +23,7 @@ def waiting(page: UserPage, period: str | None = None):
     dash = page.dash
     d = dash.today()
     chosen, month, first, last = parse_period(period, d)
-    by_queue = rows_of(dash.store.waiting_stats("queue", first, last))
-    hours = by_hour(dash.store.ticket_times(first, last), dash.tz)
+    by_queue = rows_of(dash.store.waiting_stats("queue", first, last, sites=page.sites))
+    hours = by_hour(dash.store.ticket_times(first, last, sites=page.sites), dash.tz)
     return page.render("waiting.html", by_queue=by_queue, hours=hours, period=chosen, month=month,
                        first=first, last=last, months=recent_months(d))
