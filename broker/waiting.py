@@ -66,12 +66,15 @@ def by_hour(tickets: Iterable[dict], tz: ZoneInfo) -> list[dict]:
 
 
 def grouped(tickets: Iterable[dict], group: str) -> dict[str | None, dict]:
-    """`summarize` per officer (its id; None: unattributed) or per counter ("site/counter"), the keys of
-    the satisfaction rows; a ticket nobody called belongs to no row."""
-    if group not in ("officer", "counter"):
-        raise ValueError(f"group must be officer or counter, got {group!r}")
+    """`summarize` per officer (its id; None: unattributed), per counter ("site/counter") or per site, the
+    keys of the satisfaction rows; a ticket nobody called belongs to no officer or counter, but to its site."""
+    if group not in ("officer", "counter", "site"):
+        raise ValueError(f"group must be officer, counter or site, got {group!r}")
     rows: dict[str | None, list[dict]] = {}
     for t in tickets:
+        if group == "site":
+            rows.setdefault(t["site"], []).append(t)
+            continue
         if t.get("counter") is None:
             continue
         key = (t.get("officer") or None) if group == "officer" else f"{t['site']}/{t['counter']}"

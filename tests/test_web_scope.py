@@ -18,7 +18,8 @@ from tests.test_web_dashboard import PASSWORD, attrs, csrf_of, dash, dash_clock,
 # What only the other centre (q2) has: none of it may appear on a page of q1's user.
 THEIRS = ("Phường Hai", "Bình Hai", "Quầy Hai", "dev-q2", "Lý do Hai", "o-q2")
 # Every page the dashboard serves is walked (a new page too), with these path values.
-OPEN = {"/login", "/logout", "/lang/{code}", "/live"}
+OPEN = {"/login", "/logout", "/lang/{code}", "/live",
+        "/hall/{site}/live", "/hall/voice/{name}"}  # endless streams and the public voice clips
 VALUES = {"officer_id": "o-q1", "device_id": "dev-q1", "site_id": "q1", "counter_id": "1"}
 
 
@@ -72,6 +73,7 @@ def test_a_commune_user_sees_only_its_centre_on_every_page_and_report(dash, coun
             assert re.search(r"<title>[^<]*· Phường Một</title>", r.text), path  # the title names its centre
         assert 'id="site-picker"' not in r.text  # one centre: nothing to pick
     assert "Lan Một" in commune.get("/officers").text
+    assert commune.get("/hall/q2").status_code == 403  # nor another centre's hall display
     for path in ("/officers/o-q2", "/?site=q2", "/officers?site=q2"):
         r = commune.get(path)
         assert r.status_code == 404 and "Bình Hai" not in r.text, path

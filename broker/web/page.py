@@ -112,7 +112,7 @@ class Page:
             num=lambda v, digits=1: fmt.num(v, lang, digits), pct=lambda r: fmt.pct(r, lang),
             count=lambda n: fmt.count(n, lang), minutes=lambda s: fmt.minutes(s, lang),
             level=lambda scale, score: level_label(scale, score, lang),
-            hue=fmt.hue, when=d.local_time, alerts_open=d.store.open_alert_count(self.sites) if session else 0, **ctx)
+            hue=fmt.hue, when=d.local_time, alerts_open=d.store.open_alert_count(self.scope.sites) if session else 0, **ctx)
         response = HTMLResponse(html, status_code=status)
         response.headers["Cache-Control"] = "no-store"
         response.headers["X-Frame-Options"] = "DENY"

@@ -123,7 +123,7 @@ def hall(page: AnyPage, site: str, key: str | None = None):
     recent = dash.store.recent_calls(site, SHOWN)  # newest first
     calls = [call_item(dash, r, page.lang) for r in recent if (r.get("ticket") or "") not in IDLE_TICKETS]
     site_row = dash.store.site(site) or {}
-    response = page.render("hall.html", site=site, site_name=site_row.get("name") or site, calls=calls,
+    response = page.render("hall.html", hall_site=site, site_name=site_row.get("name") or site, calls=calls,
                            waiting=waiting_item(names, dash.store.waiting_counts(site, clock=dash.clock)),
                            after=recent[0]["id"] if recent else 0, key=key or "")
     response.headers["X-Frame-Options"] = "SAMEORIGIN"
