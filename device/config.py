@@ -30,7 +30,7 @@ __all__ = [
     "REQUIRED", "SCHEMA", "SECTIONS", "FILE_KEY", "DOCS_PATH", "DEFAULT_LABELS", "Key",
     "DeviceConfig", "DeviceSection", "MqttSection", "LedgerSection", "RatingSection",
     "StaffSection", "PinsSection", "BuzzerSection", "DisplaySection", "BadgeSection",
-    "ClockSection", "TelemetrySection", "Officer",
+    "ClockSection", "TelemetrySection", "UpdateSection", "Officer",
     "load_config", "config_from_dict", "example_config", "config_reference_markdown",
 ]
 
@@ -143,6 +143,14 @@ class TelemetrySection:
 
 
 @dataclass(frozen=True)
+class UpdateSection:
+    public_key: str | None
+    health_timeout_s: float
+    max_starts: int
+    idle_s: float
+
+
+@dataclass(frozen=True)
 class Officer:
     id: str
     name: str
@@ -154,7 +162,7 @@ _SECTION_TYPES: dict[str, type] = {
     "device": DeviceSection, "mqtt": MqttSection, "ledger": LedgerSection,
     "rating": RatingSection, "staff": StaffSection, "pins": PinsSection,
     "buzzer": BuzzerSection, "display": DisplaySection, "badge": BadgeSection,
-    "clock": ClockSection, "telemetry": TelemetrySection, "officers": Officer,
+    "clock": ClockSection, "telemetry": TelemetrySection, "update": UpdateSection, "officers": Officer,
 }
 
 
@@ -171,6 +179,7 @@ class DeviceConfig:
     badge: BadgeSection
     clock: ClockSection
     telemetry: TelemetrySection
+    update: UpdateSection
     officers: tuple[Officer, ...] = ()
     source: Path | None = None
 
