@@ -186,6 +186,8 @@ SCHEMA: list[Key] = [
            "counter switches back by itself.", lo=10, lo_open=False),
     _int("update.max_starts", 3, "Starts of a new version without becoming healthy before it counts as "
          "crash-looping and the counter switches back.", lo=1, hi=20),
+    _float("update.quiet_s", 120.0, "With no new event to be acked, MQTT online this long (and the ledger "
+           "readable) counts as healthy.", lo=1, lo_open=False),
     _float("update.idle_s", 20.0, "Seconds without a press (and no open question) before a downloaded "
            "version may be switched to.", lo=1, lo_open=False),
 

@@ -147,6 +147,7 @@ class UpdateSection:
     public_key: str | None
     health_timeout_s: float
     max_starts: int
+    quiet_s: float
     idle_s: float
 
 

@@ -8,6 +8,8 @@ parts, `make_*` (builds, orders and validates).
 
 from __future__ import annotations
 
+import re
+
 from protocol.codec import (
     _FORBIDDEN_RE,
     _check_bool,
@@ -33,6 +35,7 @@ __all__ = [
     "COMMANDS",
     "MAX_IDENTIFY_SECONDS",
     "TELEMETRY_SALVAGE",
+    "UPDATE_STATES",
     "decode_ack",
     "decode_assignment",
     "decode_command",
@@ -51,7 +54,11 @@ __all__ = [
     "validate_telemetry",
 ]
 
-COMMANDS = ("display", "ticket", "officer", "identify")
+COMMANDS = ("display", "ticket", "officer", "identify", "update")
+# An update's version: what common/release.py accepts (numbers and dots), so the counter can order it.
+UPDATE_VERSION_RE = re.compile(r"\A\d{1,6}(\.\d{1,6}){0,3}\Z")
+UPDATE_STATES = ("downloading", "installing", "staged", "pending", "committed", "rolled_back", "refused", "failed")
+MAX_SIGNATURE = 1024
 MAX_IDENTIFY_SECONDS = 600
 
 _TELEMETRY = ("uptime_s", "backlog", "clock_ok", "fw", "disk_free_mb", "cpu_temp_c", "ts", "ledger")
@@ -186,7 +193,22 @@ def validate_telemetry(obj: object) -> dict[str, Any]:
     for key in TELEMETRY_SALVAGE:  # optional: present once a ledger was ever quarantined
         if key in t:
             _check_int(t[key], key, lo=0)
+    if "update" in t:  # optional: present once the counter was ever sent an update
+        _check_update_status(t["update"])
     return t
+
+
+def _check_update_status(u: object) -> None:
+    if not isinstance(u, dict):
+        raise ProtocolError(f"expected object, got {json_type(u)}", "update")
+    _check_str(_get(u, "version", "update"), "update.version", 1, 32)
+    state = _get(u, "state", "update")
+    if state not in UPDATE_STATES:
+        raise ProtocolError(f"unknown update state {_show(state)}, expected one of {', '.join(UPDATE_STATES)}",
+                            "update.state")
+    error = u.get("error")
+    if error is not None:
+        _check_str(error, "update.error", 0, 2000)
 
 
 def decode_telemetry(payload: bytes | bytearray | memoryview | str) -> dict[str, Any]:
@@ -227,9 +249,23 @@ def validate_command(obj: object) -> dict[str, Any]:
         _check_int(_get(c, "seq"), "seq", lo=1)
     elif cmd == "officer":
         validate_officer(_get(c, "officer"))
-    else:
+    elif cmd == "identify":
         _check_number(_get(c, "seconds"), "seconds", 1, MAX_IDENTIFY_SECONDS)
+    else:
+        _check_update(c)
     return c
+
+
+def _check_update(c: dict) -> None:
+    version = _check_str(_get(c, "version"), "version", 1, 32)
+    if not UPDATE_VERSION_RE.match(version):
+        raise ProtocolError(f"version {_show(version)} is not numbers separated by dots", "version")
+    url = _check_str(_get(c, "url"), "url", 1, 500)
+    if not url.startswith(("http://", "https://")):
+        raise ProtocolError(f"url {_show(url)} is not http(s)", "url")
+    _check_str(_get(c, "signature"), "signature", 1, MAX_SIGNATURE)
+    if "allow_downgrade" in c:
+        _check_bool(c["allow_downgrade"], "allow_downgrade")
 
 
 def make_command(cmd: str, **fields: Any) -> dict[str, Any]:

@@ -273,6 +273,9 @@ GOOD_COMMANDS = [
     {"cmd": "identify", "seconds": 1},
     {"cmd": "identify", "seconds": 600},
     {"cmd": "identify", "seconds": 2.5},
+    {"cmd": "update", "version": "0.2.0", "url": "https://svc/api/v1/releases/0.2.0/3.11-aarch64/",
+     "signature": '{"format": 1, "key_id": "ab", "signature": "AA=="}'},
+    {"cmd": "update", "version": "1", "url": "http://x/", "signature": "s", "allow_downgrade": True},
 ]
 
 
@@ -303,7 +306,7 @@ def test_command_keeps_unknown_fields():
         ({}, "cmd", "missing"),
         ({"cmd": None}, "cmd", "expected string, got null"),
         ({"cmd": 1}, "cmd", "expected string, got integer"),
-        ({"cmd": "reboot"}, "cmd", "unknown command 'reboot', expected one of display, ticket, officer, identify"),
+        ({"cmd": "reboot"}, "cmd", "unknown command 'reboot', expected one of display, ticket, officer, identify, update"),
         ({"cmd": "Display", "ticket": "A"}, "cmd", None),
         ({"cmd": "display"}, "ticket", "missing"),
         ({"cmd": "display", "ticket": ""}, "ticket", "ticket must not be empty"),
@@ -321,6 +324,14 @@ def test_command_keeps_unknown_fields():
         ({"cmd": "identify", "seconds": 601}, "seconds", "seconds 601 is outside 1..600"),
         ({"cmd": "identify", "seconds": True}, "seconds", "expected number, got boolean"),
         ({"cmd": "identify", "seconds": "5"}, "seconds", "expected number, got string"),
+        ({"cmd": "update", "url": "http://x/", "signature": "s"}, "version", "missing"),
+        ({"cmd": "update", "version": "1.0-rc1", "url": "http://x/", "signature": "s"}, "version",
+         "version '1.0-rc1' is not numbers separated by dots"),
+        ({"cmd": "update", "version": "1.0", "url": "file:///etc/", "signature": "s"}, "url",
+         "url 'file:///etc/' is not http(s)"),
+        ({"cmd": "update", "version": "1.0", "url": "http://x/"}, "signature", "missing"),
+        ({"cmd": "update", "version": "1.0", "url": "http://x/", "signature": "s", "allow_downgrade": 1},
+         "allow_downgrade", "expected boolean, got integer"),
     ],
 )
 def test_bad_commands(obj, field, reason):
