@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 
 def cmd_run(args) -> int:
@@ -50,8 +51,9 @@ def cmd_run(args) -> int:
         ingest.start()
         api.start()
         log.info("service running: store %s, API on %s/api/v1/docs", cfg.store.url, api.url)
+        rollouts = _rollout_ticker(service, cfg, log)
         while not stop.wait(0.2) and not ingest.failed.is_set() and not api.failed:
-            pass
+            rollouts()
     except ApiServerError as e:
         print(f"hailong broker: {e}", file=sys.stderr)
         return 1
@@ -60,6 +62,48 @@ def cmd_run(args) -> int:
         if embedded is not None:
             embedded.stop()
     return 1 if ingest.failed.is_set() or api.failed else 0
+
+
+def _rollout_ticker(service, cfg, log, every_s: float = 2.0):
+    """A step of every running rollout each `every_s` (broker/fleet.py); trouble is logged, never fatal."""
+    import time
+
+    from broker import fleet
+
+    due = [0.0]
+
+    def tick() -> None:
+        if time.monotonic() < due[0]:
+            return
+        due[0] = time.monotonic() + every_s
+        try:
+            fleet.tick(service.store, service.ingest, cfg, int(time.time() * 1000))
+        except Exception:  # noqa: BLE001 - a rollout must never take the service down
+            log.exception("rollout step failed")
+    return tick
+
+
+def cmd_release_add(args) -> int:
+    """Publish a signed release folder (`hailong provision release build|sign`) on this service."""
+    import time
+
+    from broker import fleet
+    from broker.config import load_config
+    from broker.store import Store
+    from common import release as rel
+
+    cfg = load_config(args.config)
+    key = rel.read_key(open(args.public_key).read(), args.public_key) if args.public_key else None
+    with Store.open(cfg.store.url) as store:
+        try:
+            r = fleet.publish_release(store, args.folder, fleet.releases_dir(cfg), at_ms=int(time.time() * 1000),
+                                      public_key=key)
+        except (fleet.FleetError, rel.ReleaseError) as e:
+            print(f"hailong broker release add: {e}", file=sys.stderr)
+            return 1
+    print(f"release {r['id']}: {r['files']} files, {r['bytes']} bytes; counters fetch it from "
+          f"{fleet.release_url(cfg, r['id'])}")
+    return 0
 
 
 def cmd_example_config(args) -> int:
@@ -189,6 +233,13 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("example-config", help="print a complete commented config")
     ex.set_defaults(func=cmd_example_config)
     _auth_commands(sub)
+    release = sub.add_parser("release", help="fleet updates (docs/updates.md)").add_subparsers(
+        dest="release_command", required=True)
+    p = release.add_parser("add", help="publish a signed release folder")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--config", required=True)
+    p.add_argument("--public-key", metavar="FILE", help="refuse the folder unless this release key signed it")
+    p.set_defaults(func=cmd_release_add)
     return parser
 
 

@@ -33,7 +33,7 @@ SIGNATURE = "manifest.sig"
 # Domain separation: a signature over a manifest can never be replayed as a signature over anything else.
 SIGNED_PREFIX = b"hailong release manifest v1\n"
 VERSION_RE = re.compile(r"\A\d{1,6}(\.\d{1,6}){0,3}\Z")
-_FILE_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.+-]{0,200}\.whl\Z")
+FILE_RE = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9_.+-]{0,200}\.whl\Z")
 _HEX64 = re.compile(r"\A[0-9a-f]{64}\Z")
 
 
@@ -120,7 +120,7 @@ def check_manifest(manifest: dict) -> dict:
         raise BadManifest(f"{MANIFEST}: files must name at least one wheel")
     for name, entry in files.items():
         # A name is a path on the counter and in a URL: no directory, no dot-dot, nothing but a wheel.
-        if not _FILE_RE.match(name) or ".." in name:
+        if not FILE_RE.match(name) or ".." in name:
             raise BadManifest(f"{MANIFEST}: {name!r} is not a wheel file name")
         if not isinstance(entry, dict) or not _HEX64.match(str(entry.get("sha256"))) \
                 or not isinstance(entry.get("size"), int) or entry["size"] < 0:

@@ -15,6 +15,7 @@ dashboard call. Behind it, one module per concern:
     devices     device health (status, telemetry) and queue tickets
     statistics  satisfaction, low-score reasons, the events, dead letters, totals
     dashboard   the dashboard's page queries
+    releases    fleet updates: published releases, rollouts and their devices
 
 Each concern is a mix-in subclassing StoreBase, and `Store` just combines them. A mix-in uses
 only StoreBase (its transactions, `_rows`, the ingest caches) and module-level helpers of the
@@ -35,6 +36,7 @@ from broker.store.devices import Devices
 from broker.store.errors import Ambiguous, InUse, NothingHeld, StoreError
 from broker.store.held import Held
 from broker.store.registry import Registry
+from broker.store.releases import Releases
 from broker.store.schema import MIGRATIONS
 from broker.store.statistics import GROUPS, UNATTRIBUTED, Statistics
 
@@ -42,5 +44,5 @@ __all__ = ["GROUPS", "MIGRATIONS", "Ambiguous", "Incoming", "InUse", "NothingHel
            "UNATTRIBUTED"]
 
 
-class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard):
+class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard, Releases):
     """The store: open with `Store.open(url_or_path)`, close with `close()` or a `with` block."""

@@ -12,6 +12,7 @@ from typing import Callable
 
 import broker.store.deadletters as deadletters
 import broker.store.dialect as dialect
+import broker.store.fleet_schema as fleet_schema
 from broker.store.dialect import Connection
 from broker.store.errors import StoreError
 
@@ -125,9 +126,14 @@ def _v4_one_device_per_counter(db: Connection) -> None:
                " AND c.device != devices.id)")
 
 
+def _v8_fleet_updates(db: Connection) -> None:
+    # Fleet updates: releases, rollouts, each device's part (broker/store/releases.py).
+    fleet_schema.create_tables(db)
+
+
 # Append-only: a release never edits a migration that has shipped.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_flagged_index, _v3_known_devices,
-                                                  _v4_one_device_per_counter]
+                                                  _v4_one_device_per_counter, _v8_fleet_updates]
 
 
 def migrate(db: Connection, path: Path) -> None:
