@@ -21,6 +21,9 @@ from common.errors import HailongError
 from protocol.messages import make_command
 
 FINISHED = ("committed", "failed")
+# A command published while a counter's subscription is not in place yet is lost (QoS 1 keeps it only for
+# a session that exists): one sent this long ago without any report is sent again.
+RESEND_MS = 120_000
 FAILED_STATES = ("rolled_back", "refused", "failed")
 
 
@@ -112,7 +115,7 @@ def device_outcome(version: str, device: dict | None) -> tuple[str, str | None] 
     return None
 
 
-def step(rollout: dict, version: str, devices: dict[str, dict]) -> tuple[dict, list[str]]:
+def step(rollout: dict, version: str, devices: dict[str, dict], now_ms: int = 0) -> tuple[dict, list[str]]:
     """One look at a running rollout: ({"state", "wave", "reason", "changes": {device: (state, error)}},
     devices to send the update command to now)."""
     wave, changes, send = rollout["wave"], {}, []
@@ -127,6 +130,9 @@ def step(rollout: dict, version: str, devices: dict[str, dict]) -> tuple[dict, l
             outcome = device_outcome(version, devices.get(m["device"]))
             if outcome is not None:
                 changes[m["device"]] = outcome
+            elif now_ms - m.get("updated_ms", now_ms) >= RESEND_MS:
+                send.append(m["device"])
+                changes[m["device"]] = ("sent", None)
     now = {m["device"]: changes.get(m["device"], (m["state"], m["error"]))[0]
            for m in rollout["devices"] if m["wave"] == wave}
     result = {"state": "running", "wave": wave, "reason": None, "changes": changes}
@@ -148,7 +154,7 @@ def tick(store, ingest, cfg, now_ms: int) -> None:
     for summary in store.rollouts(running_only=True):
         rollout = store.rollout(summary["id"])
         release = store.release(rollout["release"])
-        result, send = step(rollout, release["version"], devices)
+        result, send = step(rollout, release["version"], devices, now_ms)
         command = update_command(release, release_url(cfg, release["id"]), rollout["allow_downgrade"])
         for device in send:
             ingest.publish(device, "cmd", command)

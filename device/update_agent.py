@@ -45,6 +45,8 @@ class Updates:
 
     def offer(self, cmd: dict) -> None:
         version = cmd["version"]
+        if version == self.running:
+            return  # a command sent again after the update took: nothing to do, nothing to report
         if self._job is not None and self._job.is_alive():
             log.info("update %s ignored: %s is still being fetched", version, self._job_version)
             return

@@ -40,3 +40,52 @@ def make_release(folder: Path, version: str, private_key: bytes, wheels: list[Pa
     (Path(folder) / rel.SIGNATURE).write_bytes(rel.sign_manifest((Path(folder) / rel.MANIFEST).read_bytes(),
                                                                  private_key))
     return m
+
+
+PACKAGES = ("protocol", "common", "device", "broker", "provisioning", "hailong")
+
+
+def hailong_wheel(out: Path, version: str, patches: dict[str, tuple[str, str]] | None = None) -> Path:
+    """This checkout's code as a hailong `version` wheel, with `patches` ({path: (old, new)}) applied:
+    a real release of the firmware, made in a fraction of a second without a build backend."""
+    from tests.support import ROOT
+
+    patches = {"device/__init__.py": ('__version__ = "0.1.0"', f'__version__ = "{version}"'), **(patches or {})}
+    files = {}
+    for package in PACKAGES:
+        for path in sorted((ROOT / package).rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts and path.suffix != ".pyc":
+                rel_path = path.relative_to(ROOT).as_posix()
+                files[rel_path] = path.read_text("utf-8") if path.suffix in (".py", ".sh", ".service", ".html",
+                                                                             ".css", ".js", ".txt") else None
+    for rel_path, (old, new) in patches.items():
+        assert old in files[rel_path], (rel_path, old)
+        files[rel_path] = files[rel_path].replace(old, new, 1)
+    binary = {p for p, text in files.items() if text is None}
+    text_files = {p: t for p, t in files.items() if t is not None}
+    dist = f"hailong-{version}.dist-info"
+    text_files[f"{dist}/entry_points.txt"] = "[console_scripts]\nhailong = hailong.cli:main\n"
+    wheel = tiny_wheel(out, "hailong", version, text_files)
+    if binary:
+        _add_binary(wheel, {p: (ROOT / p).read_bytes() for p in binary}, dist)
+    return wheel
+
+
+def _add_binary(wheel: Path, blobs: dict[str, bytes], dist: str) -> None:
+    with zipfile.ZipFile(wheel) as z:
+        entries = {n: z.read(n) for n in z.namelist()}
+    entries.update(blobs)
+    record = [_record_line(n, d) for n, d in entries.items() if n != f"{dist}/RECORD"] + [f"{dist}/RECORD,,"]
+    entries[f"{dist}/RECORD"] = ("\n".join(record) + "\n").encode()
+    with zipfile.ZipFile(wheel, "w") as z:
+        for n, d in entries.items():
+            z.writestr(n, d)
+
+
+def outer_env_wheel(out: Path) -> Path:
+    """A wheel whose .pth puts this test venv's site-packages at the end of a release venv's path: the
+    release's dependencies (paho, gpiozero, cryptography ...) without installing them again. A plain path
+    line, so the editable hailong of this venv (a .pth of its own there) is not brought along."""
+    import sysconfig
+
+    return tiny_wheel(out, "hailong-testenv", "1.0", {"hailong_testenv.pth": sysconfig.get_paths()["purelib"] + "\n"})

@@ -85,8 +85,11 @@ def test_an_offline_device_waits_and_a_report_on_another_version_is_not_an_outco
     assert send == ["b"]
     _apply(rollout, result)
     devices["b"]["last_telemetry"] = {"update": {"version": "0.1.9", "state": "committed"}}
-    result, _ = fleet.step(rollout, "0.2.0", devices)
-    assert result["changes"] == {} and result["state"] == "running"
+    rollout["devices"][1]["updated_ms"] = 1000
+    result, send = fleet.step(rollout, "0.2.0", devices, now_ms=2000)
+    assert result["changes"] == {} and result["state"] == "running" and send == []
+    result, send = fleet.step(rollout, "0.2.0", devices, now_ms=1000 + fleet.RESEND_MS)
+    assert send == ["b"]  # no word from it for a while: the command may have been lost
 
 
 # --- publishing and serving, on a real server ---------------------------------------------------
@@ -163,7 +166,7 @@ def test_an_incomplete_or_altered_release_is_not_published(api, signed):
     body = _body(signed)
     body["files"] = {name: base64.b64encode(b"evil").decode() for name in body["files"]}
     r = client.post("/api/v1/releases", json=body)
-    assert r.status_code == 422 and "signed release" in r.json()["detail"]
+    assert r.status_code == 409 and "signed release" in r.json()["detail"]
     assert store.releases() == []
 
 

@@ -58,6 +58,11 @@ class RolloutIn(BaseModel):
     allow_downgrade: bool = False
 
 
+# A schema-valid body whose files do not match its manifest (or a manifest that is no release) is a
+# conflict between the parts of the request, not a malformed request.
+_NOT_A_RELEASE = {409: {"model": ApiError, "description": "the files and the manifest do not make a complete "
+                                                         "release (a hash or size differs, a file is missing, or "
+                                                         "the manifest is not a release manifest)"}}
 _DEVICE_AUTH = {401: {"model": ApiError, "description": "no or wrong device credentials (HTTP Basic, the device's "
                                                         "MQTT account)"}}
 
@@ -96,7 +101,7 @@ def releases(_: Viewer, store: StoreDep):
     return {"items": store.releases()}
 
 
-@router.post("/releases", status_code=201, responses=errors(422))
+@router.post("/releases", status_code=201, responses=_NOT_A_RELEASE)
 def publish(_: Admin, store: StoreDep, clock: ClockDep, request: Request, body: ReleaseIn):
     """Publish a signed release (the service checks it is complete; only the release key can sign one)."""
     with tempfile.TemporaryDirectory(prefix="hailong-release-") as tmp:
@@ -111,7 +116,7 @@ def publish(_: Admin, store: StoreDep, clock: ClockDep, request: Request, body: 
             return fleet.publish_release(store, folder, fleet.releases_dir(request.app.state.cfg),
                                          at_ms=int(clock() * 1000))
         except (fleet.FleetError, binascii.Error, ValueError) as e:
-            raise HTTPException(422, str(e)) from None
+            raise HTTPException(409, str(e)) from None
 
 
 @router.get("/releases/{release_id}/{name}", response_class=FileResponse, responses=_DEVICE_AUTH | errors(404))
@@ -126,7 +131,8 @@ def release_file(store: StoreDep, request: Request, release_id: ReleaseId, name:
     return FileResponse(folder / name, media_type="application/octet-stream")
 
 
-@router.post("/rollouts", status_code=201, responses=errors(404, 422))
+# 404: no such release, or no registered device matches the target.
+@router.post("/rollouts", status_code=201, responses=errors(404))
 def start_rollout(_: Admin, store: StoreDep, clock: ClockDep, body: RolloutIn):
     """Roll a release out to a site, a device list or a share of the fleet, in waves."""
     found(store.release(body.release), f"release {body.release!r}")
@@ -135,7 +141,7 @@ def start_rollout(_: Admin, store: StoreDep, clock: ClockDep, body: RolloutIn):
     try:
         members = fleet.members_of(store.devices(), target, body.waves, salt=body.release)
     except fleet.FleetError as e:
-        raise HTTPException(422, str(e)) from None
+        raise HTTPException(404, str(e)) from None
     rid = store.add_rollout(body.release, target, body.waves, body.threshold, body.allow_downgrade, members,
                             int(clock() * 1000))
     return store.rollout(rid)
