@@ -47,6 +47,11 @@ class Updates:
         version = cmd["version"]
         if version == self.running:
             return  # a command sent again after the update took: nothing to do, nothing to report
+        last = self.state.outcome or {}
+        if last.get("version") == version and last.get("state") == "rolled_back":
+            # It failed here once; trying again would only repeat the outage. A fix is a new version.
+            self._set(version, "refused", f"this counter rolled back from {version} already: {last.get('error')}")
+            return
         if self._job is not None and self._job.is_alive():
             log.info("update %s ignored: %s is still being fetched", version, self._job_version)
             return
@@ -74,6 +79,9 @@ class Updates:
     # -- background job -----------------------------------------------------------------------
 
     def _set(self, version: str, state: str, error: str | None = None) -> None:
+        if error is not None:
+            # pip's output has newlines and may be long: telemetry text allows neither.
+            error = "".join(c if c.isprintable() else " " for c in " ".join(error.split()))[:1000]
         self.status = {"version": version, "state": state, "error": error}
         self.emit({"update": dict(self.status)})
 
@@ -124,6 +132,13 @@ class Updates:
     # -- decisions ------------------------------------------------------------------------------
 
     def tick(self, now: float, idle: bool) -> str | None:
+        try:
+            return self._decide(now, idle)
+        except OSError as e:  # a full or failing card: keep counting on this version, try again next tick
+            log.error("update step failed: %s (will retry)", e)
+            return None
+
+    def _decide(self, now: float, idle: bool) -> str | None:
         if self.health is not None:
             verdict = self.health.verdict(now)
             if verdict == "commit":

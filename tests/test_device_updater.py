@@ -217,6 +217,34 @@ def test_a_bad_release_is_refused_before_anything_is_fetched_or_switched(tmp_pat
     assert updater.current_link(data) is None and updater.load_state(data) == State()
 
 
+def test_a_version_this_counter_rolled_back_from_is_not_tried_again(tmp_path):
+    data = tmp_path / "data"
+    updater.save_state(data, updater.roll_back(updater.switch_to(State(), "0.2.0"), "crash loop"))
+    manifest, sig = _signed(tmp_path, "0.2.0")
+    fakes = Fakes(manifest)
+    agent = fakes.agent(_cfg(data), "0.1.0")
+    agent.offer({"cmd": "update", "version": "0.2.0", "url": "http://svc/r/", "signature": sig})
+    assert agent.status["state"] == "refused" and "rolled back" in agent.status["error"]
+    assert agent._job is None and fakes.fetched == []
+
+
+def test_a_failed_install_reports_pip_s_output_in_a_form_telemetry_can_carry(tmp_path):
+    from protocol.messages import make_telemetry
+
+    manifest, sig = _signed(tmp_path, "0.2.0")
+    fakes = Fakes(manifest)
+
+    def broken(folder, manifest):
+        raise releases.FetchError("pip install failed (1): ERROR: line one\n\tline two\x1b[0m" + "x" * 5000)
+
+    fakes.install = broken
+    agent = fakes.agent(_cfg(tmp_path / "data"), "0.1.0")
+    status = _offer(agent, "0.2.0", sig)
+    assert status["state"] == "failed" and "line one line two" in status["error"]
+    make_telemetry(uptime_s=1, backlog=0, clock_ok=True, fw="0.1.0", disk_free_mb=1, cpu_temp_c=None, ts=1,
+                   ledger="0123456789abcdef", update=agent.telemetry())
+
+
 def test_an_explicit_downgrade_is_installed(tmp_path):
     manifest, sig = _signed(tmp_path, "0.0.9")
     agent = Fakes(manifest).agent(_cfg(tmp_path / "data"), "0.1.0")
@@ -297,3 +325,19 @@ def test_install_makes_a_venv_with_the_release_and_marks_it_complete_last(tmp_pa
     out = subprocess.run([str(folder / "venv" / "bin" / "python"), "-c",
                           "import hailong_probe; print(hailong_probe.VERSION)"], capture_output=True, text=True)
     assert out.stdout.strip() == "0.2.0"
+
+
+def test_a_card_that_refuses_the_state_write_keeps_the_counter_on_its_version(tmp_path, monkeypatch):
+    data = tmp_path / "data"
+    manifest, sig = _signed(tmp_path, "0.2.0")
+    agent = Fakes(manifest).agent(_cfg(data), "0.1.0")
+    assert _offer(agent, "0.2.0", sig)["state"] == "staged"
+
+    def full(*a):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(updater, "save_state", full)
+    assert agent.tick(5.0, idle=True) is None  # no crash, no switch
+    assert updater.current_link(data) is None
+    monkeypatch.undo()
+    assert agent.tick(6.0, idle=True) == "restart"  # the next tick, once the card takes it

@@ -10,6 +10,7 @@ import platform
 import sqlite3
 import sys
 import threading
+import time
 
 import pytest
 
@@ -158,8 +159,6 @@ def _service_events(cfg) -> list[tuple]:
 
 
 def _reported(store, state: str, timeout: float = 60):
-    import time
-
     deadline = time.monotonic() + timeout
     pause = threading.Event()
     while time.monotonic() < deadline:
@@ -195,7 +194,6 @@ def test_x_to_y_installs_switches_when_idle_commits_and_counts_every_press_once(
         assert updater.load_state(data).committed == "0.2.0"
         stored = sup.all_stored()
         assert len(stored) == 5
-        import time
         deadline = time.monotonic() + 30
         while len(_service_events(cfg)) < 5 and time.monotonic() < deadline:
             threading.Event().wait(0.1)
@@ -260,5 +258,39 @@ def test_bad_releases_are_refused_before_anything_switches(tmp_path, mosquitto, 
         sup.current.wait("acked")
         assert len(sup.procs) == 1 and updater.current_link(data) is None
         assert updater.load_state(data) == updater.State()
+    finally:
+        sup.close()
+
+
+@pytest.mark.parametrize("point", ["downloading", "installing"])
+def test_a_sigkill_while_fetching_or_installing_leaves_a_working_counter_that_finishes_later(
+        tmp_path, mosquitto, service, point):
+    cfg, store, ingest = service
+    release = _publish(tmp_path, cfg, store, "0.2.0")
+    sup, data = _counter(tmp_path, mosquitto)
+    try:
+        sup.current.send("press 4")
+        _send_update(cfg, ingest, release, sup)
+        sup.current.wait("update", lambda v: v[-1]["state"] in (point, "staged"), timeout=60)
+        sup.current.proc.kill()  # as the power would, at this step
+        again = sup.wait_starts(2)
+        again.wait_ready(30)
+        again.wait("online", lambda v: v[-1] is True)
+        assert updater.current_link(data) is None  # still X: nothing was switched
+        again.send("press 3")
+        again.wait("acked")
+        _send_update(cfg, ingest, release, sup)  # the rollout sends it again
+        y = sup.wait_starts(3, timeout=120)
+        y.wait_ready(60)
+        y.wait("online", lambda v: v[-1] is True)
+        y.send("press 2")
+        y.wait("update", lambda v: v[-1]["state"] == "committed", timeout=60)
+        assert updater.load_state(data).committed == "0.2.0"
+        stored = sup.all_stored()
+        assert len(stored) == 3
+        deadline = time.monotonic() + 30
+        while len(_service_events(cfg)) < 3 and time.monotonic() < deadline:
+            threading.Event().wait(0.1)
+        assert _service_events(cfg) == sorted((e["ledger"], e["seq"]) for e in stored)
     finally:
         sup.close()

@@ -183,3 +183,51 @@ def test_a_rollout_is_stored_listed_and_stopped(api, signed):
     stopped = client.post(f"/api/v1/rollouts/{rollout['id']}/stop").json()
     assert stopped["state"] == "stopped" and stopped["reason"] == "stopped by an operator"
     assert client.post("/api/v1/rollouts", json={"release": "9.9.9-3.11-aarch64", "site": "s1"}).status_code == 404
+
+
+class Publishes:
+    def __init__(self):
+        self.sent: list[tuple[str, dict]] = []
+
+    def publish(self, device, kind, payload, retain=False):
+        self.sent.append((device, payload))
+
+
+def _telemetry(version: str, state: str | None) -> dict:
+    t = {"uptime_s": 1.0, "backlog": 0, "clock_ok": True, "fw": "0.1.0", "disk_free_mb": 100.0, "cpu_temp_c": None,
+         "ts": 1, "ledger": "0123456789abcdef"}
+    if state:
+        t["update"] = {"version": version, "state": state, "error": None if state == "committed" else "crash loop"}
+    return t
+
+
+def test_twenty_counters_in_three_waves_through_the_store_stop_at_the_second(tmp_path, signed):
+    cfg = config_from_dict({"mqtt": {"embedded": False, "host": "127.0.0.1"}, "service": {"data_dir": str(tmp_path / "svc")},
+                            "store": {"url": f"sqlite:///{tmp_path / 'h.db'}"}, "http": {"public_url": "http://svc:80"}})
+    with Store.open(cfg.store.url) as store:
+        for i in range(20):
+            store.register_device(f"dev-{i:02d}", "s1", str(i))
+            store.device_status(f"dev-{i:02d}", {"online": True, "fw": "0.1.0", "ledger": "0123456789abcdef",
+                                                 "ts": 1}, at_ms=1)
+        release = fleet.publish_release(store, signed, fleet.releases_dir(cfg), at_ms=1)
+        members = fleet.members_of(store.devices(), {"site": "s1"}, 3, salt=release["id"])
+        rollout_id = store.add_rollout(release["id"], {"site": "s1"}, 3, 0.2, False, members, 1)
+        mqtt = Publishes()
+        for wave in range(2):
+            fleet.tick(store, mqtt, cfg, now_ms=10)
+            sent = [d for d, _ in mqtt.sent]
+            assert sorted(sent) == sorted(d for d, w in members.items() if w == wave)
+            assert all(c["cmd"] == "update" and c["url"] == f"http://svc:80/api/v1/releases/{release['id']}/"
+                       for _, c in mqtt.sent)
+            for i, device in enumerate(sorted(sent)):
+                bad = wave == 1 and i < 2  # 2 of ~7: over 20%
+                store.device_telemetry(device, _telemetry("0.2.0", "rolled_back" if bad else "committed"), at_ms=11)
+            mqtt.sent.clear()
+            fleet.tick(store, mqtt, cfg, now_ms=12)
+        rollout = store.rollout(rollout_id)
+        assert rollout["state"] == "stopped" and rollout["wave"] == 1 and "wave 2: 2 of" in rollout["reason"]
+        fleet.tick(store, mqtt, cfg, now_ms=10**9)
+        assert mqtt.sent == []  # a stopped rollout sends nothing, not even resends
+        states = {d["device"]: d["state"] for d in rollout["devices"]}
+        assert sorted(states.values()).count("failed") == 2
+        assert all(states[d] == "waiting" for d, w in members.items() if w == 2)
