@@ -17,8 +17,9 @@ import threading
 from pathlib import Path as FsPath
 from typing import Annotated, Any
 
-from fastapi import HTTPException, Path, Request
+from fastapi import Depends, HTTPException, Path, Request
 from fastapi.responses import FileResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from pydantic import BaseModel, Field
 
 from broker import fleet
@@ -67,16 +68,16 @@ _DEVICE_AUTH = {401: {"model": ApiError, "description": "no or wrong device cred
                                                         "MQTT account)"}}
 
 
-def _device(request: Request) -> str:
+# Declared as the operation's security (HTTP Basic), checked by `_device` itself so the answer is ours.
+_BASIC = HTTPBasic(auto_error=False, realm="hailong", description="a device's MQTT username and password")
+
+
+def _device(request: Request, credentials: HTTPBasicCredentials | None) -> str:
     """The device whose MQTT account the request's Basic credentials are; 401 otherwise."""
     deny = HTTPException(401, "device credentials needed", headers={"WWW-Authenticate": 'Basic realm="hailong"'})
-    header = request.headers.get("authorization", "")
-    if not header.lower().startswith("basic "):
+    if credentials is None:
         raise deny
-    try:
-        user, _, password = base64.b64decode(header[6:], validate=True).decode().partition(":")
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise deny from None
+    user, password = credentials.username, credentials.password
     passwd_file = request.app.state.cfg.mqtt.passwd_file
     hashed = read_passwd(passwd_file).get(user) if passwd_file else None
     if hashed is None:
@@ -120,9 +121,10 @@ def publish(_: Admin, store: StoreDep, clock: ClockDep, request: Request, body: 
 
 
 @router.get("/releases/{release_id}/{name}", response_class=FileResponse, responses=_DEVICE_AUTH | errors(404))
-def release_file(store: StoreDep, request: Request, release_id: ReleaseId, name: FileName):
+def release_file(store: StoreDep, request: Request, release_id: ReleaseId, name: FileName,
+                 credentials: Annotated[HTTPBasicCredentials | None, Depends(_BASIC)]):
     """A release's file, for a counter (HTTP Basic with its MQTT account; Range requests are answered)."""
-    _device(request)
+    _device(request, credentials)
     found(store.release(release_id), f"release {release_id!r}")
     folder = fleet.releases_dir(request.app.state.cfg) / release_id
     manifest: dict[str, Any] = json.loads((folder / rel.MANIFEST).read_bytes())
