@@ -90,11 +90,7 @@ def cmd_boot(args) -> int:
     cfg = load_config(args.config)
     claim(cfg.device.data_dir, config=cfg.source, command="hailong device boot")
     data = cfg.device.data_dir
-    state = updater.load_state(data)
-    plan = updater.plan_boot(state, updater.installed_versions(data), cfg.update.max_starts)
-    if plan.state != state:
-        updater.save_state(data, plan.state)
-    updater.point_current(data, plan.run)
+    plan = updater.prepare_boot(data, cfg.update.max_starts)
     if plan.note:
         logging.getLogger("hailong.update").warning("boot: %s", plan.note)
     if plan.run is None:

@@ -103,6 +103,17 @@ def plan_boot(state: State, installed: set[str] | frozenset[str], max_starts: in
     return BootPlan(state, state.committed)
 
 
+def prepare_boot(data_dir: Path, max_starts: int) -> BootPlan:
+    """`plan_boot` on what is on disk, its state saved and the current link made to match: what
+    `hailong device boot` does before it becomes the chosen version."""
+    state = load_state(data_dir)
+    plan = plan_boot(state, installed_versions(data_dir), max_starts)
+    if plan.state != state:
+        save_state(data_dir, plan.state)
+    point_current(data_dir, plan.run)
+    return plan
+
+
 def switch_to(state: State, version: str) -> State:
     """The state to save (with fsync) before the link points at `version` and the counter restarts."""
     return State(state.committed, version, 0, None)

@@ -341,3 +341,34 @@ def test_a_card_that_refuses_the_state_write_keeps_the_counter_on_its_version(tm
     assert updater.current_link(data) is None
     monkeypatch.undo()
     assert agent.tick(6.0, idle=True) == "restart"  # the next tick, once the card takes it
+
+
+def _installed(data: Path, *versions: str) -> None:
+    for v in versions:
+        (updater.releases_dir(data) / v).mkdir(parents=True, exist_ok=True)
+        (updater.releases_dir(data) / v / updater.COMPLETE).write_text(v)
+
+
+@pytest.mark.parametrize("cut_after", range(3))
+@pytest.mark.parametrize("path", ["switch", "rollback", "commit"])
+def test_a_power_cut_between_any_two_writes_boots_a_version_that_works(tmp_path, path, cut_after):
+    """Each durable write of a switch, a rollback and a commit, cut after any number of them: the next
+    boot runs the committed version or the pending one on probation, and the link says the same."""
+    data = tmp_path / "data"
+    _installed(data, "0.1.0", "0.2.0")
+    base = State(committed="0.1.0") if path == "switch" else updater.switch_to(State(committed="0.1.0"), "0.2.0")
+    updater.save_state(data, base)
+    updater.point_current(data, "0.1.0" if path == "switch" else "0.2.0")
+    writes = {
+        "switch": [lambda: updater.save_state(data, updater.switch_to(base, "0.2.0")),
+                   lambda: updater.point_current(data, "0.2.0")],
+        "rollback": [lambda: updater.save_state(data, updater.roll_back(base, "sick")),
+                     lambda: updater.point_current(data, "0.1.0")],
+        "commit": [lambda: updater.save_state(data, updater.commit(base))],
+    }[path]
+    for write in writes[:cut_after]:
+        write()
+    plan = updater.prepare_boot(data, max_starts=3)
+    state = updater.load_state(data)
+    assert plan.run in ("0.1.0", "0.2.0") and updater.current_link(data) == plan.run
+    assert plan.run == state.committed or (plan.run == state.pending and state.starts >= 1)
