@@ -231,3 +231,27 @@ def test_twenty_counters_in_three_waves_through_the_store_stop_at_the_second(tmp
         states = {d["device"]: d["state"] for d in rollout["devices"]}
         assert sorted(states.values()).count("failed") == 2
         assert all(states[d] == "waiting" for d, w in members.items() if w == 2)
+
+
+def test_release_add_and_rollouts_from_the_command_line(tmp_path, signed, capsys):
+    from broker.cli import main as broker
+
+    config = tmp_path / "broker.toml"
+    config.write_text(f'[service]\ndata_dir = "{tmp_path / "svc"}"\n[mqtt]\nembedded = false\nhost = "127.0.0.1"\n'
+                      f'[store]\nurl = "sqlite:///{tmp_path / "h.db"}"\n')
+    pub = tmp_path / "other.pub"
+    pub.write_bytes(rel.key_text(rel.new_key_pair()[1]))
+    assert broker(["release", "add", str(signed), "--config", str(config), "--public-key", str(pub)]) == 1
+    assert "signed with key" in capsys.readouterr().err
+    assert broker(["release", "add", str(signed), "--config", str(config)]) == 0
+    rid = f"0.2.0-{PY}-{ARCH}"
+    assert rid in capsys.readouterr().out
+    with Store.open(f"sqlite:///{tmp_path / 'h.db'}") as store:
+        for i in range(4):
+            store.register_device(f"dev-{i}", "s1", str(i))
+    assert broker(["rollout", "start", rid, "--site", "s2", "--config", str(config)]) == 1
+    assert broker(["rollout", "start", rid, "--site", "s1", "--waves", "2", "--config", str(config)]) == 0
+    assert "4 devices in 2 waves" in capsys.readouterr().out
+    assert broker(["rollout", "stop", "1", "--config", str(config)]) == 0
+    assert broker(["rollout", "list", "--config", str(config)]) == 0
+    assert '"state": "stopped"' in capsys.readouterr().out
