@@ -10,6 +10,7 @@ import logging
 import signal
 import sys
 import threading
+from pathlib import Path
 
 
 def cmd_run(args) -> int:
@@ -52,8 +53,9 @@ def cmd_run(args) -> int:
             service.alerts.start()
         api.start()
         log.info("service running: store %s, API on %s/api/v1/docs", cfg.store.url, api.url)
+        rollouts = _rollout_ticker(service, cfg, log)
         while not stop.wait(0.2) and not ingest.failed.is_set() and not api.failed:
-            pass
+            rollouts()
     except ApiServerError as e:
         print(f"hailong broker: {e}", file=sys.stderr)
         return 1
@@ -62,6 +64,89 @@ def cmd_run(args) -> int:
         if embedded is not None:
             embedded.stop()
     return 1 if ingest.failed.is_set() or api.failed else 0
+
+
+def _rollout_ticker(service, cfg, log, every_s: float = 2.0):
+    """A step of every running rollout each `every_s` (broker/fleet.py); trouble is logged, never fatal."""
+    import time
+
+    from broker import fleet
+
+    due = [0.0]
+
+    def tick() -> None:
+        if time.monotonic() < due[0]:
+            return
+        due[0] = time.monotonic() + every_s
+        try:
+            fleet.tick(service.store, service.ingest, cfg, int(time.time() * 1000))
+        except Exception:  # noqa: BLE001 - a rollout must never take the service down
+            log.exception("rollout step failed")
+    return tick
+
+
+def cmd_release_add(args) -> int:
+    """Publish a signed release folder (`hailong provision release build|sign`) on this service."""
+    import time
+
+    from broker import fleet
+    from broker.config import load_config
+    from broker.store import Store
+    from common import release as rel
+
+    cfg = load_config(args.config)
+    key = rel.read_key(open(args.public_key).read(), args.public_key) if args.public_key else None
+    with Store.open(cfg.store.url) as store:
+        try:
+            r = fleet.publish_release(store, args.folder, fleet.releases_dir(cfg), at_ms=int(time.time() * 1000),
+                                      public_key=key)
+        except (fleet.FleetError, rel.ReleaseError) as e:
+            print(f"hailong broker release add: {e}", file=sys.stderr)
+            return 1
+    print(f"release {r['id']}: {r['files']} files, {r['bytes']} bytes; counters fetch it from "
+          f"{fleet.release_url(cfg, r['id'])}")
+    return 0
+
+
+def cmd_rollout(args) -> int:
+    """Start, list or stop rollouts on the store directly, as the API does (the running service steps them)."""
+    import json
+    import time
+
+    from broker import fleet
+    from broker.config import load_config
+    from broker.store import Store
+
+    cfg = load_config(args.config)
+    now_ms = int(time.time() * 1000)
+    with Store.open(cfg.store.url) as store:
+        if args.rollout_command == "start":
+            if store.release(args.release) is None:
+                print(f"hailong broker rollout: no release {args.release!r} (see `release add`)", file=sys.stderr)
+                return 1
+            target = {k: v for k, v in (("site", args.site), ("devices", args.device or None),
+                                        ("percent", args.percent)) if v is not None}
+            try:
+                members = fleet.members_of(store.devices(), target, args.waves, salt=args.release)
+            except fleet.FleetError as e:
+                print(f"hailong broker rollout: {e}", file=sys.stderr)
+                return 1
+            rid = store.add_rollout(args.release, target, args.waves, args.threshold, args.allow_downgrade,
+                                    members, now_ms)
+            print(f"rollout {rid}: {args.release} to {len(members)} devices in {args.waves} waves")
+        elif args.rollout_command == "stop":
+            r = store.rollout(args.id)
+            if r is None:
+                print(f"hailong broker rollout: no rollout {args.id}", file=sys.stderr)
+                return 1
+            if r["state"] == "running":
+                store.save_rollout_step(args.id, state="stopped", wave=r["wave"], reason="stopped by an operator",
+                                        devices={}, at_ms=now_ms)
+            print(f"rollout {args.id}: {store.rollout(args.id)['state']}")
+        else:
+            for r in store.rollouts():
+                print(json.dumps(store.rollout(r["id"]), ensure_ascii=False))
+    return 0
 
 
 def cmd_example_config(args) -> int:
@@ -239,6 +324,30 @@ def build_parser() -> argparse.ArgumentParser:
     ex = sub.add_parser("example-config", help="print a complete commented config")
     ex.set_defaults(func=cmd_example_config)
     _auth_commands(sub)
+    release = sub.add_parser("release", help="fleet updates (docs/updates.md)").add_subparsers(
+        dest="release_command", required=True)
+    p = release.add_parser("add", help="publish a signed release folder")
+    p.add_argument("folder", type=Path)
+    p.add_argument("--config", required=True)
+    p.add_argument("--public-key", metavar="FILE", help="refuse the folder unless this release key signed it")
+    p.set_defaults(func=cmd_release_add)
+    rollout = sub.add_parser("rollout", help="roll a release out in waves (docs/updates.md)").add_subparsers(
+        dest="rollout_command", required=True)
+    p = rollout.add_parser("start", help="start a rollout")
+    p.add_argument("release", help="release id, e.g. 0.2.0-3.11-aarch64")
+    p.add_argument("--site")
+    p.add_argument("--device", action="append", help="a device to target (repeatable)")
+    p.add_argument("--percent", type=float, help="share of the fleet (by a hash of the device id)")
+    p.add_argument("--waves", type=int, default=3, choices=range(1, 21), metavar="N")
+    p.add_argument("--threshold", type=float, default=0.2, help="stop when more than this share of a wave failed")
+    p.add_argument("--allow-downgrade", action="store_true")
+    p = rollout.add_parser("stop", help="stop a rollout")
+    p.add_argument("id", type=int)
+    p = rollout.add_parser("list", help="every rollout with its devices, one JSON object a line")
+    for name in ("start", "stop", "list"):
+        q = rollout.choices[name]
+        q.add_argument("--config", required=True)
+        q.set_defaults(func=cmd_rollout)
     return parser
 
 

@@ -152,6 +152,11 @@ SCHEMA: list[Key] = [
         f"service.data_dir/{SESSION_SECRET_NAME} at first start and reuses it, so logins survive restarts.",
         must_exist=True, default_text=f"service.data_dir/{SESSION_SECRET_NAME} (generated)",
         example="/etc/hailong/session-secret"),
+    _text("http.public_url", None,
+          "URL the counters reach this service's HTTP API at, for fleet-update downloads (docs/updates.md); "
+          "when unset, http://http.host:http.port.",
+          check=lambda v: v.startswith(("http://", "https://")), rule_text="an http:// or https:// URL",
+          example="http://10.20.0.2:8080", hi=200),
     Key("http.cookie_secure", "bool", False,
         "Send the session cookie over HTTPS only; set true when the dashboard is served through HTTPS."),
 
@@ -236,6 +241,7 @@ class HttpSection:
     host: str
     port: int
     session_secret_file: Path | None
+    public_url: str | None
     cookie_secure: bool
 
 

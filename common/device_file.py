@@ -30,6 +30,7 @@ _ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 _HEX_RE = re.compile(r"[0-9A-Fa-f]+")
 _QUEUE_RE = re.compile(r"[A-Za-z0-9_-]{1,16}")
 _USB_ID_RE = re.compile(r"[0-9A-Fa-f]{4}:[0-9A-Fa-f]{4}")
+_B64_KEY_RE = re.compile(r"[A-Za-z0-9+/]{43}=")
 
 
 def _str(path, default, doc, lo=1, hi=64, **kw) -> Key:
@@ -61,6 +62,7 @@ SECTIONS: dict[str, str] = {
     "badge": "Optional serial RFID reader for officer badges (uses UART pins 14 and 15).",
     "clock": "Whether the local clock can be trusted for event timestamps.",
     "telemetry": "Periodic health reports.",
+    "update": "Signed software updates from the service (docs/updates.md).",
     "officers": "Optional roster of officers who may sign in here; one [[officers]] table each.",
     "queues": "The kiosk's queue buttons, one [[queues]] table each (kiosk role only).",
 }
@@ -216,6 +218,20 @@ SCHEMA: list[Key] = [
         choices={k: k for k in ("auto", "always", "never")}),
 
     _float("telemetry.interval_s", 60.0, "Seconds between health reports.", lo=1, lo_open=False),
+
+    _str("update.public_key", None,
+         "The release key's public half (base64, from `hailong provision release key`); without it every "
+         "update is refused.", lo=44, hi=44, check=_B64_KEY_RE.fullmatch, rule_text="44 characters of base64",
+         example="11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo="),
+    _float("update.health_timeout_s", 600.0,
+           "Seconds a new version has to become healthy (ledger, MQTT online, an event acked) before the "
+           "counter switches back by itself.", lo=10, lo_open=False),
+    _int("update.max_starts", 3, "Starts of a new version without becoming healthy before it counts as "
+         "crash-looping and the counter switches back.", lo=1, hi=20),
+    _float("update.quiet_s", 120.0, "With no new event to be acked, MQTT online this long (and the ledger "
+           "readable) counts as healthy.", lo=1, lo_open=False),
+    _float("update.idle_s", 20.0, "Seconds without a press (and no open question) before a downloaded "
+           "version may be switched to.", lo=1, lo_open=False),
 
     _str("officers.id", REQUIRED, "Officer identifier, unique in the roster.", example="cb-0012", text=True),
     _str("officers.name", "", "Officer's full name, for reports.", lo=None, hi=None,

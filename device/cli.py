@@ -74,7 +74,33 @@ def cmd_run(args) -> int:
     finally:
         if reader is not None:
             reader.stop()
-    return 0
+    return runtime.exit_code
+
+
+def cmd_boot(args) -> int:
+    """Start the right version: the factory install runs this before every start (docs/updates.md).
+
+    It decides with device/updater.py's plan_boot (a pending version on probation, or the committed
+    one, or the factory install), saves that decision, points releases/current at it and becomes it
+    (exec, so systemd's main PID and sd_notify stay ours). A release cannot change this code: it lives
+    in the read-only factory install, so a bad release cannot break its own way back.
+    """
+    import os
+
+    from device import updater
+    from device.config import load_config
+
+    cfg = load_config(args.config)
+    claim(cfg.device.data_dir, config=cfg.source, command="hailong device boot")
+    data = cfg.device.data_dir
+    plan = updater.prepare_boot(data, cfg.update.max_starts)
+    if plan.note:
+        logging.getLogger("hailong.update").warning("boot: %s", plan.note)
+    if plan.run is None:
+        return cmd_run(args)
+    exe = str(updater.releases_dir(data) / plan.run / "venv" / "bin" / "hailong")
+    argv = [exe, "device", "--log-level", args.log_level, "run", "--config", str(cfg.source)]
+    os.execv(exe, argv + (["--simulate"] if args.simulate else []))
 
 
 def _kiosk_runtime(cfg, *, display, pin_factory, emit, simulate):
@@ -157,6 +183,10 @@ def build_parser() -> argparse.ArgumentParser:
         help="mock GPIO pins and a text display; read commands from stdin, write JSON lines to stdout",
     )
     run.set_defaults(func=cmd_run)
+    boot = sub.add_parser("boot", help="run the committed (or the pending) release, or this install")
+    boot.add_argument("--config", required=True, help="device TOML config file")
+    boot.add_argument("--simulate", action="store_true", help="as for run")
+    boot.set_defaults(func=cmd_boot)
     ex = sub.add_parser("example-config", help="print a complete commented config")
     ex.set_defaults(func=cmd_example_config)
     ag = sub.add_parser("agent", help="answer the technician's laptop on a serial port (provisioning, self-test)")

@@ -30,7 +30,7 @@ __all__ = [
     "REQUIRED", "SCHEMA", "SECTIONS", "FILE_KEY", "DOCS_PATH", "DEFAULT_LABELS", "Key",
     "DeviceConfig", "DeviceSection", "MqttSection", "LedgerSection", "RatingSection",
     "StaffSection", "KioskSection", "QueueButton", "PinsSection", "BuzzerSection", "DisplaySection", "BadgeSection",
-    "ClockSection", "TelemetrySection", "Officer",
+    "ClockSection", "TelemetrySection", "UpdateSection", "Officer",
     "load_config", "config_from_dict", "example_config", "config_reference_markdown",
 ]
 
@@ -171,6 +171,15 @@ class TelemetrySection:
 
 
 @dataclass(frozen=True)
+class UpdateSection:
+    public_key: str | None
+    health_timeout_s: float
+    max_starts: int
+    quiet_s: float
+    idle_s: float
+
+
+@dataclass(frozen=True)
 class Officer:
     id: str
     name: str
@@ -182,7 +191,8 @@ _SECTION_TYPES: dict[str, type] = {
     "device": DeviceSection, "mqtt": MqttSection, "ledger": LedgerSection,
     "rating": RatingSection, "staff": StaffSection, "kiosk": KioskSection, "pins": PinsSection,
     "buzzer": BuzzerSection, "display": DisplaySection, "badge": BadgeSection,
-    "clock": ClockSection, "telemetry": TelemetrySection, "officers": Officer, "queues": QueueButton,
+    "clock": ClockSection, "telemetry": TelemetrySection, "update": UpdateSection, "officers": Officer,
+    "queues": QueueButton,
 }
 
 
@@ -200,6 +210,7 @@ class DeviceConfig:
     badge: BadgeSection
     clock: ClockSection
     telemetry: TelemetrySection
+    update: UpdateSection
     officers: tuple[Officer, ...] = ()
     queues: tuple[QueueButton, ...] = ()
     source: Path | None = None

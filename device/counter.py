@@ -275,6 +275,12 @@ class Counter:
 
     # ----- time ---------------------------------------------------------------------
 
+    def busy(self) -> bool:
+        """A citizen or officer is mid-way: a reason question open, an event held, NEXT down or its
+        ticket awaited. No software switch may happen now."""
+        return (self._reason_until is not None or bool(self._held) or self._next_down_at is not None
+                or self._awaiting_since is not None)
+
     def next_deadline(self) -> float | None:
         times = [t for t, _ in self._frames[:1]]
         times += self._led_off.values()

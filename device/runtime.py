@@ -22,6 +22,8 @@ from device.counter import (
 from device.ledger import Ledger, LedgerCorrupt, LedgerError
 from device.outbox import Outbox
 from device.salvage import Salvage, SalvageView
+from device.update_agent import Updates
+from device.updater import EXIT_RESTART
 from device.uplink import MqttUplink, UplinkSettings
 from protocol import ProtocolError
 from protocol.codec import encode
@@ -134,6 +136,10 @@ class DeviceRuntime:
         self._telemetry_at = 0.0
         self._watchdog_every = systemd.watchdog_interval()
         self._watchdog_at = 0.0
+        # Created after the ledger opened and was read: that is the first health check of a new version.
+        self.updates = Updates(cfg, running=__version__, now=self.clock.monotonic(), emit=emit)
+        self._last_input = float("-inf")
+        self.exit_code = 0  # EXIT_RESTART: start again, into another version
 
     def _machine(self, cfg) -> Any:
         """The state machine this runtime drives (the kiosk's runtime drives its own)."""
@@ -238,6 +244,8 @@ class DeviceRuntime:
 
     def _handle(self, item: _Item) -> None:
         now = self.clock.monotonic()
+        if item.kind in ("press", "release", "badge"):
+            self._last_input = now
         if item.kind == "press":
             name, t = item.args
             self._feed(self.counter.press, name, t)
@@ -255,6 +263,7 @@ class DeviceRuntime:
             for outbox in self._outboxes:
                 outbox.connection_down()
             self._feed(self.counter.set_online, False, now)
+            self.updates.online(False, now)
             self.emit({"online": False})
         elif item.kind == "stop":
             self._stopping.set()
@@ -266,6 +275,7 @@ class DeviceRuntime:
         status = make_status(True, fw=__version__, ledger=self.ledger.ledger_id, ts=self.clock.wall_ms())
         self.uplink.publish(self.topics.status, encode(status), qos=1, retain=True)
         self._telemetry_at = now  # right away: the service learns our backlog on reconnect
+        self.updates.online(True, now)
         self.emit({"online": True})
 
     def _message(self, topic: str, payload: bytes, *, now: float) -> None:
@@ -305,6 +315,8 @@ class DeviceRuntime:
                 self._ack_trouble = True
                 continue
             self._ack_trouble = False
+            if done and rescued is None:
+                self.updates.acked(done)
             if done:
                 self.emit({"acked" if rescued is None else "salvage_acked": done})
 
@@ -320,6 +332,8 @@ class DeviceRuntime:
             self._feed(self.counter.set_officer, _officer(cmd["officer"]), now)
         elif kind == "identify":
             self._feed(self.counter.identify, cmd["seconds"], now)
+        elif kind == "update":
+            self.updates.offer(cmd)
 
     # ----- effects -------------------------------------------------------------------
 
@@ -397,6 +411,7 @@ class DeviceRuntime:
             self._unfinished = None
         self.emit({"stored": event})
         self.counter.stored(event)
+        self.updates.stored(event["seq"])
 
     def _send_event(self, event: dict) -> bool:
         return self.uplink.publish(self.topics.event, encode(event), qos=1)
@@ -412,9 +427,15 @@ class DeviceRuntime:
         if self._watchdog_every and now >= self._watchdog_at:
             self._watchdog_at = now + self._watchdog_every
             systemd.watchdog_ping()
+        idle = not self.counter.busy() and now - self._last_input >= self.cfg.update.idle_s
+        if self.updates.tick(now, idle) == "restart":
+            self.exit_code = EXIT_RESTART
+            self._stopping.set()
 
     def telemetry(self) -> dict:
         extra = {"ledger_quarantined": str(self.ledger.quarantined)} if self.ledger.quarantined else {}
+        if self.updates.telemetry() is not None:
+            extra["update"] = self.updates.telemetry()
         if self.salvage is not None:
             try:
                 extra.update(self.salvage.figures())

@@ -8,6 +8,8 @@ parts, `make_*` (builds, orders and validates).
 
 from __future__ import annotations
 
+import re
+
 from protocol.codec import (
     _FORBIDDEN_RE,
     _check_bool,
@@ -43,6 +45,7 @@ __all__ = [
     "COMMANDS",
     "MAX_IDENTIFY_SECONDS",
     "TELEMETRY_SALVAGE",
+    "UPDATE_STATES",
     "decode_ack",
     "decode_assignment",
     "decode_command",
@@ -61,7 +64,11 @@ __all__ = [
     "validate_telemetry",
 ]
 
-COMMANDS = ("display", "ticket", "officer", "identify", "number", "block")
+COMMANDS = ("display", "ticket", "officer", "identify", "number", "block", "update")
+# An update's version: what common/release.py accepts (numbers and dots), so the counter can order it.
+UPDATE_VERSION_RE = re.compile(r"\A\d{1,6}(\.\d{1,6}){0,3}\Z")
+UPDATE_STATES = ("downloading", "installing", "staged", "pending", "committed", "rolled_back", "refused", "failed")
+MAX_SIGNATURE = 1024
 MAX_IDENTIFY_SECONDS = 600
 
 _TELEMETRY = ("uptime_s", "backlog", "clock_ok", "fw", "disk_free_mb", "cpu_temp_c", "ts", "ledger")
@@ -198,7 +205,22 @@ def validate_telemetry(obj: object) -> dict[str, Any]:
             _check_int(t[key], key, lo=0)
     if "printer" in t:  # kiosks only
         _check_choice(t["printer"], "printer", PRINTER_STATES)
+    if "update" in t:  # optional: present once the counter was ever sent an update
+        _check_update_status(t["update"])
     return t
+
+
+def _check_update_status(u: object) -> None:
+    if not isinstance(u, dict):
+        raise ProtocolError(f"expected object, got {json_type(u)}", "update")
+    _check_str(_get(u, "version", "update"), "update.version", 1, 32)
+    state = _get(u, "state", "update")
+    if state not in UPDATE_STATES:
+        raise ProtocolError(f"unknown update state {_show(state)}, expected one of {', '.join(UPDATE_STATES)}",
+                            "update.state")
+    error = u.get("error")
+    if error is not None:
+        _check_str(error, "update.error", 0, 2000)
 
 
 def decode_telemetry(payload: bytes | bytearray | memoryview | str) -> dict[str, Any]:
@@ -245,8 +267,10 @@ def validate_command(obj: object) -> dict[str, Any]:
         _check_number(_get(c, "seconds"), "seconds", 1, MAX_IDENTIFY_SECONDS)
     elif cmd == "number":
         _validate_number(c)
-    else:
+    elif cmd == "block":
         _validate_block(c)
+    else:
+        _check_update(c)
     return c
 
 
@@ -269,6 +293,18 @@ def _validate_block(c: dict[str, Any]) -> None:
     check_date(_get(c, "date"))
     first = _check_int(_get(c, "first"), "first", 1, MAX_NUMBER)
     _check_int(_get(c, "last"), "last", first, MAX_NUMBER)
+
+
+def _check_update(c: dict) -> None:
+    version = _check_str(_get(c, "version"), "version", 1, 32)
+    if not UPDATE_VERSION_RE.match(version):
+        raise ProtocolError(f"version {_show(version)} is not numbers separated by dots", "version")
+    url = _check_str(_get(c, "url"), "url", 1, 500)
+    if not url.startswith(("http://", "https://")):
+        raise ProtocolError(f"url {_show(url)} is not http(s)", "url")
+    _check_str(_get(c, "signature"), "signature", 1, MAX_SIGNATURE)
+    if "allow_downgrade" in c:
+        _check_bool(c["allow_downgrade"], "allow_downgrade")
 
 
 def make_command(cmd: str, **fields: Any) -> dict[str, Any]:

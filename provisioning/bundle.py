@@ -26,7 +26,7 @@ CA = "ca.crt"
 DATA_DIR = "/var/lib/hailong"
 
 
-def render_device_toml(device: dict, site: dict) -> str:
+def render_device_toml(device: dict, site: dict, release_key: str | None = None) -> str:
     """The generated example config with this device's values in place of the examples."""
     values = {
         ("device", "id"): device["id"],
@@ -41,6 +41,8 @@ def render_device_toml(device: dict, site: dict) -> str:
     }
     if site.get("tls") and site.get("ca_file"):
         values[("mqtt", "ca_file")] = CA
+    if release_key:
+        values[("update", "public_key")] = release_key
     out, section, done = [], None, set()
     header = [f"# Written by `hailong provision` for device {device['id']} "
               f"(site {device['site']}, counter {device['counter']}).",
@@ -60,7 +62,8 @@ def render_device_toml(device: dict, site: dict) -> str:
     return "\n".join(header + out) + "\n"
 
 
-def write_bundle(out_dir: str | Path, device: dict, site: dict, password: str) -> Path:
+def write_bundle(out_dir: str | Path, device: dict, site: dict, password: str,
+                 release_key: str | None = None) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True, mode=0o700)
     out.chmod(0o700)
@@ -73,7 +76,7 @@ def write_bundle(out_dir: str | Path, device: dict, site: dict, password: str) -
         atomic_write(out / CA, ca.read_bytes())
     else:
         (out / CA).unlink(missing_ok=True)
-    atomic_write(out / CONFIG, render_device_toml(device, site).encode())
+    atomic_write(out / CONFIG, render_device_toml(device, site, release_key).encode())
     return out
 
 

@@ -14,6 +14,7 @@ service account's password to stdout).
     provision mosquitto export DIR [--service-password-file F]
     provision boot write BOOTFS --device ID [--bundle DIR] [--wheels DIR]
     provision wheels --out DIR [--python 3.11 3.13]   (provisioning.wheelbuild)
+    provision release key|build|sign                  (provisioning.release, docs/updates.md)
     provision serial ... / provision badge ...   (provisioning.serial_client)
 
 Every command takes --inventory DIR (default $XDG_DATA_HOME/hailong or ~/.local/share/hailong).
@@ -29,7 +30,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from provisioning import credentials, service_api, wheelbuild
+from provisioning import credentials, release, service_api, wheelbuild
 from provisioning.inventory import Inventory, InventoryError, atomic_write, default_inventory_dir
 
 PROG = "hailong provision"
@@ -96,7 +97,8 @@ def _write_bundle(inv: Inventory, device: dict, password: str, out: str | None) 
     if out and default.exists() and default.resolve() != Path(out).resolve():
         shutil.rmtree(default)  # its password is no longer valid: never let `boot write` use it
     try:
-        return write_bundle(_bundle_dir(inv, device["id"], out), device, inv.site(device["site"]), password)
+        return write_bundle(_bundle_dir(inv, device["id"], out), device, inv.site(device["site"]), password,
+                            release_key=release.public_key_text(inv.dir))
     except FileNotFoundError as e:
         raise CliError(str(e)) from None
 
@@ -266,7 +268,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help=f"inventory folder (default {default_inventory_dir()})")
     p = argparse.ArgumentParser(prog=PROG, description="Provision sites, counters' credentials and SD cards.",
                                 parents=[common])
-    areas = p.add_subparsers(dest="area", required=True, metavar="{site,device,mosquitto,boot,wheels,serial,badge}")
+    areas = p.add_subparsers(dest="area", required=True, metavar="{site,device,mosquitto,boot,wheels,release,serial,badge}")
 
     site = areas.add_parser("site", help="sites and their broker").add_subparsers(dest="cmd", required=True)
     s = site.add_parser("add", parents=[common], help="add or update a site")
@@ -323,6 +325,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_boot_write)
 
     wheelbuild.add_parser(areas, common)
+    release.add_parser(areas, common)
 
     for name, text in (("serial", "talk to a counter over its serial console"),
                        ("badge", "officer badges over the serial console")):

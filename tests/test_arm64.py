@@ -107,3 +107,64 @@ def test_sd_card_to_counter_in_service_on_arm64(arm64, tmp_path, mosquitto):
             service.close()
         ledger = pi.host_path("/var/lib/hailong/ledger.db")
         assert ledger.stat().st_uid == hailong
+
+
+def test_a_fleet_update_installs_switches_and_commits_on_arm64(arm64, tmp_path, mosquitto):
+    """docs/updates.md on the Pi's own architecture and Python: the counter installed by the first boot
+    (0.1.0, the factory install) verifies a signed 0.2.0 with the aarch64 cryptography wheel, installs it
+    offline from the served wheels into its own venv under /var/lib/hailong, switches, and commits."""
+    import re
+    import shutil
+
+    from broker import fleet
+    from common import release as rel
+    from device import updater
+    from tests.fleet_support import Supervisor, fleet_service
+    from tests.release_support import hailong_wheel, make_release
+
+    tarball, wheels, manifest = arm64
+    private, public = rel.new_key_pair()
+    ours = [f for f in manifest["targets"]["cp311"]["wheels"] if not f.startswith("hailong-")]
+    with ArmRoot(tarball, workdir=tmp_path / "pi") as pi:
+        boot = pi.host_path("/boot/firmware")
+        boot.parent.mkdir(parents=True, exist_ok=True)
+        boot, bundle = provisioned_card(tmp_path, wheels, broker_port=mosquitto.port, boot=boot)
+        write_script(pi.host_path("/usr/local/sbin/systemctl"), SYSTEMCTL)
+        r = pi.run(["bash", "/boot/firmware/firstrun.sh"], network=False, capture_output=True, text=True, timeout=900)
+        assert r.returncode == 0 and "Result:  DONE" in status(boot), r.stdout + r.stderr
+        toml = pi.host_path("/etc/hailong/device.toml")
+        key = rel.key_text(public).decode().strip()
+        text = re.sub(r"(?m)^# public_key = .*$", f'public_key = "{key}"', toml.read_text())
+        toml.write_text(text.replace("interval_s = 60.0", "interval_s = 2.0").replace("idle_s = 20.0", "idle_s = 1.0"))
+        password = (bundle / "mqtt-password").read_text().strip()
+        with fleet_service(tmp_path, mosquitto, {"hl-hp-c1": password}) as (cfg, store, ingest):
+            folder = tmp_path / "release"
+            y = hailong_wheel(tmp_path / "y", "0.2.0")
+            make_release(folder, "0.2.0", private, [y, *(wheels / f for f in ours)], python="3.11", arch="aarch64")
+            release = fleet.publish_release(store, folder, fleet.releases_dir(cfg), at_ms=1)
+            sup = Supervisor(None, argv=pi.command(
+                ["setpriv", "--reuid=hailong", "--regid=hailong", "--init-groups", "/opt/hailong/.venv/bin/hailong",
+                 "device", "boot", "--simulate", "--config", "/etc/hailong/device.toml"]))
+            try:
+                x = sup.current
+                x.wait_ready(timeout=EMULATED)
+                x.wait("online", lambda v: v[-1] is True, timeout=EMULATED)
+                command = fleet.update_command(release, fleet.release_url(cfg, release["id"]))
+                ingest.publish("hl-hp-c1", "cmd", command)
+                try:
+                    x.wait("update", timeout=30)
+                except AssertionError:
+                    ingest.publish("hl-hp-c1", "cmd", command)  # sent before the counter had subscribed
+                x.wait("update", lambda v: v[-1]["state"] in ("staged", "refused", "failed"), timeout=900)
+                assert x.of("update")[-1]["state"] == "staged", x.of("update")
+                new = sup.wait_starts(2, timeout=EMULATED)
+                new.wait_ready(timeout=EMULATED)
+                new.wait("online", lambda v: v[-1] is True, timeout=EMULATED)
+                new.send("press 4")
+                new.wait("update", lambda v: v[-1]["state"] == "committed", timeout=EMULATED)
+                data = pi.host_path("/var/lib/hailong")
+                assert updater.load_state(data).committed == "0.2.0" and updater.current_link(data) == "0.2.0"
+                assert (data / "releases" / "0.2.0" / "venv").stat().st_uid == uid_of(pi, "hailong")
+            finally:
+                sup.close()
+                shutil.rmtree(tmp_path / "y", ignore_errors=True)

@@ -115,7 +115,7 @@ def test_unit_file_settings():
     expected = {
         "Type": "notify",
         "NotifyAccess": "main",
-        "ExecStart": "/opt/hailong/.venv/bin/hailong device run --config /etc/hailong/device.toml",
+        "ExecStart": "/opt/hailong/.venv/bin/hailong device boot --config /etc/hailong/device.toml",
         "WatchdogSec": "30",
         "Restart": "always",
         "RestartSec": "2",

@@ -294,6 +294,9 @@ GOOD_COMMANDS = [
     {"cmd": "number", "req": "0123abcd", "error": "unknown queue 'Z'"},
     {"cmd": "block", "queue": "A", "prefix": "A", "date": "2026-11-30", "first": 41, "last": 50},
     {"cmd": "block", "req": "0123abcd", "queue": "A", "prefix": "AB", "date": "2026-11-30", "first": 999, "last": 999},
+    {"cmd": "update", "version": "0.2.0", "url": "https://svc/api/v1/releases/0.2.0/3.11-aarch64/",
+     "signature": '{"format": 1, "key_id": "ab", "signature": "AA=="}'},
+    {"cmd": "update", "version": "1", "url": "http://x/", "signature": "s", "allow_downgrade": True},
 ]
 
 
@@ -324,7 +327,7 @@ def test_command_keeps_unknown_fields():
         ({}, "cmd", "missing"),
         ({"cmd": None}, "cmd", "expected string, got null"),
         ({"cmd": 1}, "cmd", "expected string, got integer"),
-        ({"cmd": "reboot"}, "cmd", "unknown command 'reboot', expected one of display, ticket, officer, identify, number, block"),
+        ({"cmd": "reboot"}, "cmd", "unknown command 'reboot', expected one of display, ticket, officer, identify, number, block, update"),
         ({"cmd": "Display", "ticket": "A"}, "cmd", None),
         ({"cmd": "display"}, "ticket", "missing"),
         ({"cmd": "display", "ticket": ""}, "ticket", "ticket must not be empty"),
@@ -358,6 +361,14 @@ def test_command_keeps_unknown_fields():
         ({**BLOCK, "prefix": "ABC"}, "prefix", None),
         ({**BLOCK, "req": "x"}, "req", None),
         ({"cmd": "block", "queue": "A", "prefix": "A", "first": 1, "last": 2}, "date", "missing"),
+        ({"cmd": "update", "url": "http://x/", "signature": "s"}, "version", "missing"),
+        ({"cmd": "update", "version": "1.0-rc1", "url": "http://x/", "signature": "s"}, "version",
+         "version '1.0-rc1' is not numbers separated by dots"),
+        ({"cmd": "update", "version": "1.0", "url": "file:///etc/", "signature": "s"}, "url",
+         "url 'file:///etc/' is not http(s)"),
+        ({"cmd": "update", "version": "1.0", "url": "http://x/"}, "signature", "missing"),
+        ({"cmd": "update", "version": "1.0", "url": "http://x/", "signature": "s", "allow_downgrade": 1},
+         "allow_downgrade", "expected boolean, got integer"),
     ],
 )
 def test_bad_commands(obj, field, reason):

@@ -592,3 +592,14 @@ def test_static_assets_are_local(dash):
     assert not re.search(r'(src|href)="(https?:)?//', html)
     for path in WEB.glob("templates/*.html"):
         assert not re.search(r'(src|href)="(https?:)?//', path.read_text("utf-8")), path
+
+
+def test_devices_page_shows_each_counter_s_last_update(dash, counters):
+    """Fleet updates (docs/updates.md): the version a counter was sent and how it went, from its telemetry."""
+    seed(dash, counters)
+    dash.store.device_telemetry("dev-1", {
+        "uptime_s": 1.0, "backlog": 0, "clock_ok": True, "fw": "0.1.0", "disk_free_mb": 1.0, "cpu_temp_c": None,
+        "ts": 1, "ledger": "0123456789abcdef",
+        "update": {"version": "0.2.0", "state": "rolled_back", "error": "crash loop: 3 starts"}}, at_ms=1)
+    html = dash.login("viewer").get("/devices").text
+    assert 'data-update="rolled_back"' in html and "0.2.0: đã quay lại bản cũ" in html and "crash loop" in html

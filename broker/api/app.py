@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from broker.api import alerts, devices, figures, held, ops, principals, queues, registry
+from broker.api import alerts, devices, figures, held, ops, principals, queues, registry, releases
 from broker.api.deps import API, ApiSettings
 from broker.api.errors import install_error_handlers
 from common.clock import Clock, now
@@ -27,6 +27,6 @@ def create_app(*, store, ingest, auth, cfg, clock: Clock = now) -> FastAPI:
     app.state.principal_resolvers = []
     install_error_handlers(app)
     for router in (ops.router, figures.router, registry.router, devices.router, held.router, principals.router,
-                   queues.router, alerts.router):
+                   queues.router, alerts.router, releases.router):
         app.include_router(router)
     return app

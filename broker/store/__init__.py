@@ -22,6 +22,7 @@ dashboard call. Behind it, one module per concern:
     alerts      alerts, their history and the outbox of their notices; alerts_hours: opening hours per site
     sites       answers by site: the filter of site-aware queries, officers a set of sites has seen,
                 figures per site and day (scoped principals, the province view)
+    releases    fleet updates: published releases, rollouts and their devices
 
 Each concern is a mix-in subclassing StoreBase, and `Store` just combines them. A mix-in uses
 only StoreBase (its transactions, `_rows`, the ingest caches) and module-level helpers of the
@@ -46,6 +47,7 @@ from broker.store.held import Held
 from broker.store.queues import QueueRefusal, Queues
 from broker.store.registry import Registry
 from broker.store.sites import Sites
+from broker.store.releases import Releases
 from broker.store.schema import MIGRATIONS
 from broker.store.statistics import GROUPS, UNATTRIBUTED, Statistics
 from broker.store.ticket_times import TicketTimes
@@ -57,5 +59,5 @@ __all__ = ["GROUPS", "MIGRATIONS", "WAITING_GROUPS", "Ambiguous", "Incoming", "I
 
 
 class Store(Ingest, Registry, Held, Devices, Statistics, Dashboard, Sites, Queues, Tickets, Waiting, TicketTimes,
-            Alerts, SiteHours):
+            Alerts, SiteHours, Releases):
     """The store: open with `Store.open(url_or_path)`, close with `close()` or a `with` block."""

@@ -13,6 +13,7 @@ from typing import Callable
 import broker.store.alerts_schema as alerts_schema
 import broker.store.deadletters as deadletters
 import broker.store.dialect as dialect
+import broker.store.fleet_schema as fleet_schema
 from broker.store.dialect import Connection
 from broker.store.errors import StoreError
 
@@ -177,12 +178,15 @@ def _v7_ratings_by_time(db: Connection) -> None:
     # second one walks one site's, for a principal limited to a few sites.
     db.execute("CREATE INDEX events_ratings_by_time ON events (ts) WHERE type = 'rating' AND held IS NULL")
     db.execute("CREATE INDEX events_site_ratings_by_time ON events (site, ts) WHERE type = 'rating' AND held IS NULL")
+def _v8_fleet_updates(db: Connection) -> None:
+    # Fleet updates: releases, rollouts, each device's part (broker/store/releases.py).
+    fleet_schema.create_tables(db)
 
 
 # Append-only: a release never edits a migration that has shipped.
 MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_flagged_index, _v3_known_devices,
                                                   _v4_one_device_per_counter, _v5_queues, _v6_alerts,
-                                                  _v7_ratings_by_time]
+                                                  _v7_ratings_by_time, _v8_fleet_updates]
 
 
 def migrate(db: Connection, path: Path) -> None:
