@@ -8,7 +8,9 @@ ledger before the citizen sees "thank you".
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Mapping, Union
+from typing import Mapping
+
+from device.effects import Beep, Effect, Finalize, Led, Remember, Show, Store  # noqa: F401 - re-exported
 
 STAFF_BUTTONS = ("next", "recall")
 ERROR_S = 3.0  # how long "Err" stays when a press could not be stored
@@ -22,48 +24,6 @@ class Officer:
     code: str = ""
 
 
-@dataclass(frozen=True)
-class Store:
-    """Commit one ledger event. `held`: keep it unsent until `Finalize` (reason question)."""
-
-    type: str
-    fields: dict
-    held: bool = False
-    meta: tuple[tuple[str, str], ...] = ()  # ledger meta set in the event's own transaction
-
-
-@dataclass(frozen=True)
-class Finalize:
-    """Release the held event, merging `updates` into it."""
-
-    updates: dict
-
-
-@dataclass(frozen=True)
-class Show:
-    text: str
-
-
-@dataclass(frozen=True)
-class Led:
-    index: int  # 1..scale; 0 means every rating LED
-    on: bool
-
-
-@dataclass(frozen=True)
-class Beep:
-    seconds: float = 0.05
-
-
-@dataclass(frozen=True)
-class Remember:
-    """Persist a small piece of state (officer, fallback ticket number) across restarts."""
-
-    key: str
-    value: str
-
-
-Effect = Union[Store, Finalize, Show, Led, Beep, Remember]
 
 
 @dataclass(frozen=True)

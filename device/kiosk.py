@@ -20,7 +20,7 @@ import secrets
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Union
 
-from device.counter import Remember, Show, Store
+from device.effects import Remember, Show, Store
 from protocol.tickets import format_ticket
 
 PRIORITY = "priority"
