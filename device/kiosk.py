@@ -226,6 +226,10 @@ class Kiosk:
     def stored(self, event: Mapping) -> None:
         pass
 
+    def busy(self) -> bool:
+        """A citizen waits for a number: no software switch may happen now."""
+        return bool(self._pending)
+
     def badge(self, uid: str, now: float) -> list[Effect]:
         return []
 

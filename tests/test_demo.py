@@ -16,6 +16,7 @@ import urllib.request
 from collections import Counter
 from datetime import date, timedelta
 
+from device.escpos import CUT
 from tests.mosquitto import free_port
 from tests.support import ROOT, Waiter
 
@@ -93,9 +94,13 @@ def test_demo_counts_every_citizen_press_and_reuses_its_data(tmp_path):
     expected = Counter(r["officer"] for r in counted)
     expected_flagged = Counter(r["officer"] for r in ratings if r["flags"])
 
-    # The queue: citizens took tickets at the kiosk, the counters called them; the hall display's address.
+    # The queue: citizens took tickets at the real kiosk firmware, which printed them; the counters called
+    # them; the hall display's address.
     taken = [r for r in lines if r["event"] == "ticket"]
-    assert taken and all(r["queue"] in ("A", "B") for r in taken)
+    assert taken and all(r["queue"] in ("A", "B") and r["printed"] and r["device"] == "demo-kiosk" for r in taken)
+    assert started["kiosk_printer"] == str(data / "kiosk-printer.bin")
+    paper = (data / "kiosk-printer.bin").read_bytes()
+    assert paper.count(CUT) == len(taken), "the printer fed and cut once per ticket"
     assert len({(r["date"], r["ticket"]) for r in taken}) == len(taken), "every printed number is unique that day"
     assert any(r["type"] == "call" and r.get("ticket") not in (None, "----") for r in lines if r["event"] == "stored")
     assert started["hall"].startswith(f"{started['url']}/hall/demo?key=hl_")
@@ -103,6 +108,7 @@ def test_demo_counts_every_citizen_press_and_reuses_its_data(tmp_path):
 
     stopped = next(r for r in lines if r["event"] == "counters_stopped")
     assert stopped["offline"] == [1, 2, 3, 4] and set(stopped["exit_codes"].values()) == {0}
+    assert stopped["kiosk_exit_code"] == 0
     summary = lines[-1]
     assert summary["event"] == "summary" and summary["drained"] is True
     assert {row["key"]: row["ratings"] for row in summary["officers"]} == expected
@@ -127,7 +133,14 @@ def test_demo_counts_every_citizen_press_and_reuses_its_data(tmp_path):
             items = api_get(f"{again['url']}/api/v1/tickets?site=demo&date={when}", again["api_token"])["items"]
             assert sorted(t["ticket"] for t in items) == sorted(r["ticket"] for r in taken if r["date"] == when)
             stored += items
-        assert any(t["status"] == "done" for t in stored)
+        # What the kiosk printed is what the service holds: its numbers, from the kiosk, called by the counters.
+        printed = {(r["date"], r["ticket"]): r for r in taken}
+        for t in stored:
+            assert t["device"] == "demo-kiosk" and t["source"] == printed[t["date"], t["ticket"]]["source"]
+            assert t["priority"] == printed[t["date"], t["ticket"]]["priority"]
+        served = [t for t in stored if t["source"] == "service" and t["status"] in ("called", "done")]
+        assert any(t["status"] == "done" for t in served), stored
+        assert {t["counter"] for t in served} <= {"1", "2"}, "only the kiosk's centre's counters call its tickets"
         # The hall display opens with this run's key (the last run's was revoked) and lists the calls.
         with urllib.request.urlopen(again["hall"], timeout=10) as r:
             assert 'id="hall-calls"' in r.read().decode()
@@ -258,4 +271,5 @@ def test_live_view_on_a_terminal_shows_url_login_and_counters(tmp_path):
     assert "\x1b[" in text  # redrawn with ANSI, not JSON lines
     assert "http://127.0.0.1:" in text and "demo" in text
     assert "Nguyễn Thị Lan" in text  # counter 1's officer
+    assert "Kiosk demo-kiosk: online yes" in text and "kiosk-printer.bin" in text
     assert '{"event"' not in text

@@ -14,11 +14,12 @@ from pathlib import Path
 from common.clock import Clock, now
 from hailong.demo.citizens import keyboard, serve_citizens
 from hailong.demo.config import (
-    COMMUNE_NAME, COMMUNE_SITE, KIOSK, REASON_WINDOW_S, SITE, SITE_NAME, STORE_FILE, TZ, device_config, device_id,
-    free_port, local_time, port_free, provision_mqtt, service_config, site_of, today,
+    COMMUNE_NAME, COMMUNE_SITE, KIOSK, KIOSK_PRINTER, QUEUES, REASON_WINDOW_S, SITE, SITE_NAME, STORE_FILE, TZ,
+    device_config, device_id, free_port, kiosk_config, local_time, port_free, provision_mqtt, queues_of,
+    service_config, site_of, today,
 )
 from hailong.demo.counter import Counter
-from hailong.demo.kiosk import QUEUES, Kiosk, queues_of, take_tickets
+from hailong.demo.kiosk import Kiosk, take_tickets
 from hailong.demo.login import demo_login
 from hailong.demo.outage import stage_outage
 from hailong.demo.output import Output
@@ -82,6 +83,14 @@ class Demo:
             rec["action"] = ev["action"]
         self.out.emit(rec)
 
+    def on_ticket(self, ticket: dict) -> None:
+        """The kiosk printed a ticket (or could not: its printer's state says why)."""
+        self.out.emit({"event": "ticket" if ticket["printed"] else "not_printed", "device": KIOSK, **ticket})
+
+    def queue_counters(self) -> list[Counter]:
+        """The counters that call the kiosk's tickets: those of the kiosk's centre."""
+        return [c for c in self.counters if site_of(c.n, self.args.counters) == SITE]
+
     # ----- set-up ---------------------------------------------------------------------------
 
     def register(self, n: int) -> dict:
@@ -117,6 +126,7 @@ class Demo:
             "commune_login": self.login["commune"],
             "sites": {SITE: SITE_NAME, COMMUNE_SITE: COMMUNE_NAME},
             "api_token": self.login["api_token"], "hall": self.hall_url, "kiosk": KIOSK,
+            "kiosk_printer": str(self.data / KIOSK_PRINTER),
             "queues": [{"queue": q, "name": name, "prefix": prefix} for q, name, prefix, _ in QUEUES],
             "mqtt_port": self.mqtt_port, "data": str(self.data),
             "reused": reused, "fresh": bool(self.args.fresh), "store_counts": self.existing, "seed": self.args.seed,
@@ -194,15 +204,15 @@ class Demo:
 
         for queue_id, name, prefix, _ in QUEUES:
             self.store.upsert_queue(SITE, queue_id, name, prefix)
-        for c in self.counters:
+        for c in self.queue_counters():
             self.store.set_counter_queues(SITE, str(c.n), queues_of(c.n))
-        self.store.register_device(KIOSK, SITE, "kiosk")
+        self.store.register_device(KIOSK, SITE, "kiosk")  # before it connects: its first take is its site's
         try:
             self.auth.revoke_token("demo-hall")  # the last run's: one display token at a time
         except AuthError:
             pass
         self.hall_url = f"{self.url}/hall/{SITE}?key={self.auth.create_token(DISPLAY, 'demo-hall', site=SITE)}"
-        self.kiosk = Kiosk(self.data, self.mqtt_port)
+        self.kiosk = Kiosk(kiosk_config(self.data, self.mqtt_port), self.on_ticket)
         if not self.kiosk.connected.wait(20):
             raise DemoError("the kiosk could not connect to the embedded broker")
 
@@ -219,11 +229,12 @@ class Demo:
                     target=serve_citizens, args=(c, random.Random(seed), args.rate, self.stop, self.out.emit),
                     daemon=True, name=f"citizens-{c.n}"))
         if args.rate > 0 and self.kiosk is not None:
-            # Citizens arrive a little slower than the counters serve them: the queue stays short.
+            # Citizens arrive a little slower than the kiosk's centre's counters serve them: the queue stays short.
             rng = random.Random(None if args.seed is None else args.seed * 1000)
+            per_minute = args.rate * len(self.queue_counters()) * 0.9
             threads.append(threading.Thread(
-                target=take_tickets, args=(self.kiosk, rng, args.rate * len(self.counters) * 0.9, self.stop,
-                                           self.out.emit), daemon=True, name="citizens-kiosk"))
+                target=take_tickets, args=(self.kiosk, rng, per_minute, self.stop, self.out.emit),
+                daemon=True, name="citizens-kiosk"))
         if args.outage_after > 0 and not (args.interactive and len(self.counters) == 1):
             threads.append(threading.Thread(target=stage_outage, daemon=True, name="outage", args=(
                 self, self.counters[-1], args.outage_after, args.outage_s, self.stop)))
@@ -252,7 +263,7 @@ class Demo:
         """Wait until every stored event is acked (a held low rating waits for its reason window)."""
         end = time.monotonic() + timeout
         while time.monotonic() < end:
-            if all(c.unacked() == 0 or c.proc.poll() is not None for c in self.counters):
+            if all(d.unacked() == 0 or d.proc.poll() is not None for d in self.devices()):
                 return True
             time.sleep(0.1)  # noqa: polling the counters' ack lines
         return False
@@ -260,13 +271,13 @@ class Demo:
     def shutdown(self) -> None:
         self.out.emit({"event": "stopping"})
         drained = self.drain(REASON_WINDOW_S + 8) if self.counters else True
-        if self.kiosk is not None:  # the citizens have stopped taking tickets: it says goodbye first
-            self.safe(self.kiosk.close, None)
-        for c in self.counters:
-            c.send("quit")
+        for d in self.devices():
+            d.send("quit")
+        kiosk_code = self.kiosk.quit() if self.kiosk is not None else None
         codes = {c.n: c.quit() for c in self.counters}
         offline = self.wait_offline(5)
-        self.out.emit({"event": "counters_stopped", "exit_codes": codes, "offline": offline})
+        self.out.emit({"event": "counters_stopped", "exit_codes": codes, "kiosk_exit_code": kiosk_code,
+                       "offline": offline})
         # Let the last acks and statuses be committed before the summary is read.
         time.sleep(0.3)  # noqa: a short settle for the ingest worker's last group
         self.out.emit({"event": "summary", "day": today(self.clock), "drained": drained,
@@ -284,12 +295,14 @@ class Demo:
                 return offline
             time.sleep(0.1)  # noqa: polling the store for the counters' last will
 
+    def devices(self) -> list:
+        """Every firmware process the demo started: the counters and the kiosk."""
+        return self.counters + ([self.kiosk] if self.kiosk is not None else [])
+
     def close(self) -> None:
-        if self.kiosk is not None and self.kiosk.client.is_connected():
-            self.safe(self.kiosk.close, None)
-        for c in self.counters:
-            if c.proc.poll() is None:
-                c.quit(5)
+        for d in self.devices():
+            if d.proc.poll() is None:
+                d.quit(5)
         if self.service is not None:
             self.service.close()
         if self.broker is not None:

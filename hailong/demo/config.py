@@ -23,6 +23,15 @@ OUTAGE_ALERT_S = 8.0
 
 
 KIOSK = "demo-kiosk"  # the ticket kiosk's device id (hailong.demo.kiosk)
+KIOSK_PRINTER = "kiosk-printer.bin"  # its ESC/POS bytes, in the data folder
+# (queue, name, prefix, share of citizens); each queue has a button on the kiosk (mock pins)
+QUEUES = [("A", "Đất đai", "A", 0.6), ("B", "Tư pháp – Hộ tịch", "B", 0.4)]
+QUEUE_PINS = (5, 6)
+
+
+def queues_of(n: int) -> list[str]:
+    """Counter n's queues: odd counters take land files only, even ones both (overlapping, as in a centre)."""
+    return ["A"] if n % 2 else ["A", "B"]
 
 
 def device_id(n: int) -> str:
@@ -99,6 +108,32 @@ def device_config(data: Path, n: int, mqtt_port: int, site: str = SITE) -> Path:
         # Demo time runs fast: a citizen is served in seconds, not minutes.
         "[rating]\ngrace_s = 0.5\nrepeat_gap_s = 2\nfeedback_s = 0.3\n"
         f"reasons = [{reasons}]\nask_reason_max_score = 1\nreason_window_s = {REASON_WINDOW_S}\n",
+        encoding="utf-8",
+    )
+    return cfg
+
+
+def kiosk_config(data: Path, mqtt_port: int) -> Path:
+    """The kiosk's device.toml: the same firmware as a counter, role kiosk, printing into KIOSK_PRINTER."""
+    folder = data / "kiosk"
+    folder.mkdir(parents=True, exist_ok=True)
+    printer = data / KIOSK_PRINTER
+    printer.write_bytes(b"")  # a fresh roll each run: a raster ticket is some 18 kB
+    buttons = "".join(f'[[queues]]\nid = "{q}"\nname = "{name}"\nbutton = {pin}\n'
+                      for (q, name, _, _), pin in zip(QUEUES, QUEUE_PINS))
+    cfg = data / "kiosk.toml"
+    cfg.write_text(
+        "[device]\n"
+        f'id = "{KIOSK}"\nsite = "{SITE}"\ncounter = "kiosk"\nrole = "kiosk"\ndata_dir = "{folder / "data"}"\n'
+        "[mqtt]\n"
+        f'host = "127.0.0.1"\nport = {mqtt_port}\nprotocol = "3.1.1"\n'
+        f'password_file = "{data / MQTT_DIR / (KIOSK + ".password")}"\n'
+        "backoff_min_s = 0.2\nbackoff_max_s = 2\n"
+        '[clock]\ntrust = "always"\n'
+        "[telemetry]\ninterval_s = 2\n"
+        # 58 mm paper, as at many commune centres: smaller rasters than 80 mm.
+        f'[kiosk]\ncentre = "{SITE_NAME}"\nprinter = "file"\nprinter_port = "{printer}"\npaper_dots = 384\n'
+        + buttons,
         encoding="utf-8",
     )
     return cfg

@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 import threading
 
-from hailong.demo.config import SITE, today
+from hailong.demo.config import KIOSK_PRINTER, SITE, today
 
 LABELS = {1: "Không hài lòng", 2: "Bình thường", 3: "Hài lòng", 4: "Rất hài lòng"}
 
@@ -39,7 +39,8 @@ class LiveView:
         d = self.demo
         devices = {x["device"]: x for x in d.safe(d.store.devices, [])}
         waiting = d.safe(lambda: d.store.waiting_counts(SITE), {})
-        lines = ["", "Waiting at the kiosk: " + "   ".join(f"{q}: {n}" for q, n in sorted(waiting.items())),
+        lines = ["", *self._kiosk(),
+                 "Waiting at the kiosk: " + "   ".join(f"{q}: {n}" for q, n in sorted(waiting.items())),
                  f"{'counter':<9}{'display':<10}{'officer':<24}{'online':<8}{'backlog':<8}{'unacked':<8}"]
         for c in d.counters:
             online = "yes" if c.online else "no"
@@ -47,6 +48,19 @@ class LiveView:
             lines.append(f"{'Quầy ' + str(c.n):<9}[{c.display:>6}]  {c.officer['name'][:22]:<24}{online:<8}"
                          f"{'-' if backlog is None else backlog!s:<8}{c.unacked():<8}")
         return lines
+
+    def _kiosk(self) -> list[str]:
+        k = self.demo.kiosk
+        if k is None:
+            return []
+        line = (f"Kiosk {k.device}: online {'yes' if k.online else 'no'}   printer {k.printer}   "
+                f"tickets printed {k.printed}")
+        t = k.last
+        if t is not None:
+            ahead = "" if t.get("ahead") is None else f", {t['ahead']} ahead"
+            line += (f"   last {t['ticket']} ({t['name']}{', ưu tiên' if t['priority'] else ''}{ahead}, "
+                     f"{t.get('time', '')}, number from the {t['source']})")
+        return [line, f"  printer bytes: {self.demo.data / KIOSK_PRINTER}"]
 
     def _ratings(self) -> list[str]:
         lines = ["", "Latest ratings:"]
