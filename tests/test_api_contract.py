@@ -71,7 +71,7 @@ def live(tmp_path_factory):
         assert ingest.connected.wait(10)
         seed(store, broker)
         app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg, clock=NOW.timestamp)
-        server = ApiServer(app, cfg.http.host, cfg.http.port).start()
+        server = ApiServer(app, cfg.http.host, 0).start()  # port 0: no race for a "free" port
         yield server.url, auth.create_token("admin", "contract-admin")
     finally:
         if server is not None:

@@ -78,7 +78,7 @@ def service(tmp_path, mosquitto):
     ingest = Ingest(store, IngestSettings(host=mosquitto.host, port=mosquitto.port, batch_wait_ms=5)).start()
     assert ingest.connected.wait(10)
     app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg, clock=NOW.timestamp)
-    server = ApiServer(app, cfg.http.host, cfg.http.port).start()
+    server = ApiServer(app, cfg.http.host, 0).start()  # port 0: no race for a "free" port
     tokens = {role: auth.create_token(role, f"test-{role}") for role in ROLES}
     try:
         yield Service(store, ingest, auth, server, app, tokens)

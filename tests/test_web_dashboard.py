@@ -125,7 +125,7 @@ def dash(tmp_path, mosquitto, dash_clock):
     assert ingest.connected.wait(10)
     app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg, clock=dash_clock)
     mount_dashboard(app, store=store, ingest=ingest, auth=auth, cfg=cfg, clock=dash_clock)
-    server = ApiServer(app, cfg.http.host, cfg.http.port).start()
+    server = ApiServer(app, cfg.http.host, 0).start()  # port 0: no race for a "free" port
     for role in ROLES:
         auth.add_user(role, role, PASSWORD)
     try:
@@ -196,7 +196,7 @@ def test_session_cookie_is_secure_when_configured(tmp_path):
     store, auth = Store.open(cfg.store.url), cheap_auth(cfg)
     app = create_app(store=store, ingest=None, auth=auth, cfg=cfg)
     mount_dashboard(app, store=store, ingest=None, auth=auth, cfg=cfg)
-    server = ApiServer(app, cfg.http.host, cfg.http.port).start()
+    server = ApiServer(app, cfg.http.host, 0).start()  # port 0: no race for a "free" port
     try:
         auth.add_user("lan", "admin", PASSWORD)
         c = httpx.Client(base_url=server.url, timeout=10)

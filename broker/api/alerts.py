@@ -24,7 +24,9 @@ router = api_router("alerts")
 SiteKey = Key(Path, examples=["hcm-q1"])
 _TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]"
 RANGE_PATTERN = f"^{_TIME}-(?:{_TIME}|24:00)$"
-EMAIL_PATTERN = "^[^@\\s\\x00-\\x1f\\x7f]{1,64}@[^@\\s\\x00-\\x1f\\x7f]{1,188}$"  # no line breaks: it goes in a header
+# No line breaks: it goes in a header. Explicit classes, not \\s: Python's \\s holds U+0085, the
+# JSON Schema (ECMA) one does not, and the document must mean what the server checks.
+EMAIL_PATTERN = "^[^@ \\x00-\\x1f\\x7f]{1,64}@[^@ \\x00-\\x1f\\x7f]{1,188}$"
 Range = Annotated[str, Field(pattern=RANGE_PATTERN, max_length=11, examples=["07:30-11:30"],
                              description="HH:MM-HH:MM, ending after it starts; a day's ranges may not overlap")]
 Day = Annotated[str, Field(max_length=10, examples=["2027-02-06"], json_schema_extra={"format": "date"})]
