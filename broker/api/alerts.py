@@ -24,7 +24,7 @@ router = api_router("alerts")
 SiteKey = Key(Path, examples=["hcm-q1"])
 _TIME = "(?:[01][0-9]|2[0-3]):[0-5][0-9]"
 RANGE_PATTERN = f"^{_TIME}-(?:{_TIME}|24:00)$"
-# No line breaks: it goes in a header. Explicit classes, not \\s: Python's \\s holds U+0085, the
+# No line breaks: it goes in a header. Explicit classes, not \s: Python's \s holds U+0085, the
 # JSON Schema (ECMA) one does not, and the document must mean what the server checks.
 EMAIL_PATTERN = "^[^@ \\x00-\\x1f\\x7f]{1,64}@[^@ \\x00-\\x1f\\x7f]{1,188}$"
 Range = Annotated[str, Field(pattern=RANGE_PATTERN, max_length=11, examples=["07:30-11:30"],
