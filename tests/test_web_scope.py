@@ -210,6 +210,16 @@ def test_a_commune_user_s_centres_page_and_report_by_centre_carry_its_own_queue_
     assert body[1] == "Phường Một" and body[-6:] == total[-6:] == ["4", "1", "6.0", "6.0", "8.4", "6.0"]
 
 
+def test_centres_with_tickets_but_no_ratings_are_unranked_with_their_queue_figures(dash):  # noqa: F811
+    dash.store.upsert_site("q1", "Phường Một")
+    seed_tickets(dash)  # q2 has no name: a centre known only from its tickets
+    html = dash.login("viewer").get("/province").text
+    assert 'id="province-empty"' in html
+    rows = attrs(html, r'<tr data-site="[^>]*>')
+    assert [(r["site"], r["rank"], int(r["tickets"]), int(r["no-show"]), float(r["wait-mean"]), float(r["wait-p90"]))
+            for r in rows] == [("q1", "", *WAITS["q1"]), ("q2", "", *WAITS["q2"])]
+
+
 def test_the_report_by_centre_carries_each_centre_s_waiting_figures_as_the_api(dash, counters):  # noqa: F811
     seed_two(dash, counters)
     province = dash.login("province")
