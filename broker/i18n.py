@@ -40,6 +40,7 @@ CATALOGUE: dict[str, dict[str, str]] = {
     "province.online": {"vi": "Thiết bị trực tuyến", "en": "Devices online"},
     "province.trend": {"vi": "Xu hướng", "en": "Trend"},
     "province.empty": {"vi": "Chưa có đánh giá nào trong kỳ này.", "en": "No ratings in this period."},
+    "province.no_show_share": {"vi": "Tỷ lệ vắng mặt", "en": "No-show share"},
     "province.download": {"vi": "Tải báo cáo theo trung tâm", "en": "Download the report by centre"},
     "nav.signed_in_as": {"vi": "Đăng nhập:", "en": "Signed in as"},
     "lang.vi": {"vi": "Tiếng Việt", "en": "Tiếng Việt"},

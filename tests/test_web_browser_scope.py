@@ -1,6 +1,7 @@
 """One service for a province, in real headless Chromium: a commune's manager sees only its centre on
 every page, in every report and in the live feed (where late ratings go where their time puts
-them); a province user sees the centres ranked exactly as the API's group=site figures."""
+them); a province user sees the centres ranked exactly as the API's group=site figures, waiting times
+included."""
 from __future__ import annotations
 
 import csv
@@ -11,7 +12,7 @@ import pytest
 from tests.browser import browser, chromium_path
 from tests.test_broker_api import counters, rating  # noqa: F401  (fixture)
 from tests.test_web_dashboard import PASSWORD, dash, dash_clock, local_ms  # noqa: F401  (fixtures)
-from tests.test_web_scope import THEIRS, seed_two
+from tests.test_web_scope import THEIRS, WAITS, seed_two
 
 pytestmark = pytest.mark.skipif(chromium_path() is None, reason="chromium missing: `make test` installs it")
 
@@ -97,6 +98,14 @@ def test_a_province_user_sees_the_centres_ranked_as_the_api_figures_them(dash, c
         assert int(row["ratings"]) == want["ratings"] and float(row["rate"]) == pytest.approx(want["rate"])
         assert float(row["index"]) == pytest.approx(want["index"])
         assert float(row["wilson"]) == pytest.approx(want["wilson_lower"]) and int(row["flagged"]) == want["flagged"]
+    # Each centre's queue figures, as GET /api/v1/waiting?group=site serves them.
+    waits = page.request.get(base + f"/api/v1/waiting?group=site&from={first}&to={last}").json()["rows"]
+    assert [w["key"] for w in waits] == ["q1", "q2"]
+    for row, want in zip(rows, waits):
+        assert (int(row["tickets"]), int(row["noShow"]), float(row["waitMean"]), float(row["waitP90"])) \
+            == (want["tickets"], want["no_show"], want["wait_mean_s"], want["wait_p90_s"]) == WAITS[row["site"]]
+    cells = page.eval_on_selector_all('#site-table tr[data-site="q1"] td', "els => els.map(e => e.innerText)")
+    assert cells[8:12] == ["4", "6,0 phút", "8,4 phút", "25,0 %"]  # tickets, mean, 90 %, no-show share
     # The picker narrows every page to one centre, and the title says which.
     page.select_option("#site-select", "q2")
     page.click("#site-go")

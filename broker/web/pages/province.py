@@ -1,8 +1,9 @@
 """The province's centres side by side: each one's figures for a period, ranked, with its daily trend.
 
-The figures are GET /api/v1/satisfaction?group=site's, for the user's sites; "online" counts the
+The figures are GET /api/v1/satisfaction?group=site's and the queue's GET /api/v1/waiting?group=site's
+(tickets, mean and 90th percentile wait, no-shows), for the user's sites; "online" counts the
 registered devices whose retained status says online now. The monthly report by centre is the
-API's `group=site` download.
+API's `group=site` download (with the same waiting columns).
 """
 # No `from __future__ import annotations`: FastAPI reads the dependency annotations as objects.
 
@@ -44,6 +45,16 @@ def _online(page: Page) -> dict[str, int]:
     return counts
 
 
+NO_TICKETS = {"tickets": 0, "no_show": 0, "no_show_share": None, "wait_mean_s": None, "wait_p90_s": None}
+
+
+def _waiting(page: Page, first: str, last: str) -> dict[str, dict]:
+    """site -> its waiting row as GET /api/v1/waiting?group=site serves it, plus `no_show_share`:
+    no-shows over all the period's tickets (None without tickets)."""
+    rows = page.dash.store.waiting_stats("site", first, last, sites=page.scope.sites)
+    return {r["key"]: {**r, "no_show_share": r["no_show"] / r["tickets"] if r["tickets"] else None} for r in rows}
+
+
 @router.get("/province")
 def province(page: UserPage, period: str | None = None):
     dash = page.dash
@@ -51,11 +62,15 @@ def province(page: UserPage, period: str | None = None):
     result = dash.store.satisfaction("site", first, last, satisfied_from=dash.satisfied_from,
                                      sites=page.scope.sites)
     names = dash.site_names()
+    waits = _waiting(page, first, last)
     ranked = {r["key"] for r in result["rows"]}
-    quiet = [{"key": k, "name": names[k]} for k in sorted(names, key=names.get)
-             if k not in ranked and page.scope.sees(k)]
+    # A centre without ratings is listed unranked, with its queue figures if it had tickets.
+    unranked = (names.keys() | waits.keys()) - ranked
+    quiet = [{"key": k, "name": names.get(k, k)} for k in sorted(unranked, key=lambda k: names.get(k, k))
+             if page.scope.sees(k)]
     trends = _trends(page, result["scale"], first, last)
     sparks = {k: Markup(spark_svg(v, page.t("province.trend"))) for k, v in trends.items()}
     return page.render("province.html", result=result, quiet=quiet, online=_online(page), sparks=sparks,
+                       waits=waits, no_tickets=NO_TICKETS,
                        period=chosen, month=month, first=first, last=last, months=recent_months(dash.today()),
                        api=API)
