@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 
 from common import release as rel
-from common.fsutil import atomic_write
+from common.fsutil import atomic_write, fsync_dir
 from device.updater import COMPLETE
 
 CHUNK = 1 << 16
@@ -124,7 +124,28 @@ def install_release(folder: Path, manifest: dict, *, python: str = sys.executabl
           "--no-deps", "--no-cache-dir", "--disable-pip-version-check", *wheels], "pip install")
     if not (venv / "bin" / "hailong").exists():
         raise FetchError(f"release {manifest['version']} installed no `hailong` command")
+    # venv and pip sync nothing: without this a power cut after the marker leaves a `complete` release
+    # with no venv, and a committed one has no way back (tests/test_device_update_power.py).
+    _sync_tree(venv)
+    fsync_dir(folder)
     atomic_write(folder / COMPLETE, manifest["version"].encode() + b"\n", mode=0o640)
+    fsync_dir(folder.parent)  # the release's own name in releases/
+
+
+def _sync_tree(root: Path) -> None:
+    """Every file's data and every directory's entries under `root` made durable (symlinks live in
+    their directory's entries)."""
+    for dirpath, _dirs, files in os.walk(root):
+        for name in files:
+            path = os.path.join(dirpath, name)
+            if os.path.islink(path):
+                continue
+            fd = os.open(path, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(dirpath)
 
 
 def _run(argv: list[str], what: str) -> None:

@@ -54,7 +54,7 @@ SECTOR = 512
 @dataclass
 class Node:
     ino: int
-    kind: str  # "f" or "d"
+    kind: str  # "f", "d" or "l" (a symlink: its target in `data`, fixed at creation)
     mode: int
     data: bytearray = field(default_factory=bytearray)
     children: dict[str, int] = field(default_factory=dict)
@@ -100,7 +100,10 @@ class Disk:
             os.close(fd)
 
     def remember(self, node: Node) -> None:
-        self.nodes.setdefault(node.ino, {"kind": node.kind, "mode": node.mode, "children": {}})
+        saved = {"kind": node.kind, "mode": node.mode, "children": {}}
+        if node.kind == "l":
+            saved["target"] = node.data.decode()  # a symlink is whole once its name is durable
+        self.nodes.setdefault(node.ino, saved)
 
     def save(self) -> None:
         # The test machine's own disk does not lose power: a plain rename is atomic enough here.
@@ -155,6 +158,8 @@ class PowerFS:
             node = Node(ino, saved["kind"], saved["mode"], children=dict(saved["children"]))
             if node.kind == "f":
                 node.data = self.disk.read(ino)
+            elif node.kind == "l":
+                node.data = bytearray(saved["target"].encode())
             self.nodes[ino] = node
         for node in list(self.nodes.values()):
             for child in node.children.values():
@@ -269,7 +274,7 @@ class PowerFS:
     def getattr(self, path, fh=None):
         with self._mutex:
             node = self._node(path, fh)
-            kind = stat.S_IFDIR if node.kind == "d" else stat.S_IFREG
+            kind = {"d": stat.S_IFDIR, "l": stat.S_IFLNK}.get(node.kind, stat.S_IFREG)
             return {"st_mode": kind | node.mode, "st_ino": node.ino, "st_nlink": max(node.links, 1),
                     "st_size": len(node.data), "st_uid": os.getuid(), "st_gid": os.getgid(),
                     "st_blocks": (len(node.data) + 511) // 512, "st_blksize": 4096,
@@ -285,7 +290,8 @@ class PowerFS:
             node = self._lookup(path)
             # With use_ino, an entry whose inode number is 0 is skipped by readdir(3).
             entries = [(".", node), ("..", node)] + [(name, self.nodes[i]) for name, i in node.children.items()]
-            return [(name, {"st_ino": n.ino, "st_mode": stat.S_IFDIR if n.kind == "d" else stat.S_IFREG}, 0)
+            kinds = {"d": stat.S_IFDIR, "l": stat.S_IFLNK}
+            return [(name, {"st_ino": n.ino, "st_mode": kinds.get(n.kind, stat.S_IFREG)}, 0)
                     for name, n in entries]
 
     def statfs(self, path):
@@ -317,6 +323,20 @@ class PowerFS:
         with self._mutex:
             self._new(path, mode, "d")
         return 0
+
+    def symlink(self, target, source):
+        """`target` is the new link's path, `source` what it points at (mfusepy's names)."""
+        self._change("symlink")
+        with self._mutex:
+            self._new(target, 0o777, "l").data = bytearray(source.encode())
+        return 0
+
+    def readlink(self, path):
+        with self._mutex:
+            node = self._lookup(path)
+            if node.kind != "l":
+                raise _fuse_error(errno.EINVAL)
+            return node.data.decode()
 
     def _open_fh(self, node: Node) -> int:
         fh = self.next_fh
