@@ -26,7 +26,7 @@ from protocol.codec import forbidden_char
 
 __all__ = [
     "FILE_KEY", "REQUIRED", "MQTT_PROTOCOLS", "TOPIC_PREFIX_RULE", "Key", "Schema", "Problems",
-    "is_topic_prefix", "not_both", "together", "read_secret_file", "as_written", "toml_literal",
+    "is_topic_prefix", "BROKERS_RULE", "broker_address", "check_broker_form", "not_both", "together", "read_secret_file", "as_written", "toml_literal",
     "config_tool",
 ]
 
@@ -353,6 +353,51 @@ TOPIC_PREFIX_RULE = 'a non-empty topic prefix without "+", "#" or a leading/trai
 
 def is_topic_prefix(value: str) -> bool:
     return value.strip("/") == value and not set("+#") & set(value)
+
+
+BROKERS_RULE = 'a list of "host:port" broker addresses (an IPv6 host in brackets: "[::1]:1883")'
+
+
+def broker_address(value: str) -> tuple[str, int] | None:
+    """(host, port) of one `mqtt.hosts` entry, or None if it is not "host:port"."""
+    host, sep, port = value.rpartition(":")
+    if not sep or not (port.isascii() and port.isdigit()) or not 1 <= int(port) <= 65535:
+        return None
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    elif ":" in host:
+        return None  # a bare IPv6 address: which colon starts the port is a guess
+    if not host or any(c.isspace() or c in "[]/" for c in host):
+        return None
+    return host, int(port)
+
+
+def check_broker_form(v: dict[str, Any], problems: Problems, *, default_host: str | None) -> None:
+    """`mqtt.hosts` or `mqtt.host` with `mqtt.port`: one form, not both; fills the host form's defaults.
+
+    `default_host` None makes the host required when there is no hosts list.
+    """
+    if "mqtt.hosts" not in v:
+        return  # already reported: a missing host on top would only be noise
+    hosts = v["mqtt.hosts"]
+    if hosts is None:
+        if v.get("mqtt.host", "") is None:
+            if default_host is None:
+                problems.append(("mqtt.host", "required key is missing (or list brokers in mqtt.hosts)"))
+            else:
+                v["mqtt.host"] = default_host
+        if v.get("mqtt.port", 0) is None:
+            v["mqtt.port"] = 1883
+        return
+    for key in ("mqtt.host", "mqtt.port"):
+        if v.get(key) is not None:
+            problems.append((key, f"set either {key} or mqtt.hosts (each entry carries its port), not both"))
+    if not hosts:
+        problems.append(("mqtt.hosts", "must list at least one broker"))
+    seen = [broker_address(h) for h in hosts]
+    twice = sorted({h for h, a in zip(hosts, seen) if seen.count(a) > 1})
+    if twice:
+        problems.append(("mqtt.hosts", f"lists the same broker more than once: {', '.join(twice)}"))
 
 
 # --- value display ---------------------------------------------------------------------------

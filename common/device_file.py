@@ -11,7 +11,8 @@ import re
 from pathlib import Path
 
 from common.configschema import (
-    MQTT_PROTOCOLS, REQUIRED, TOPIC_PREFIX_RULE, Key, Schema, is_topic_prefix, toml_literal,
+    BROKERS_RULE, MQTT_PROTOCOLS, REQUIRED, TOPIC_PREFIX_RULE, Key, Schema, broker_address, is_topic_prefix,
+    toml_literal,
 )
 from common.errors import ConfigError
 
@@ -84,10 +85,14 @@ SCHEMA: list[Key] = [
         "Directory for persistent state, including the vote ledger (ledger.db); must survive reboots.",
         example="/var/lib/hailong"),
 
-    _str("mqtt.host", REQUIRED, "Host name or IP address of the MQTT broker.", hi=None,
-         example="mqtt.example.vn"),
-    _int("mqtt.port", 1883, "TCP port of the MQTT broker (usually 1883, or 8883 with TLS).",
-         lo=1, hi=65535),
+    _str("mqtt.host", None, "Host name or IP address of the MQTT broker. Required unless hosts is set.",
+         hi=None, example="mqtt.example.vn", recommended=True, default_text="**required** (or hosts)"),
+    _int("mqtt.port", None, "TCP port of the MQTT broker (usually 1883, or 8883 with TLS); not with hosts.",
+         lo=1, hi=65535, default_text="`1883`", example=1883),
+    Key("mqtt.hosts", "list[str]", None,
+        "Several brokers instead of host and port, each \"host:port\": the counter connects to one at a "
+        "time and moves on to the next when it cannot connect or loses the connection (docs/brokers.md).",
+        check=broker_address, rule_text=BROKERS_RULE, example=["mqtt-a.example.vn:1883", "mqtt-b.example.vn:1883"]),
     _str("mqtt.username", None, "MQTT username; defaults to device.id.", hi=None,
          default_text="device.id", example="hl-hp-kt-01-c03"),
     _str("mqtt.password", None,
@@ -249,6 +254,8 @@ SCHEMA: list[Key] = [
 
 # Rules spanning several keys, for the docs; enforced by _check_across and _read_officers.
 CROSS_RULES = [
+    "Either `mqtt.host` (with `mqtt.port`) or `mqtt.hosts`, not both; `mqtt.hosts` lists at least one broker, "
+    "none twice.",
     "`mqtt.password` and `mqtt.password_file` cannot both be set; the file must be readable and non-empty.",
     "`mqtt.cert_file` and `mqtt.key_file` are set together or not at all.",
     "`mqtt.backoff_max_s` must be at least `mqtt.backoff_min_s`.",

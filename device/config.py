@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from common.configschema import (
-    FILE_KEY, REQUIRED, Key, Problems, Schema, as_written, config_tool, not_both, read_secret_file, together,
+    FILE_KEY, REQUIRED, Key, Problems, Schema, as_written, broker_address, check_broker_form, config_tool, not_both,
+    read_secret_file, together,
 )
 from common.device_file import (
     ARRAY_SECTIONS, DEFAULT_LABELS, DOCS_PATH, SCHEMA, SECTIONS, config_reference_markdown, example_config,
@@ -56,8 +57,9 @@ class DeviceSection:
 
 @dataclass(frozen=True)
 class MqttSection:
-    host: str
-    port: int
+    host: str | None  # None when hosts is set
+    port: int | None
+    hosts: tuple[str, ...] | None
     username: str
     password: str | None = field(repr=False)  # resolved from password_file; never logged
     password_file: Path | None
@@ -72,6 +74,13 @@ class MqttSection:
     backoff_min_s: float
     backoff_max_s: float
     connect_timeout_s: float
+
+    @property
+    def brokers(self) -> tuple[tuple[str, int], ...]:
+        """(host, port) of every broker to try, in order: hosts, or the one host and port."""
+        if self.hosts:
+            return tuple(broker_address(h) for h in self.hosts)
+        return ((self.host, self.port),)
 
 
 @dataclass(frozen=True)
@@ -324,6 +333,7 @@ def _check_across(v: dict[str, Any], problems: Problems, queues: list[dict] = ()
         return all(p in v for p in paths)
 
     add = problems.append
+    check_broker_form(v, problems, default_host=None)
     not_both(v, "mqtt.password", "mqtt.password_file", problems)
     together(v, "mqtt.cert_file", "mqtt.key_file", problems)
     if have("mqtt.backoff_min_s", "mqtt.backoff_max_s") and v["mqtt.backoff_max_s"] < v["mqtt.backoff_min_s"]:

@@ -84,6 +84,16 @@ def check_display(cfg, simulate: bool) -> tuple[str, str]:
 
 
 def check_broker(cfg, timeout: float = 5.0) -> tuple[str, str]:
+    """Every configured broker; with several, one that fails is a warning (the counter fails over)."""
+    results = [_check_one_broker(cfg, host, port, timeout) for host, port in cfg.mqtt.brokers]
+    if len(results) == 1:
+        return results[0]
+    worst = {r for r, _ in results}
+    result = PASS if worst == {PASS} else FAIL if worst == {FAIL} else WARN
+    return result, "; ".join(detail for _, detail in results)
+
+
+def _check_one_broker(cfg, host: str, port: int, timeout: float) -> tuple[str, str]:
     from common.mqtt import ClientSettings, connect_args, make_client
 
     m = cfg.mqtt
@@ -92,7 +102,7 @@ def check_broker(cfg, timeout: float = 5.0) -> tuple[str, str]:
     # Our own client id: reusing the device's would kick the running service off the broker.
     # A clean session with no will: the doctor must leave nothing behind on the broker.
     settings = ClientSettings(
-        client_id=f"{cfg.device.id}-doctor", host=m.host, port=m.port, protocol=m.protocol,
+        client_id=f"{cfg.device.id}-doctor", host=host, port=port, protocol=m.protocol,
         username=m.username, password=m.password, tls=m.tls,  # never empty: defaults to device.id
         ca_file=str(m.ca_file) if m.ca_file else None,
         cert_file=str(m.cert_file) if m.cert_file else None,
@@ -109,15 +119,15 @@ def check_broker(cfg, timeout: float = 5.0) -> tuple[str, str]:
     try:
         client.connect(**connect_args(settings))
     except OSError as e:
-        return FAIL, f"cannot reach {m.host}:{m.port}: {e}"
+        return FAIL, f"cannot reach {host}:{port}: {e}"
     client.loop_start()
     try:
         if not done.wait(timeout):
-            return FAIL, f"no answer from {m.host}:{m.port} within {timeout:g} s"
+            return FAIL, f"no answer from {host}:{port} within {timeout:g} s"
         rc = result["rc"]
         if rc.is_failure:
-            return FAIL, f"{m.host}:{m.port} refused {m.username!r}: {rc}"
-        return PASS, f"{m.host}:{m.port} accepted {m.username!r} (MQTT {m.protocol}{', TLS' if m.tls else ''})"
+            return FAIL, f"{host}:{port} refused {m.username!r}: {rc}"
+        return PASS, f"{host}:{port} accepted {m.username!r} (MQTT {m.protocol}{', TLS' if m.tls else ''})"
     finally:
         client.disconnect()
         client.loop_stop()

@@ -67,8 +67,9 @@ def uplink_settings(cfg, topics: Topics) -> UplinkSettings:
     m = cfg.mqtt
     return UplinkSettings(
         client_id=cfg.device.id,
-        host=m.host,
-        port=m.port,
+        host=m.brokers[0][0],
+        port=m.brokers[0][1],
+        hosts=m.brokers,
         username=m.username,
         password=m.password,
         protocol=m.protocol,

@@ -1,7 +1,11 @@
 """Our small interface to MQTT; paho stays behind it.
 
 We run paho's network loop in our own thread instead of `loop_start()` so reconnects
-follow our backoff policy (with jitter) rather than paho's fixed schedule.
+follow our backoff policy (with jitter) rather than paho's fixed schedule, and so they can
+move on to the next broker when several are configured (device.backoff.BrokerRotation).
+One paho client serves every broker: its will, subscriptions and our `online` status go to
+each broker as it is connected (CONNECT carries the will; `_on_connect` subscribes; the
+runtime publishes the status on every connect).
 """
 from __future__ import annotations
 
@@ -11,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from common.mqtt import ClientSettings, connect_args, make_client
-from device.backoff import backoff_delay
+from device.backoff import BrokerRotation
 
 log = logging.getLogger("hailong.uplink")
 
@@ -36,6 +40,12 @@ class UplinkSettings:
     max_inflight: int = 100
     will: tuple[str, bytes] | None = None  # retained, QoS 1
     subscriptions: tuple[tuple[str, int], ...] = field(default_factory=tuple)
+    hosts: tuple[tuple[str, int], ...] = ()  # several brokers to fail over between; empty: host and port
+    stable_s: float = 10.0  # a connection that held this long starts a fresh round of brokers when lost
+
+    @property
+    def brokers(self) -> tuple[tuple[str, int], ...]:
+        return self.hosts or ((self.host, self.port),)
 
 
 class MqttUplink:
@@ -52,12 +62,16 @@ class MqttUplink:
         on_disconnect: Callable[[str], None] = lambda reason: None,
         on_message: Callable[[str, bytes], None] = lambda topic, payload: None,
         rand: Callable[[], float] | None = None,
+        clock: Callable[[], float] | None = None,
     ):
         self.settings = settings
         self.on_connect = on_connect
         self.on_disconnect = on_disconnect
         self.on_message = on_message
-        self._rand = rand
+        self._rotation = BrokerRotation(
+            settings.brokers, base=settings.backoff_min_s, cap=settings.backoff_max_s, stable_s=settings.stable_s,
+            **({"rand": rand} if rand else {}), **({"clock": clock} if clock else {}),
+        )
         self._stop = threading.Event()
         self._connected = threading.Event()
         self._down = threading.Event()
@@ -70,6 +84,11 @@ class MqttUplink:
     @property
     def connected(self) -> bool:
         return self._connected.is_set()
+
+    @property
+    def broker(self) -> tuple[str, int]:
+        """The broker we are connected to, or will try next."""
+        return self._rotation.current
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="mqtt-uplink", daemon=True)
@@ -113,8 +132,9 @@ class MqttUplink:
 
     def _client_settings(self) -> ClientSettings:
         s = self.settings
+        host, port = self._rotation.current
         return ClientSettings(
-            client_id=s.client_id, host=s.host, port=s.port, protocol=s.protocol,
+            client_id=s.client_id, host=host, port=port, protocol=s.protocol,
             username=s.username, password=s.password,
             tls=s.tls, ca_file=s.ca_file, cert_file=s.cert_file, key_file=s.key_file,
             keepalive_s=s.keepalive_s, session_expiry_s=s.session_expiry_s, will=s.will,
@@ -170,41 +190,42 @@ class MqttUplink:
             log.exception("message handler failed for %s", msg.topic)
 
     def _run(self) -> None:
-        import paho.mqtt.client as mqtt
-
-        s = self.settings
-        attempt = 0
         while not self._stop.is_set():
+            host, port = self._rotation.current
             self.last_error = None
             try:
                 self._client.connect(**connect_args(self._client_settings()))
             except (OSError, ValueError) as e:
-                self.last_error = f"cannot reach {s.host}:{s.port}: {e}"
+                self.last_error = f"cannot reach {host}:{port}: {e}"
                 log.info("%s", self.last_error)
             else:
-                accepted = False
-                while not self._stop.is_set():
-                    rc = self._client.loop(timeout=0.5)
-                    if self._connected.is_set():
-                        attempt = 0
-                        accepted = True
-                    if rc != mqtt.MQTT_ERR_SUCCESS:
-                        break
-                if self._connected.is_set():
-                    self._connected.clear()
-                    self.on_disconnect(mqtt.error_string(rc))
-                elif not accepted and not self._stop.is_set() and self.last_error is None:
-                    # E.g. TLS 1.3: a broker that rejects our client certificate hangs up
-                    # only after the handshake, so connect() itself succeeded.
-                    self.last_error = (
-                        f"{s.host}:{s.port} closed the connection before accepting us: {mqtt.error_string(rc)}"
-                    )
-                    log.info("%s", self.last_error)
+                self._serve(host, port)
             if self._stop.is_set():
                 break
-            delay = backoff_delay(
-                attempt, base=s.backoff_min_s, cap=s.backoff_max_s,
-                **({"rand": self._rand} if self._rand else {}),
-            )
-            attempt += 1
+            delay = self._rotation.failed()
+            if len(self._rotation.brokers) > 1:
+                log.info("next broker: %s:%s in %.1f s", *self._rotation.current, delay)
             self._stop.wait(delay)
+
+    def _serve(self, host: str, port: int) -> None:
+        """Run the network loop of one connection until it ends (or we stop)."""
+        import paho.mqtt.client as mqtt
+
+        accepted = False
+        rc = mqtt.MQTT_ERR_SUCCESS
+        while not self._stop.is_set():
+            rc = self._client.loop(timeout=0.5)
+            if self._connected.is_set() and not accepted:
+                accepted = True
+                self._rotation.connected()
+                log.info("connected to broker %s:%s", host, port)
+            if rc != mqtt.MQTT_ERR_SUCCESS:
+                break
+        if self._connected.is_set():
+            self._connected.clear()
+            self.on_disconnect(mqtt.error_string(rc))
+        elif not accepted and not self._stop.is_set() and self.last_error is None:
+            # E.g. TLS 1.3: a broker that rejects our client certificate hangs up
+            # only after the handshake, so connect() itself succeeded.
+            self.last_error = f"{host}:{port} closed the connection before accepting us: {mqtt.error_string(rc)}"
+            log.info("%s", self.last_error)
