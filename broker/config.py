@@ -20,8 +20,8 @@ from broker.alerts.settings import (
     ALERT_KEYS, RULES_TEXT as ALERT_RULES, AlertsSection, EmailSection, WebhookSection, check_alerts,
 )
 from common.configschema import (
-    FILE_KEY, MQTT_PROTOCOLS, REQUIRED, TOPIC_PREFIX_RULE, Key, Problems, Schema, config_tool,
-    is_topic_prefix, not_both, read_secret_file, together,
+    BROKERS_RULE, FILE_KEY, MQTT_PROTOCOLS, REQUIRED, TOPIC_PREFIX_RULE, Key, Problems, Schema, broker_address,
+    check_broker_form, config_tool, is_topic_prefix, not_both, read_secret_file, together,
 )
 
 __all__ = [
@@ -87,9 +87,15 @@ SCHEMA: list[Key] = [
         "Run an MQTT broker inside the service (amqtt: MQTT 3.1.1, queues in memory only) for a "
         "small site or a demo; false means connect to a separate broker such as Mosquitto.",
         example=False),
-    _text("mqtt.host", "127.0.0.1", "Host name or IP address of the MQTT broker the service connects to."),
-    _port("mqtt.port", 1883,
-          "TCP port of the MQTT broker; with embedded = true, the port the embedded broker listens on."),
+    _text("mqtt.host", None, "Host name or IP address of the MQTT broker the service connects to; not with hosts.",
+          default_text='`"127.0.0.1"` (unless hosts)', example="127.0.0.1"),
+    Key("mqtt.port", "int", None,
+        "TCP port of the MQTT broker; with embedded = true, the port the embedded broker listens on; not with hosts.",
+        lo=1, hi=65535, default_text="`1883` (unless hosts)", example=1883),
+    Key("mqtt.hosts", "list[str]", None,
+        'Several independent brokers instead of host and port, each "host:port": the service consumes from '
+        "all of them at once, as the counters fail over between them (docs/brokers.md). Not with embedded = true.",
+        check=broker_address, rule_text=BROKERS_RULE, example=["10.20.0.2:1883", "10.20.0.3:1883"]),
     _text("mqtt.username", "hailong-service",
           "MQTT username of the service, which the broker's ACL lets read every counter's events."),
     _text("mqtt.password", None,
@@ -172,6 +178,8 @@ SCHEMA: list[Key] = [
 
 # Rules spanning several keys, for the docs; enforced by _check_across and _resolve_store_path.
 _CROSS_RULES = [
+    "Either `mqtt.host` (with `mqtt.port`) or `mqtt.hosts`, not both; `mqtt.hosts` lists at least one broker, "
+    "none twice, and does not combine with `mqtt.embedded = true`.",
     "`mqtt.password` and `mqtt.password_file` cannot both be set; the file must be readable and non-empty.",
     "`mqtt.cert_file` and `mqtt.key_file` are set together or not at all.",
     '`mqtt.protocol` must be "3.1.1" when `mqtt.embedded` is true: the embedded broker (amqtt) '
@@ -206,8 +214,9 @@ class ServiceSection:
 @dataclass(frozen=True)
 class MqttSection:
     embedded: bool
-    host: str
-    port: int
+    host: str | None  # None when hosts is set
+    port: int | None
+    hosts: tuple[str, ...] | None
     username: str
     password: str | None = field(repr=False)  # resolved from password_file; never logged
     password_file: Path | None
@@ -225,6 +234,13 @@ class MqttSection:
     keepalive_s: int
     batch_max: int
     batch_wait_ms: int
+
+    @property
+    def brokers(self) -> tuple[tuple[str, int], ...]:
+        """(host, port) of every broker the service consumes from: hosts, or the one host and port."""
+        if self.hosts:
+            return tuple(broker_address(h) for h in self.hosts)
+        return ((self.host, self.port),)
 
 
 @dataclass(frozen=True)
@@ -309,6 +325,9 @@ def _check_across(v: dict[str, Any], problems: Problems) -> None:
     """Rules that involve several keys; each runs only if its keys are individually valid."""
     not_both(v, "mqtt.password", "mqtt.password_file", problems)
     together(v, "mqtt.cert_file", "mqtt.key_file", problems)
+    check_broker_form(v, problems, default_host="127.0.0.1")
+    if v.get("mqtt.embedded") and v.get("mqtt.hosts") is not None:
+        problems.append(("mqtt.hosts", "the embedded broker is a single broker: set embedded = false to use hosts"))
     if "mqtt.embedded" in v and "mqtt.protocol" in v:
         if v["mqtt.protocol"] is None:
             v["mqtt.protocol"] = "3.1.1" if v["mqtt.embedded"] else "5"

@@ -6,6 +6,11 @@ commits the whole group in one transaction, and only then acknowledges: the MQTT
 PUBACK (paho `manual_ack`) and the `ack` message that lets each device delete exactly
 those events. A crash between commit and ack only causes a re-send, which the store
 recognises as a duplicate and which is acked again.
+
+With several brokers (`hosts`, docs/brokers.md) there is one paho client per broker, all
+feeding the one queue. A message remembers the broker it came in on: its PUBACK goes back
+there, and so does the device's `ack`. Commands go to the broker the device is on
+(broker.presence), retained messages to every broker.
 """
 from __future__ import annotations
 
@@ -18,6 +23,7 @@ from typing import Callable
 
 from common import clock
 from common.mqtt import ClientSettings, connect_args, make_client
+from broker.presence import Presence
 from broker.queueing import QueueDesk
 from common.periods import DEFAULT_TZ, local_day, zone
 from protocol import ProtocolError
@@ -26,6 +32,12 @@ from protocol.messages import decode_status, decode_telemetry, make_ack, make_co
 from protocol.topics import Topics, subscription, valid_device_id
 
 log = logging.getLogger("hailong.ingest")
+
+
+def subscriptions(prefix: str) -> list[tuple[str, int]]:
+    """What the service subscribes to on every broker: (topic filter, QoS)."""
+    return [(subscription("event", prefix), 1), (subscription("status", prefix), 1),
+            (subscription("telemetry", prefix), 0), (subscription("request", prefix), 1)]
 
 
 @dataclass(frozen=True)
@@ -48,6 +60,11 @@ class IngestSettings:
     ticket_fresh_s: float = 5.0
     timezone: str = DEFAULT_TZ
     queue_block_size: int = 10
+    hosts: tuple[tuple[str, int], ...] = ()  # several brokers, all consumed at once; empty: host and port
+
+    @property
+    def brokers(self) -> tuple[tuple[str, int], ...]:
+        return self.hosts or ((self.host, self.port),)
 
 
 @dataclass
@@ -59,6 +76,9 @@ class _Msg:
     dup: bool
     received_ms: int
     online: bool = False  # the sender's last known status when this arrived
+    link: int = 0  # the broker it came in on (index into settings.brokers)
+    retain: bool = False  # a retained copy the broker replayed on subscribe, not a live publish
+    stale: bool = False  # a status about a broker the device has left (broker.presence)
 
 
 @dataclass
@@ -93,15 +113,27 @@ class Ingest:
         self.failed = threading.Event()
         self.failure: BaseException | None = None
         self._worker = threading.Thread(target=self._work, name="ingest", daemon=True)
-        self._client = self._make_client()
+        self.presence = Presence()
+        self._up: set[int] = set()  # the brokers we are connected to
+        self._clients = [self._make_client(link) for link in range(len(settings.brokers))]
         self.desk = QueueDesk(store, self._command, self._now_ms, settings.queue_block_size)
+
+    @property
+    def _client(self):
+        """The first broker's client (the only one with a single broker)."""
+        return self._clients[0]
+
+    @_client.setter
+    def _client(self, client) -> None:
+        self._clients[0] = client
 
     # ----- lifecycle ---------------------------------------------------------------
 
     def start(self) -> "Ingest":
         self._worker.start()
-        self._client.connect_async(**connect_args(self._client_settings()))
-        self._client.loop_start()
+        for link, client in enumerate(self._clients):
+            client.connect_async(**connect_args(self._client_settings(link)))
+            client.loop_start()
         return self
 
     def stop(self, timeout: float = 10.0) -> None:
@@ -114,19 +146,26 @@ class Ingest:
         self._stop.set()
         self._q.put(None)
         self._worker.join(timeout)
-        self._client.disconnect()
-        self._client.loop_stop()
+        for client in self._clients:
+            client.disconnect()
+            client.loop_stop()
 
-    def publish(self, device: str, kind: str, payload: dict, *, retain: bool = False) -> None:
+    def publish(self, device: str, kind: str, payload: dict, *, retain: bool = False, link: int | None = None) -> None:
+        """Retained: on every broker, for wherever the device connects next. Otherwise on `link`, or
+        the broker the device is on (or was last heard on); on every broker if it was never heard."""
         topic = Topics(device, self.s.prefix).topic(kind)
-        self._client.publish(topic, encode(payload), qos=1, retain=retain)
+        if link is None and not retain:
+            link = self.presence.broker(device)
+        for client in self._clients if link is None else [self._clients[link]]:
+            client.publish(topic, encode(payload), qos=1, retain=retain)
 
     # ----- paho ---------------------------------------------------------------------
 
-    def _client_settings(self) -> ClientSettings:
+    def _client_settings(self, link: int = 0) -> ClientSettings:
         s = self.s
+        host, port = s.brokers[link]
         return ClientSettings(
-            client_id=s.client_id, host=s.host, port=s.port, protocol=s.protocol,
+            client_id=s.client_id, host=host, port=port, protocol=s.protocol,
             username=s.username or None, password=s.password,
             tls=s.tls, ca_file=s.ca_file, cert_file=s.cert_file, key_file=s.key_file,
             keepalive_s=s.keepalive_s, session_expiry_s=s.session_expiry_s,
@@ -134,29 +173,33 @@ class Ingest:
             manual_ack=True,  # the PUBACK waits for the commit (see the module docstring)
         )
 
-    def _make_client(self):
-        client = make_client(self._client_settings())
+    def _make_client(self, link: int = 0):
+        client = make_client(self._client_settings(link))
+        client.user_data_set(link)  # every callback learns which broker it is about
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
         return client
 
     def _on_connect(self, client, userdata, flags, reason_code, properties):
+        host, port = self.s.brokers[userdata]
         if reason_code.is_failure:
-            log.error("broker refused the service: %s", reason_code)
+            log.error("broker %s:%s refused the service: %s", host, port, reason_code)
             return
-        p = self.s.prefix
-        client.subscribe([(subscription("event", p), 1), (subscription("status", p), 1),
-                          (subscription("telemetry", p), 0), (subscription("request", p), 1)])
+        client.subscribe(subscriptions(self.s.prefix))
+        self._up.add(userdata)
         self.connected.set()
-        log.info("ingest connected to %s:%s", self.s.host, self.s.port)
+        log.info("ingest connected to %s:%s", host, port)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
-        self.connected.clear()
-        log.warning("ingest lost the broker: %s", reason_code)
+        self._up.discard(userdata)
+        if not self._up:
+            self.connected.clear()
+        log.warning("ingest lost the broker %s:%s: %s", *self.s.brokers[userdata], reason_code)
 
     def _on_message(self, client, userdata, msg):
-        self._q.put(_Msg(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.dup), self._now_ms()))
+        self._q.put(_Msg(msg.topic, msg.payload, msg.mid, msg.qos, bool(msg.dup), self._now_ms(),
+                         link=userdata, retain=bool(msg.retain)))
 
     # ----- the worker ---------------------------------------------------------------
 
@@ -201,6 +244,8 @@ class Ingest:
             device, kind = m.topic.split("/")[-2:]
             if kind == "status":
                 self._note_online(device, m)
+            else:
+                self.presence.heard(device, m.link)
             if kind == "event":
                 # Whether the device was online when this event arrived, in arrival order
                 # (its status often comes in the same group, just before its first NEXT).
@@ -218,11 +263,11 @@ class Ingest:
                 self._health(device, kind, m)
         for _, _, m in events + others:
             if m.qos:
-                self._client.ack(m.mid, m.qos)
+                self._clients[m.link].ack(m.mid, m.qos)  # the PUBACK belongs to the broker that sent it
         self.metrics.batches += 1
 
     def _answer(self, events, outcomes) -> None:
-        acks: dict[tuple[str, str], dict] = {}
+        acks: dict[tuple[str, str, int], dict] = {}
         now = self._now_ms()
         for (device, _, m), out in zip(events, outcomes):
             self.metrics.last_lag_ms = now - m.received_ms
@@ -231,7 +276,8 @@ class Ingest:
                 continue  # too broken to name: dead-lettered, nothing the device can delete
             if not valid_device_id(out.device):
                 continue  # a topic level no device can have (only without an ACL): no address for an ack
-            entry = acks.setdefault((out.device, out.ledger), {"seqs": [], "rejected": []})
+            # On the broker the device sent from: the one it is connected to, at least until just now.
+            entry = acks.setdefault((out.device, out.ledger, m.link), {"seqs": [], "rejected": []})
             if out.status == "rejected":
                 entry["rejected"].append({"seq": out.seq, "reason": out.reason[:200]})
             else:
@@ -242,8 +288,8 @@ class Ingest:
                 self._call(out.event, m, first=counted)
             if counted:
                 self._resolve_badge(out.event)
-        for (device, ledger), entry in acks.items():
-            self.publish(device, "ack", make_ack(ledger, entry["seqs"], entry["rejected"]))
+        for (device, ledger, link), entry in acks.items():
+            self.publish(device, "ack", make_ack(ledger, entry["seqs"], entry["rejected"]), link=link)
 
     def _count(self, device: str, out) -> None:
         """The metrics of one outcome; what an operator must look at is logged."""
@@ -311,15 +357,21 @@ class Ingest:
 
     def _note_online(self, device: str, m: _Msg) -> None:
         try:
-            if m.payload:  # empty: a cleared retained status
-                self.metrics.online[device] = bool(decode_status(m.payload)["online"])
+            if not m.payload:  # a cleared retained status
+                return
+            status = decode_status(m.payload)
         except ProtocolError:
-            pass  # reported by _health
+            return  # reported by _health
+        m.stale = not self.presence.status(device, m.link, bool(status["online"]), status.get("ts"),
+                                           replayed=m.retain)
+        if m.stale:
+            log.info("ignoring %s's stale status from broker %s:%s", device, *self.s.brokers[m.link])
+        self.metrics.online[device] = self.presence.online(device)
 
     def _health(self, device: str, kind: str, m: _Msg) -> None:
         try:
             if kind == "status":
-                if not m.payload:
+                if not m.payload or m.stale:
                     return
                 self.store.device_status(device, decode_status(m.payload), m.received_ms)
             elif kind == "telemetry":

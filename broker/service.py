@@ -15,7 +15,8 @@ def ingest_settings(cfg):
 
     m = cfg.mqtt
     return IngestSettings(
-        host=m.embedded_bind if m.embedded else m.host, port=m.port,
+        host=m.embedded_bind if m.embedded else m.brokers[0][0], port=m.port if m.embedded else m.brokers[0][1],
+        hosts=() if m.embedded else m.brokers,
         username=m.username, password=m.password,
         protocol=m.protocol, client_id=m.client_id, prefix=m.prefix, tls=m.tls and not m.embedded,
         ca_file=str(m.ca_file) if m.ca_file else None,

@@ -205,7 +205,7 @@ def test_rules_across_keys_are_reported_with_the_others(tmp_path):
         "service.timezone": 'must be a time zone name known to this system, e.g. "Asia/Ho_Chi_Minh", '
                             "got 'Asia/Hanoi_City'",
         "mqtt.port": "must be an integer 1..65535, got 'abc'",
-        "mqtt.hots": "unknown key (did you mean mqtt.host?)",
+        "mqtt.hots": "unknown key (did you mean mqtt.hosts?)",
         "mqtt.protocol": "the embedded broker speaks MQTT 3.1.1 only",
         "mqtt.passwd_file": "required with embedded = true: the embedded broker admits only provisioned accounts",
         "mqtt.acl_file": "required with embedded = true: the embedded broker admits only provisioned accounts",
@@ -286,6 +286,7 @@ def test_commented_out_example_values_are_valid(tmp_path):
     text = example_config().replace('"/etc/hailong/', f'"{tmp_path}/')
     data = tomllib.loads(re.sub(r"^# (\w+ = )", r"\1", text, flags=re.M))
     del data["mqtt"]["password"]  # the inline alternative to password_file
+    del data["mqtt"]["hosts"]  # the alternative to host and port
     del data["email"]["password"], data["webhook"]["secret"]  # the same for the alerts' secrets
     cfg = config_from_dict(data)
     assert cfg.mqtt.cert_file == tmp_path / "service.crt"
