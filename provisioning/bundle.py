@@ -18,6 +18,7 @@ from pathlib import Path
 from common.device_file import example_config
 from common.configschema import toml_literal
 from common.fsutil import atomic_write
+from provisioning.inventory import broker_list
 
 CONFIG = "device.toml"
 PASSWORD = "mqtt-password"
@@ -35,10 +36,13 @@ def render_device_toml(device: dict, site: dict, release_key: str | None = None)
         ("device", "data_dir"): DATA_DIR,
         ("mqtt", "host"): site["broker_host"],
         ("mqtt", "port"): int(site["port"]),
+        ("mqtt", "hosts"): None,
         ("mqtt", "password_file"): PASSWORD,
         ("mqtt", "prefix"): site["prefix"],
         ("mqtt", "tls"): bool(site["tls"]),
     }
+    if site.get("also_brokers"):  # several brokers: hosts instead of host and port (None: commented out)
+        values.update({("mqtt", "host"): None, ("mqtt", "port"): None, ("mqtt", "hosts"): broker_list(site)})
     if site.get("tls") and site.get("ca_file"):
         values[("mqtt", "ca_file")] = CA
     if release_key:
@@ -53,7 +57,10 @@ def render_device_toml(device: dict, site: dict, release_key: str | None = None)
             section = m[1]
         m = re.fullmatch(r"(?:# )?(\w+) = .*", line)
         if m and (section, m[1]) in values and (section, m[1]) not in done:
-            line = f"{m[1]} = {toml_literal(values[section, m[1]])}"
+            value = values[section, m[1]]
+            line = line if line.startswith("# ") else f"# {line}"
+            if value is not None:
+                line = f"{m[1]} = {toml_literal(value)}"
             done.add((section, m[1]))
         out.append(line)
     missing = set(values) - done

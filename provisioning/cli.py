@@ -2,7 +2,7 @@
 from a file argument, and every secret it makes is written to a 0600 file (or, once, the
 service account's password to stdout).
 
-    provision site add SITE --broker-host H [--port 1883] [--tls --ca-file F] [--prefix P]
+    provision site add SITE --broker-host H [--port 1883] [--also-broker H:P ...] [--tls --ca-file F] [--prefix P]
     provision site list
     provision device add --site SITE --counter N [--id ID] [--out DIR]
                          [--service-url URL --token-file F]
@@ -31,7 +31,7 @@ import sys
 from pathlib import Path
 
 from provisioning import credentials, release, service_api, wheelbuild
-from provisioning.inventory import Inventory, InventoryError, atomic_write, default_inventory_dir
+from provisioning.inventory import Inventory, InventoryError, atomic_write, broker_list, default_inventory_dir
 
 PROG = "hailong provision"
 
@@ -120,15 +120,27 @@ def cmd_site_add(inv: Inventory, args) -> int:
 
     if not is_topic_prefix(args.prefix):
         raise CliError(f"--prefix {args.prefix!r} is not a valid topic prefix")
-    site = inv.add_site(args.site, args.broker_host, args.port, args.tls, ca, args.prefix)
-    print(f"site {site['id']}: broker {site['broker_host']}:{site['port']}"
+    also = _also_brokers(args)
+    site = inv.add_site(args.site, args.broker_host, args.port, args.tls, ca, args.prefix, also_brokers=also)
+    print(f"site {site['id']}: broker {' '.join(broker_list(site))}"
           f"{' (TLS)' if site['tls'] else ''}, prefix {site['prefix']}")
     return 0
 
 
+def _also_brokers(args) -> list[str]:
+    """The site's further brokers (docs/brokers.md), checked as the counter's config will check them."""
+    from common.configschema import broker_address
+
+    also = list(args.also_broker or [])
+    for entry in also:
+        if broker_address(entry) is None:
+            raise CliError(f"--also-broker {entry!r}: expected HOST:PORT (an IPv6 host in brackets)")
+    return also
+
+
 def cmd_site_list(inv: Inventory, args) -> int:
     for s in sorted(inv.sites.all(), key=lambda s: s["id"]):
-        print(f"{s['id']}\t{s['broker_host']}:{s['port']}\t{'tls' if s['tls'] else 'plain'}\t{s['prefix']}")
+        print(f"{s['id']}\t{' '.join(broker_list(s))}\t{'tls' if s['tls'] else 'plain'}\t{s['prefix']}")
     return 0
 
 
@@ -275,6 +287,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("site")
     s.add_argument("--broker-host", required=True)
     s.add_argument("--port", type=int, default=1883)
+    s.add_argument("--also-broker", action="append", metavar="HOST:PORT",
+                   help="a further independent broker the counters fail over to (repeatable; docs/brokers.md)")
     s.add_argument("--tls", action="store_true")
     s.add_argument("--ca-file")
     s.add_argument("--prefix", default="hailong/v1")

@@ -57,6 +57,13 @@ def now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
 
 
+def broker_list(site: dict) -> list[str]:
+    """The site's brokers as "host:port", its main one first (docs/brokers.md)."""
+    host = site["broker_host"]
+    first = f"[{host}]:{site['port']}" if ":" in host else f"{host}:{site['port']}"
+    return [first, *site.get("also_brokers", [])]  # rows from before the key have none
+
+
 class Inventory:
     def __init__(self, directory: str | Path):
         self.dir = Path(directory)
@@ -76,9 +83,9 @@ class Inventory:
 
     # --- sites -------------------------------------------------------------------------
     def add_site(self, site: str, broker_host: str, port: int = 1883, tls: bool = False,
-                 ca_file: str | None = None, prefix: str = "hailong/v1") -> dict:
+                 ca_file: str | None = None, prefix: str = "hailong/v1", also_brokers: list[str] = ()) -> dict:
         row = {"id": site, "broker_host": broker_host, "port": port, "tls": tls,
-               "ca_file": ca_file, "prefix": prefix, "created": now()}
+               "ca_file": ca_file, "prefix": prefix, "also_brokers": list(also_brokers), "created": now()}
         q = Query()
         if self.sites.get(q.id == site):
             self.sites.update(row | {"updated": now()}, q.id == site)

@@ -192,3 +192,40 @@ def test_config_rejects_a_bad_broker_list(mqtt, key, reason):
         device_config(mqtt)
     problems = dict(e.value.problems)
     assert reason in problems[key], problems
+
+
+# --- provisioning: the technician lists the site's brokers once ---------------------------------------
+
+def test_a_site_with_several_brokers_gets_bundles_listing_them_all(tmp_path, capsys):
+    from device.config import load_config
+    from provisioning.cli import main
+
+    inv = tmp_path / "inv"
+    assert main(["--inventory", str(inv), "site", "add", "hp", "--broker-host", "10.20.0.2",
+                 "--also-broker", "10.20.0.3:1883", "--also-broker", "[fd00::4]:8883"]) == 0
+    assert "10.20.0.2:1883 10.20.0.3:1883 [fd00::4]:8883" in capsys.readouterr().out
+    assert main(["--inventory", str(inv), "device", "add", "--site", "hp", "--counter", "1"]) == 0
+    (bundle,) = (inv / "bundles").iterdir()
+    cfg = load_config(bundle / "device.toml")
+    assert cfg.mqtt.brokers == (("10.20.0.2", 1883), ("10.20.0.3", 1883), ("fd00::4", 8883))
+    assert cfg.mqtt.host is None and cfg.mqtt.password == (bundle / "mqtt-password").read_text().strip()
+
+
+def test_a_site_with_one_broker_keeps_host_and_port(tmp_path):
+    from device.config import load_config
+    from provisioning.cli import main
+
+    inv = tmp_path / "inv"
+    assert main(["--inventory", str(inv), "site", "add", "hp", "--broker-host", "10.20.0.2", "--port", "8883"]) == 0
+    assert main(["--inventory", str(inv), "device", "add", "--site", "hp", "--counter", "1"]) == 0
+    (bundle,) = (inv / "bundles").iterdir()
+    cfg = load_config(bundle / "device.toml")
+    assert (cfg.mqtt.host, cfg.mqtt.port, cfg.mqtt.hosts) == ("10.20.0.2", 8883, None)
+
+
+def test_a_bad_further_broker_is_refused(tmp_path, capsys):
+    from provisioning.cli import main
+
+    inv = tmp_path / "inv"
+    assert main(["--inventory", str(inv), "site", "add", "hp", "--broker-host", "h", "--also-broker", "h2"]) != 0
+    assert "--also-broker 'h2': expected HOST:PORT" in capsys.readouterr().err
