@@ -229,3 +229,14 @@ def test_a_bad_further_broker_is_refused(tmp_path, capsys):
     inv = tmp_path / "inv"
     assert main(["--inventory", str(inv), "site", "add", "hp", "--broker-host", "h", "--also-broker", "h2"]) != 0
     assert "--also-broker 'h2': expected HOST:PORT" in capsys.readouterr().err
+
+
+def test_the_doctor_checks_every_broker_and_warns_when_one_is_down(mosquitto):
+    from device.doctor import FAIL, PASS, WARN, check_broker
+
+    dead = free_port()
+    both = device_config({"hosts": [f"127.0.0.1:{mosquitto.port}", f"127.0.0.1:{dead}"]})
+    result, detail = check_broker(both, timeout=5)
+    assert result == WARN and f"127.0.0.1:{mosquitto.port} accepted" in detail and f"127.0.0.1:{dead}" in detail
+    assert check_broker(device_config({"hosts": [f"127.0.0.1:{mosquitto.port}"]}))[0] == PASS
+    assert check_broker(device_config({"hosts": [f"127.0.0.1:{dead}", f"127.0.0.1:{free_port()}"]}))[0] == FAIL
