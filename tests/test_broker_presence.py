@@ -108,3 +108,33 @@ def test_pubacks_acks_and_commands_go_to_the_right_broker(tmp_path):
         assert store.device("dev-1")["online"] is True
     finally:
         store.close()
+
+
+# --- the service's config -----------------------------------------------------------------------------
+
+def service_config(mqtt: dict):
+    from broker.config import config_from_dict
+
+    return config_from_dict({"mqtt": {"embedded": False, **mqtt}, "store": {"url": "sqlite:////tmp/h.db"}})
+
+
+def test_service_hosts_become_the_ingest_s_brokers():
+    from broker.service import ingest_settings
+
+    cfg = service_config({"hosts": ["10.20.0.2:1883", "10.20.0.3:1884"]})
+    assert ingest_settings(cfg).brokers == (("10.20.0.2", 1883), ("10.20.0.3", 1884))
+    assert ingest_settings(service_config({})).brokers == (("127.0.0.1", 1883),)
+
+
+def test_service_hosts_do_not_combine_with_host_port_or_the_embedded_broker():
+    import pytest
+
+    from broker.config import ConfigError
+
+    with pytest.raises(ConfigError) as e:
+        service_config({"hosts": ["a:1"], "host": "b", "port": 2})
+    assert {k for k, _ in e.value.problems} == {"mqtt.host", "mqtt.port"}
+    with pytest.raises(ConfigError) as e:
+        service_config({"embedded": True, "hosts": ["a:1"], "passwd_file": __file__, "acl_file": __file__,
+                        "password": "x"})
+    assert dict(e.value.problems)["mqtt.hosts"].startswith("the embedded broker is a single broker")
