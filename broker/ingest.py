@@ -115,6 +115,7 @@ class Ingest:
         self._worker = threading.Thread(target=self._work, name="ingest", daemon=True)
         self.presence = Presence()
         self._up: set[int] = set()  # the brokers we are connected to
+        self._up_lock = threading.Lock()  # each broker's callbacks run on its own paho thread
         self._clients = [self._make_client(link) for link in range(len(settings.brokers))]
         self.desk = QueueDesk(store, self._command, self._now_ms, settings.queue_block_size)
 
@@ -187,14 +188,16 @@ class Ingest:
             log.error("broker %s:%s refused the service: %s", host, port, reason_code)
             return
         client.subscribe(subscriptions(self.s.prefix))
-        self._up.add(userdata)
-        self.connected.set()
+        with self._up_lock:
+            self._up.add(userdata)
+            self.connected.set()
         log.info("ingest connected to %s:%s", host, port)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
-        self._up.discard(userdata)
-        if not self._up:
-            self.connected.clear()
+        with self._up_lock:
+            self._up.discard(userdata)
+            if not self._up:
+                self.connected.clear()
         log.warning("ingest lost the broker %s:%s: %s", *self.s.brokers[userdata], reason_code)
 
     def _on_message(self, client, userdata, msg):
