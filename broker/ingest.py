@@ -83,7 +83,7 @@ class _Msg:
 
 @dataclass
 class Metrics:
-    """Counters for /metrics; written by the worker thread only.
+    """Counters for /metrics; written by the worker thread only (the brokers' by the paho threads, under a lock).
 
     ingested counts every event stored for the first time, held ones included; held counts those
     stored but not counted (broker.store.held); conflicts the resends whose body differs from the
@@ -99,6 +99,8 @@ class Metrics:
     last_lag_ms: int = 0
     tickets: int = 0
     online: dict[str, bool] = field(default_factory=dict)
+    brokers: int = 1  # configured
+    brokers_connected: int = 0
 
 
 class Ingest:
@@ -116,6 +118,7 @@ class Ingest:
         self.presence = Presence()
         self._up: set[int] = set()  # the brokers we are connected to
         self._up_lock = threading.Lock()  # each broker's callbacks run on its own paho thread
+        self.metrics.brokers = len(settings.brokers)
         self._clients = [self._make_client(link) for link in range(len(settings.brokers))]
         self.desk = QueueDesk(store, self._command, self._now_ms, settings.queue_block_size)
 
@@ -190,12 +193,14 @@ class Ingest:
         client.subscribe(subscriptions(self.s.prefix))
         with self._up_lock:
             self._up.add(userdata)
+            self.metrics.brokers_connected = len(self._up)
             self.connected.set()
         log.info("ingest connected to %s:%s", host, port)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         with self._up_lock:
             self._up.discard(userdata)
+            self.metrics.brokers_connected = len(self._up)
             if not self._up:
                 self.connected.clear()
         log.warning("ingest lost the broker %s:%s: %s", *self.s.brokers[userdata], reason_code)

@@ -364,6 +364,7 @@ def test_metrics_count_what_was_ingested(service, counters):
         "hailong_ingest_lag_seconds": service.ingest.metrics.last_lag_ms / 1000, "hailong_tickets_issued_total": 0,
         "hailong_devices_online": 1, "hailong_dead_letters": 0, "hailong_dead_letters_dropped_total": 0,
         "hailong_events_conflicts_total": 0, "hailong_events_held": 0,
+        "hailong_mqtt_brokers": 1, "hailong_mqtt_brokers_connected": 1,
         "hailong_alerts_open": 0, "hailong_alert_notices_pending": 0,
     }
     assert samples["hailong_ingest_batches_total"] >= 2

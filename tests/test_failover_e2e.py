@@ -156,6 +156,7 @@ def test_counters_fail_over_between_two_brokers_and_every_event_counts_once(tmp_
         dev.wait("stored", lambda v: len(v) == 40, timeout=30)
         all_acked(dev)
     eventually(lambda: all(ingest.presence.broker(f"dev-{i}") == B for i in (1, 2)), what="both counters on B")
+    assert (ingest.metrics.brokers, ingest.metrics.brokers_connected) == (2, 1)  # what /metrics alerts on
 
     # A comes back holding the wills it published for the counters as it went down.
     a.start()

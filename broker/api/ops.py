@@ -74,6 +74,9 @@ def _series(m, totals: dict) -> list[tuple[str, str, str, float]]:
          "Resends whose body differs from the stored event (dead-lettered).", totals.get("conflicts", 0)),
         ("hailong_events_held", "gauge", "Events stored but not counted, waiting for an admin.",
          totals.get("held", 0)),
+        ("hailong_mqtt_brokers", "gauge", "MQTT brokers the service consumes from (docs/brokers.md).", m.brokers),
+        ("hailong_mqtt_brokers_connected", "gauge", "Of those, the ones it is connected to now.",
+         m.brokers_connected),
     ]
 
 
