@@ -1,7 +1,8 @@
-"""Reconnect policy: exponential backoff with jitter.
+"""Reconnect policy: exponential backoff with jitter, and the order of several brokers.
 
 A power cut brings a whole centre's counters back at the same instant; without jitter
-they would all hit the broker in the same second, every time, forever.
+they would all hit the broker in the same second, every time, forever. With several
+brokers (`[mqtt] hosts`, docs/brokers.md) `BrokerRotation` decides which one is next.
 """
 from __future__ import annotations
 
