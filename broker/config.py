@@ -32,6 +32,7 @@ __all__ = [
 
 DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "broker-config.md"
 SQLITE_URL = "sqlite:///"
+DEFAULT_CLIENT_ID = "hailong-service"
 SESSION_SECRET_NAME = "session-secret"  # in service.data_dir when http.session_secret_file is unset
 
 
@@ -104,8 +105,16 @@ SCHEMA: list[Key] = [
         choices=MQTT_PROTOCOLS, default_text='`"5"`, or `"3.1.1"` when embedded = true', example="5"),
     _text("mqtt.prefix", "hailong/v1", "Topic prefix shared by all hailong topics; the same on every counter.",
           check=is_topic_prefix, rule_text=TOPIC_PREFIX_RULE),
-    _text("mqtt.client_id", "hailong-service",
-          "MQTT client id of the service; its persistent session is kept under this id, so run one service per id."),
+    _text("mqtt.client_id", DEFAULT_CLIENT_ID,
+          "MQTT client id of the service; its persistent session is kept under this id, so run one service per id "
+          "(with shared_group, each instance needs its own, e.g. hailong-service-a and hailong-service-b)."),
+    _text("mqtt.shared_group", None,
+          "Run several service instances on one event stream (docs/instances.md): each instance subscribes to "
+          "events and kiosk requests as the MQTT shared subscription $share/GROUP/..., so the broker hands each "
+          "message to one of them; statuses and telemetry still reach every instance. The same group on every "
+          "instance; unset means one instance takes every message.",
+          check=lambda v: not any(c in v for c in "/+#"), rule_text="a name without /, + or #",
+          example="hailong", hi=64),
     Key("mqtt.tls", "bool", False, "Connect to the broker with TLS."),
     Key("mqtt.ca_file", "path", None, "CA certificates that verify the broker; unset means the system trust store.",
         must_exist=True, example="/etc/hailong/ca.crt"),
@@ -178,6 +187,9 @@ _CROSS_RULES = [
     "speaks MQTT 3.1.1 only. Left unset, it follows `mqtt.embedded`.",
     "With `mqtt.embedded` true, `mqtt.passwd_file` and `mqtt.acl_file` are required, and the service logs in "
     "to its own broker like any client: `mqtt.password` or `mqtt.password_file` is required too.",
+    "`mqtt.shared_group` needs an external broker (`mqtt.embedded` false: the embedded one has no shared "
+    "subscriptions), and its own `mqtt.client_id` on every instance: the default `hailong-service` is refused "
+    "with it, since two instances with one client id take each other's session over and over.",
     "`hall.voice_dir` must be an existing folder.",
     "`store.url`: `sqlite:///hailong.db` is `hailong.db` beside this file; "
     "`sqlite:////var/lib/hailong/hailong.db` is the absolute path `/var/lib/hailong/hailong.db`.",
@@ -214,6 +226,7 @@ class MqttSection:
     protocol: str
     prefix: str
     client_id: str
+    shared_group: str | None
     tls: bool
     ca_file: Path | None
     cert_file: Path | None
@@ -316,6 +329,8 @@ def _check_across(v: dict[str, Any], problems: Problems) -> None:
             problems.append(("mqtt.protocol", "the embedded broker speaks MQTT 3.1.1 only"))
     if v.get("mqtt.embedded"):
         _check_embedded(v, problems)
+    if v.get("mqtt.shared_group") is not None:
+        _check_shared(v, problems)
     if v.get("hall.voice_dir") is not None and not v["hall.voice_dir"].is_dir():
         problems.append(("hall.voice_dir", f"folder not found: {v['hall.voice_dir']}"))
 
@@ -330,6 +345,16 @@ def _check_embedded(v: dict[str, Any], problems: Problems) -> None:
             and v["mqtt.password_file"] is None:
         problems.append(("mqtt.password_file", "required with embedded = true (or mqtt.password): "
                                                "the service logs in to its embedded broker like any client"))
+
+
+def _check_shared(v: dict[str, Any], problems: Problems) -> None:
+    if v.get("mqtt.embedded"):
+        problems.append(("mqtt.shared_group", "needs an external broker such as Mosquitto: the embedded broker "
+                                              "has no shared subscriptions (and serves one instance anyway)"))
+    if v.get("mqtt.client_id") == DEFAULT_CLIENT_ID:
+        problems.append(("mqtt.client_id", "set a client id of this instance's own with shared_group (e.g. "
+                                           f"{DEFAULT_CLIENT_ID}-a): instances sharing one id take each other's "
+                                           "session over"))
 
 
 def _resolve_store_path(v: dict[str, Any], base: Path | None) -> None:

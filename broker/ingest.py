@@ -26,6 +26,26 @@ from protocol.messages import decode_status, decode_telemetry, make_ack, make_co
 from protocol.topics import Topics, subscription, valid_device_id
 
 log = logging.getLogger("hailong.ingest")
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code 0x8E
+
+
+def subscriptions(prefix: str, shared_group: str | None) -> tuple[list[tuple[str, int]], list[str]]:
+    """(filters to subscribe with their QoS, filters to drop) for one instance.
+
+    With a shared group, the broker hands each event and kiosk request to one instance of the
+    group ($share/GROUP/filter, MQTT 5 and, on Mosquitto, 3.1.1 too). Statuses and telemetry stay
+    per instance: every instance needs each device's online state (Ingest._live), and recording
+    them twice is an idempotent upsert. A persistent session from a run without the group may
+    still hold the plain event and request filters, which would hand this instance every message
+    besides its share: those are dropped.
+    """
+    def shared(kind: str) -> str:
+        return f"$share/{shared_group}/{subscription(kind, prefix)}" if shared_group else subscription(kind, prefix)
+
+    wanted = [(shared("event"), 1), (subscription("status", prefix), 1), (subscription("telemetry", prefix), 0),
+              (shared("request"), 1)]
+    dropped = [subscription("event", prefix), subscription("request", prefix)] if shared_group else []
+    return wanted, dropped
 
 
 @dataclass(frozen=True)
@@ -36,6 +56,7 @@ class IngestSettings:
     password: str | None = None
     protocol: str = "5"
     client_id: str = "hailong-service"
+    shared_group: str | None = None  # several instances on one stream (docs/instances.md)
     prefix: str = "hailong/v1"
     tls: bool = False
     ca_file: str | None = None
@@ -145,14 +166,18 @@ class Ingest:
         if reason_code.is_failure:
             log.error("broker refused the service: %s", reason_code)
             return
-        p = self.s.prefix
-        client.subscribe([(subscription("event", p), 1), (subscription("status", p), 1),
-                          (subscription("telemetry", p), 0), (subscription("request", p), 1)])
+        wanted, dropped = subscriptions(self.s.prefix, self.s.shared_group)
+        if dropped:
+            client.unsubscribe(dropped)
+        client.subscribe(wanted)
         self.connected.set()
         log.info("ingest connected to %s:%s", self.s.host, self.s.port)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()
+        if reason_code == SESSION_TAKEN_OVER:
+            log.error("another client connected with this service's client id %r and took its session over: "
+                      "give every instance its own mqtt.client_id", self.s.client_id)
         log.warning("ingest lost the broker: %s", reason_code)
 
     def _on_message(self, client, userdata, msg):

@@ -1,0 +1,296 @@
+"""Two service instances on one store and one event stream (issue 15, docs/instances.md).
+
+Real parts only: a Mosquitto, two `hailong broker run` processes with `[mqtt] shared_group`, and
+the counter firmware as child processes, resending what is not acked as in the field. The store is a
+parameter: an SQLite file both processes open in WAL mode here, and PostgreSQL once that store is merged
+(add its case to `store_url`).
+"""
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import paho.mqtt.client as mqtt
+import pytest
+
+from broker.auth import Auth
+from broker.config import load_config
+from broker.store import Store
+from protocol.codec import encode
+from tests.mosquitto import free_port
+from tests.support import ROOT, DeviceProcess, Waiter, write_config
+from tests.test_web_dashboard import csrf_of
+
+DEVICES = 3
+PASSWORD = "a long enough password 7"
+COUNTER_EXTRA = "[rating]\nrepeat_gap_s = 0\n[ledger]\nack_timeout_s = 2\n"  # resend soon after an instance dies
+
+
+@pytest.fixture(params=["sqlite"])
+def store_url(request, tmp_path) -> str:
+    """The store both instances share (a PostgreSQL case is one more param and branch here)."""
+    return f"sqlite:///{tmp_path / 'shared' / 'hailong.db'}"
+
+
+@dataclass
+class Instance:
+    name: str
+    config: Path
+    http_port: int
+    proc: subprocess.Popen | None = None
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> "Instance":
+        self.proc = subprocess.Popen([sys.executable, "-m", "hailong.cli", "broker", "run", "--config",
+                                      str(self.config)], cwd=ROOT, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.PIPE, text=True)
+        ok = Waiter(dead=lambda items: self.proc.poll() is not None)
+
+        def probe():
+            while self.proc.poll() is None and not ok.items:
+                try:
+                    if httpx.get(self.base + "/healthz", timeout=1).status_code == 200:
+                        ok.append(True)
+                except httpx.HTTPError:
+                    threading.Event().wait(0.05)  # still starting
+
+        threading.Thread(target=probe, daemon=True).start()
+        ok.wait_for(lambda items: items, timeout=30, what=f"instance {self.name} /healthz")
+        return self
+
+    def metrics(self, token: str) -> dict[str, float]:
+        r = httpx.get(self.base + "/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=10)
+        assert r.status_code == 200, r.text
+        return {m[1]: float(m[2]) for m in re.finditer(r"^(hailong_\w+) (\S+)$", r.text, re.M)}
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            assert self.proc.wait(15) == 0, self.proc.stderr.read()
+
+
+def instance_config(tmp_path: Path, broker, name: str, store_url: str, secret: Path, group: str | None) -> Instance:
+    """An instance of its own client id, data dir and HTTP port, sharing the store and the session secret."""
+    folder = tmp_path / f"instance-{name}"
+    folder.mkdir()
+    http_port = free_port()
+    shared = f'shared_group = "{group}"\n' if group else ""
+    (folder / "broker.toml").write_text(
+        f'[service]\ndata_dir = "{folder / "data"}"\n'
+        "[mqtt]\nembedded = false\n"
+        f'host = "127.0.0.1"\nport = {broker.port}\nbatch_wait_ms = 5\nclient_id = "hailong-service-{name}"\n{shared}'
+        f'[store]\nurl = "{store_url}"\n'
+        f'[http]\nport = {http_port}\nsession_secret_file = "{secret}"\n')
+    return Instance(name, folder / "broker.toml", http_port)
+
+
+@pytest.fixture
+def pair(tmp_path, mosquitto, store_url):
+    """Two instances (not started) on `store_url`, a viewer token and an admin for the dashboard."""
+    secret = tmp_path / "session-secret"
+    secret.write_bytes(b"one secret for every instance, 32+ bytes")
+    a, b = (instance_config(tmp_path, mosquitto, n, store_url, secret, "hailong") for n in "ab")
+    with Store.open(load_config(a.config).store.url) as store:
+        for i in range(1, DEVICES + 1):
+            store.register_device(f"dev-{i}", "kien-thuy", str(i))
+    with Auth.from_config(load_config(a.config)) as auth:
+        auth.add_user("admin", "admin", PASSWORD)
+        token = auth.create_token("viewer", "metrics")
+    yield a, b, token
+    for instance in (a, b):
+        if instance.proc is not None and instance.proc.poll() is None:
+            instance.proc.kill()
+            instance.proc.wait(10)
+
+
+@pytest.fixture
+def counters(tmp_path, mosquitto):
+    started: list[DeviceProcess] = []
+    for i in range(1, DEVICES + 1):
+        cfg = write_config(tmp_path, mosquitto, device_id=f"dev-{i}", counter=str(i),
+                           data_dir=tmp_path / f"dev-data-{i}", extra=COUNTER_EXTRA)
+        started.append(DeviceProcess(cfg))
+    for dev in started:
+        dev.wait_ready()
+        dev.wait("online", lambda v: v[-1] is True)
+    yield started
+    for dev in started:
+        dev.close()
+
+
+class CommandSpy:
+    """Every command the instances send to counters, as a counter would receive it."""
+
+    def __init__(self, broker):
+        self.got = Waiter()
+        self.client = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="spy", protocol=mqtt.MQTTv5)
+        self.client.on_message = lambda c, u, m: self.got.append((m.topic.split("/")[-2], json.loads(m.payload)))
+        subscribed = threading.Event()
+        self.client.on_subscribe = lambda *a: subscribed.set()
+        self.client.connect(broker.host, broker.port)
+        self.client.loop_start()
+        self.client.subscribe("hailong/v1/+/cmd", qos=1)
+        assert subscribed.wait(5)
+
+    def tickets(self) -> list[tuple[str, int, str]]:
+        return [(device, c["seq"], c["ticket"]) for device, c in self.got.items if c.get("cmd") == "ticket"]
+
+    def close(self) -> None:
+        self.client.loop_stop()
+        self.client.disconnect()
+
+
+def press(devices, presses: int, gap: float = 0.03) -> None:
+    """Ratings with a NEXT every fifth press, on every counter at once."""
+    for dev in devices:
+        script = []
+        for i in range(presses):
+            script += ["press next" if i % 5 == 4 else f"press {1 + i % 4}", f"wait {gap}"]
+        dev.send(*script)
+
+
+def all_acked(dev, n: int, timeout: float = 60) -> None:
+    dev.wait("stored", lambda v: len(v) >= n, timeout=timeout)
+    stored = {e["seq"] for e in dev.stored()}
+    dev.wait("acked", lambda v: stored <= {s for seqs in v for s in seqs}, timeout=timeout)
+
+
+def acked_total(devices) -> int:
+    return sum(len({s for seqs in dev.of("acked") for s in seqs}) for dev in devices)
+
+
+def login(base: str) -> httpx.Client:
+    c = httpx.Client(base_url=base, timeout=10)
+    r = c.post("/login", data={"csrf": csrf_of(c.get("/login").text), "user": "admin", "password": PASSWORD,
+                               "next": "/"})
+    assert r.status_code == 303, r.text
+    return c
+
+
+def mark_processed(broker, instance: Instance, token: str, n_online: int) -> None:
+    """Wait until `instance` has worked through everything queued for it before now.
+
+    A status is not shared: it reaches every instance, behind what its session already holds.
+    """
+    probe = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="probe-1", protocol=mqtt.MQTTv5)
+    probe.connect(broker.host, broker.port)
+    probe.loop_start()
+    try:
+        status = {"online": True, "fw": "1.0", "ledger": "0123456789abcdef", "ts": 1_700_000_000_000}
+        probe.publish("hailong/v1/probe-1/status", encode(status), qos=1).wait_for_publish(5)
+    finally:
+        probe.loop_stop()
+        probe.disconnect()
+    seen = Waiter()
+
+    def poll():
+        while not seen.items:
+            if instance.metrics(token)["hailong_devices_online"] >= n_online + 1:
+                seen.append(True)
+            else:
+                threading.Event().wait(0.1)
+
+    threading.Thread(target=poll, daemon=True).start()
+    seen.wait_for(lambda items: items, timeout=30, what=f"instance {instance.name} past the probe status")
+
+
+def test_two_instances_share_the_stream_and_a_sigkill_loses_and_doubles_nothing(pair, counters, mosquitto, tmp_path):
+    a, b, token = pair
+    a.start()
+    b.start()
+    spy = CommandSpy(mosquitto)
+    try:
+        # Warm-up: both instances take a share, and no event reaches both (that would be a duplicate).
+        press(counters, 20)
+        for dev in counters:
+            all_acked(dev, 20)
+        ma, mb = a.metrics(token), b.metrics(token)
+        warm = 20 * DEVICES
+        assert ma["hailong_events_ingested_total"] > 0 and mb["hailong_events_ingested_total"] > 0, (ma, mb)
+        assert ma["hailong_events_ingested_total"] + mb["hailong_events_ingested_total"] == warm
+        assert ma["hailong_events_duplicated_total"] + mb["hailong_events_duplicated_total"] < warm // 2
+
+        # The stream goes on; instance a dies in the middle of it.
+        presses = 80
+        press(counters, presses)
+        counters[0].wait("acked", lambda v: acked_total(counters) >= warm + 30, timeout=30)
+        a.proc.send_signal(signal.SIGKILL)
+        a.proc.wait(10)
+        assert acked_total(counters) < DEVICES * (20 + presses) - 20, "the stream ended before the kill"
+        for dev in counters:
+            all_acked(dev, 20 + presses, timeout=90)
+        survivor = b.metrics(token)
+
+        # The killed instance comes back: what its session still held is only duplicates now.
+        a.start()
+        mark_processed(mosquitto, a, token, DEVICES)
+        back = a.metrics(token)
+        assert back["hailong_events_ingested_total"] == 0, back
+
+        # The dashboard and the API answer on either, with a session made on the other.
+        session = login(b.base)
+        other = httpx.Client(base_url=a.base, cookies=session.cookies, timeout=10)
+        assert other.get("/", follow_redirects=False).status_code == 200
+        assert other.get("/login", follow_redirects=False).status_code in (200, 303)
+        spy_tickets = spy.tickets()
+    finally:
+        spy.close()
+
+    with Store.open(load_config(b.config).store.url) as store:
+        events = store.events(limit=10_000)
+        for dev in counters:
+            on_device = {(e["ledger"], e["seq"]) for e in dev.stored()}
+            in_store = [(e["ledger"], e["seq"]) for e in events if e["device"] == _device_of(dev)]
+            assert sorted(in_store) == sorted(on_device), _device_of(dev)
+        assert len(events) == DEVICES * (20 + presses)
+    nexts = [e for e in events if e["type"] == "call"]
+    numbers = [int(t) for _, _, t in spy_tickets]
+    assert len(set(numbers)) == len(numbers), sorted(numbers)  # no number given twice
+    assert len({(d, s) for d, s, _ in spy_tickets}) == len(spy_tickets)  # no NEXT got two numbers
+    assert 0 < len(numbers) <= len(nexts)
+    print(f"\nshared stream: warm-up a={ma['hailong_events_ingested_total']:.0f} b={mb['hailong_events_ingested_total']:.0f};"
+          f" survivor b ingested {survivor['hailong_events_ingested_total']:.0f},"
+          f" duplicates {survivor['hailong_events_duplicated_total']:.0f};"
+          f" a back: duplicates {back['hailong_events_duplicated_total']:.0f}; tickets {len(numbers)}/{len(nexts)}")
+
+
+def _device_of(dev: DeviceProcess) -> str:
+    return dev.stored()[0]["device"]
+
+
+def test_shared_group_config_needs_an_external_broker_and_a_client_id_per_instance():
+    from broker.config import ConfigError, config_from_dict
+
+    base = {"mqtt": {"embedded": False, "shared_group": "hailong"}, "store": {"url": "sqlite:///x.db"}}
+    with pytest.raises(ConfigError, match="client_id.*own"):
+        config_from_dict(base)
+    cfg = config_from_dict({**base, "mqtt": {**base["mqtt"], "client_id": "hailong-service-a"}})
+    assert cfg.mqtt.shared_group == "hailong"
+    for bad in ("a/b", "a+", "#"):
+        with pytest.raises(ConfigError, match="shared_group"):
+            config_from_dict({**base, "mqtt": {**base["mqtt"], "client_id": "x", "shared_group": bad}})
+    with pytest.raises(ConfigError, match="embedded broker has no shared subscriptions"):
+        config_from_dict({"mqtt": {"embedded": True, "shared_group": "g", "client_id": "x", "password": "p",
+                                   "passwd_file": __file__, "acl_file": __file__},
+                          "store": {"url": "sqlite:///x.db"}})
+
+
+def test_only_events_and_requests_are_shared_and_a_plain_leftover_is_dropped():
+    from broker.ingest import subscriptions
+
+    wanted, dropped = subscriptions("hailong/v1", "g")
+    assert wanted == [("$share/g/hailong/v1/+/event", 1), ("hailong/v1/+/status", 1),
+                      ("hailong/v1/+/telemetry", 0), ("$share/g/hailong/v1/+/request", 1)]
+    assert dropped == ["hailong/v1/+/event", "hailong/v1/+/request"]
+    assert subscriptions("hailong/v1", None) == ([("hailong/v1/+/event", 1), ("hailong/v1/+/status", 1),
+                                                  ("hailong/v1/+/telemetry", 0), ("hailong/v1/+/request", 1)], [])
