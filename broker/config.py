@@ -188,8 +188,9 @@ _CROSS_RULES = [
     "With `mqtt.embedded` true, `mqtt.passwd_file` and `mqtt.acl_file` are required, and the service logs in "
     "to its own broker like any client: `mqtt.password` or `mqtt.password_file` is required too.",
     "`mqtt.shared_group` needs an external broker (`mqtt.embedded` false: the embedded one has no shared "
-    "subscriptions), and its own `mqtt.client_id` on every instance: the default `hailong-service` is refused "
-    "with it, since two instances with one client id take each other's session over and over.",
+    "subscriptions), its own `mqtt.client_id` on every instance (the default `hailong-service` is refused "
+    "with it, since two instances with one client id take each other's session over and over), and "
+    "`http.session_secret_file`, the same secret on every instance, so a login made on one works on all.",
     "`hall.voice_dir` must be an existing folder.",
     "`store.url`: `sqlite:///hailong.db` is `hailong.db` beside this file; "
     "`sqlite:////var/lib/hailong/hailong.db` is the absolute path `/var/lib/hailong/hailong.db`.",
@@ -351,6 +352,10 @@ def _check_shared(v: dict[str, Any], problems: Problems) -> None:
     if v.get("mqtt.embedded"):
         problems.append(("mqtt.shared_group", "needs an external broker such as Mosquitto: the embedded broker "
                                               "has no shared subscriptions (and serves one instance anyway)"))
+    if "http.session_secret_file" in v and v["http.session_secret_file"] is None:
+        problems.append(("http.session_secret_file", "required with mqtt.shared_group: every instance must sign "
+                                                     "logins with the same secret, or a session made on one is "
+                                                     "refused by the others (copy one file to each)"))
     if v.get("mqtt.client_id") == DEFAULT_CLIENT_ID:
         problems.append(("mqtt.client_id", "set a client id of this instance's own with shared_group (e.g. "
                                            f"{DEFAULT_CLIENT_ID}-a): instances sharing one id take each other's "

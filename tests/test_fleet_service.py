@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import platform
+import shutil
 import sys
 
 import httpx
@@ -159,6 +160,15 @@ def test_only_the_manifest_s_files_are_served(api, signed):
     rid = client.post("/api/v1/releases", json=_body(signed)).json()["id"]
     r = httpx.get(f"{client.base_url}/api/v1/releases/{rid}/..%2Fhailong.db", auth=("dev-1", "right-password"))
     assert r.status_code in (404, 422)
+
+
+def test_a_release_published_through_another_instance_is_a_clear_404_not_a_500(api, signed, tmp_path):
+    """Instances that do not share service.data_dir: the release is in the store, its files elsewhere."""
+    client, _ = api
+    rid = client.post("/api/v1/releases", json=_body(signed)).json()["id"]
+    shutil.rmtree(tmp_path / "svc" / "releases" / rid)
+    r = httpx.get(f"{client.base_url}/api/v1/releases/{rid}/{rel.MANIFEST}", auth=("dev-1", "right-password"))
+    assert r.status_code == 404 and "not on this instance" in r.text
 
 
 def test_an_incomplete_or_altered_release_is_not_published(api, signed):

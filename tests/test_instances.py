@@ -271,18 +271,20 @@ def _device_of(dev: DeviceProcess) -> str:
 def test_shared_group_config_needs_an_external_broker_and_a_client_id_per_instance():
     from broker.config import ConfigError, config_from_dict
 
-    base = {"mqtt": {"embedded": False, "shared_group": "hailong"}, "store": {"url": "sqlite:///x.db"}}
+    base = {"mqtt": {"embedded": False, "shared_group": "hailong"}, "store": {"url": "sqlite:///x.db"},
+            "http": {"session_secret_file": __file__}}
     with pytest.raises(ConfigError, match="client_id.*own"):
         config_from_dict(base)
+    with pytest.raises(ConfigError, match="session_secret_file.*same secret"):
+        config_from_dict({**base, "http": {}, "mqtt": {**base["mqtt"], "client_id": "hailong-service-a"}})
     cfg = config_from_dict({**base, "mqtt": {**base["mqtt"], "client_id": "hailong-service-a"}})
     assert cfg.mqtt.shared_group == "hailong"
     for bad in ("a/b", "a+", "#"):
         with pytest.raises(ConfigError, match="shared_group"):
             config_from_dict({**base, "mqtt": {**base["mqtt"], "client_id": "x", "shared_group": bad}})
     with pytest.raises(ConfigError, match="embedded broker has no shared subscriptions"):
-        config_from_dict({"mqtt": {"embedded": True, "shared_group": "g", "client_id": "x", "password": "p",
-                                   "passwd_file": __file__, "acl_file": __file__},
-                          "store": {"url": "sqlite:///x.db"}})
+        config_from_dict({**base, "mqtt": {"embedded": True, "shared_group": "g", "client_id": "x", "password": "p",
+                                           "passwd_file": __file__, "acl_file": __file__}})
 
 
 def test_only_events_and_requests_are_shared_and_a_plain_leftover_is_dropped():
