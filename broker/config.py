@@ -33,6 +33,10 @@ __all__ = [
 DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "broker-config.md"
 SQLITE_URL = "sqlite:///"
 DEFAULT_CLIENT_ID = "hailong-service"
+SESSION_EXPIRY_S = 604800  # one instance: a week of events waits in the broker while it is down
+# Several instances: a dead one's share comes back to the others this soon (the counters re-send
+# what it held), while a restart within it still finds its session.
+SHARED_SESSION_EXPIRY_S = 60
 SESSION_SECRET_NAME = "session-secret"  # in service.data_dir when http.session_secret_file is unset
 
 
@@ -133,10 +137,13 @@ SCHEMA: list[Key] = [
     _text("mqtt.embedded_bind", "127.0.0.1",
           "Address the embedded broker listens on (embedded = true only); loopback unless counters "
           'must reach it, then e.g. "0.0.0.0".'),
-    Key("mqtt.session_expiry_s", "int", 604800,
+    Key("mqtt.session_expiry_s", "int", None,
         "Seconds the broker keeps the service's session, and the events queued for it, while the "
-        "service is down (MQTT 5).",
-        lo=0, hi=2**32 - 1),  # MQTT 5 encodes it in four bytes
+        "service is down (MQTT 5). With shared_group it is short: Mosquitto keeps handing a dead "
+        "instance's session its share of the stream until the session expires (docs/instances.md).",
+        lo=0, hi=2**32 - 1,  # MQTT 5 encodes it in four bytes
+        default_text=f"`{SESSION_EXPIRY_S}` (a week), or `{SHARED_SESSION_EXPIRY_S}` with shared_group",
+        example=SESSION_EXPIRY_S),
     Key("mqtt.keepalive_s", "int", 30,
         "Seconds between keepalive pings; bounds how fast a dead (half-open) link to the broker is noticed.",
         lo=5, hi=600),
@@ -332,6 +339,9 @@ def _check_across(v: dict[str, Any], problems: Problems) -> None:
         _check_embedded(v, problems)
     if v.get("mqtt.shared_group") is not None:
         _check_shared(v, problems)
+    if "mqtt.session_expiry_s" in v and v["mqtt.session_expiry_s"] is None:
+        shared = v.get("mqtt.shared_group") is not None
+        v["mqtt.session_expiry_s"] = SHARED_SESSION_EXPIRY_S if shared else SESSION_EXPIRY_S
     if v.get("hall.voice_dir") is not None and not v["hall.voice_dir"].is_dir():
         problems.append(("hall.voice_dir", f"folder not found: {v['hall.voice_dir']}"))
 
