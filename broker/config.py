@@ -195,7 +195,8 @@ _CROSS_RULES = [
     "With `mqtt.embedded` true, `mqtt.passwd_file` and `mqtt.acl_file` are required, and the service logs in "
     "to its own broker like any client: `mqtt.password` or `mqtt.password_file` is required too.",
     "`mqtt.shared_group` needs an external broker (`mqtt.embedded` false: the embedded one has no shared "
-    "subscriptions), its own `mqtt.client_id` on every instance (the default `hailong-service` is refused "
+    "subscriptions) spoken to in MQTT 5 (a 3.1.1 session never expires, so a dead instance would keep its "
+    "share of the stream), its own `mqtt.client_id` on every instance (the default `hailong-service` is refused "
     "with it, since two instances with one client id take each other's session over and over), and "
     "`http.session_secret_file`, the same secret on every instance, so a login made on one works on all.",
     "`hall.voice_dir` must be an existing folder.",
@@ -362,6 +363,10 @@ def _check_shared(v: dict[str, Any], problems: Problems) -> None:
     if v.get("mqtt.embedded"):
         problems.append(("mqtt.shared_group", "needs an external broker such as Mosquitto: the embedded broker "
                                               "has no shared subscriptions (and serves one instance anyway)"))
+    elif v.get("mqtt.protocol") == "3.1.1":
+        problems.append(("mqtt.protocol", 'must be "5" with shared_group: an MQTT 3.1.1 session never expires, '
+                                          "and Mosquitto keeps handing a dead instance's session its share of "
+                                          "the stream until that instance returns"))
     if "http.session_secret_file" in v and v["http.session_secret_file"] is None:
         problems.append(("http.session_secret_file", "required with mqtt.shared_group: every instance must sign "
                                                      "logins with the same secret, or a session made on one is "

@@ -33,7 +33,7 @@ def subscriptions(prefix: str, shared_group: str | None) -> tuple[list[tuple[str
     """(filters to subscribe with their QoS, filters to drop) for one instance.
 
     With a shared group, the broker hands each event and kiosk request to one instance of the
-    group ($share/GROUP/filter, MQTT 5 and, on Mosquitto, 3.1.1 too). Statuses and telemetry stay
+    group ($share/GROUP/filter; MQTT 5 only, see broker.config). Statuses and telemetry stay
     per instance: every instance needs each device's online state (Ingest._live), and recording
     them twice is an idempotent upsert. A persistent session from a run without the group may
     still hold the plain event and request filters, which would hand this instance every message

@@ -302,6 +302,8 @@ def test_shared_group_config_needs_an_external_broker_and_a_client_id_per_instan
     for bad in ("a/b", "a+", "#"):
         with pytest.raises(ConfigError, match="shared_group"):
             config_from_dict({**base, "mqtt": {**base["mqtt"], "client_id": "x", "shared_group": bad}})
+    with pytest.raises(ConfigError, match="3.1.1 session never expires"):
+        config_from_dict({**base, "mqtt": {**base["mqtt"], "client_id": "x", "protocol": "3.1.1"}})
     with pytest.raises(ConfigError, match="embedded broker has no shared subscriptions"):
         config_from_dict({**base, "mqtt": {"embedded": True, "shared_group": "g", "client_id": "x", "password": "p",
                                            "passwd_file": __file__, "acl_file": __file__}})
