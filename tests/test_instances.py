@@ -35,10 +35,16 @@ PASSWORD = "a long enough password 7"
 COUNTER_EXTRA = "[rating]\nrepeat_gap_s = 0\n[ledger]\nack_timeout_s = 2\n"  # resend soon after an instance dies
 
 
-@pytest.fixture(params=["sqlite"])
+# The stores both instances can share, by name: each gives the URL of a fresh, empty one. PostgreSQL is one
+# more line, e.g. "postgresql": lambda request, tmp_path: request.getfixturevalue("postgres").url
+STORES = {
+    "sqlite": lambda request, tmp_path: f"sqlite:///{tmp_path / 'shared' / 'hailong.db'}",
+}
+
+
+@pytest.fixture(params=sorted(STORES))
 def store_url(request, tmp_path) -> str:
-    """The store both instances share (a PostgreSQL case is one more param and branch here)."""
-    return f"sqlite:///{tmp_path / 'shared' / 'hailong.db'}"
+    return STORES[request.param](request, tmp_path)
 
 
 @dataclass
@@ -200,17 +206,16 @@ def mark_processed(broker, instance: Instance, token: str, n_online: int) -> Non
     finally:
         probe.loop_stop()
         probe.disconnect()
-    seen = Waiter()
+    eventually(lambda: instance.metrics(token)["hailong_devices_online"] >= n_online + 1,
+               what=f"instance {instance.name} past the probe status")
 
-    def poll():
-        while not seen.items:
-            if instance.metrics(token)["hailong_devices_online"] >= n_online + 1:
-                seen.append(True)
-            else:
-                threading.Event().wait(0.1)
 
-    threading.Thread(target=poll, daemon=True).start()
-    seen.wait_for(lambda items: items, timeout=30, what=f"instance {instance.name} past the probe status")
+def eventually(probe, timeout: float = 30.0, what: str = "condition") -> None:
+    """Poll `probe` (another process's state, or another thread's counters: nothing to wait on)."""
+    deadline = time.monotonic() + timeout
+    while not probe():
+        assert time.monotonic() < deadline, f"gave up waiting for {what}"
+        threading.Event().wait(0.05)
 
 
 def test_two_instances_share_the_stream_and_a_sigkill_loses_and_doubles_nothing(pair, counters, mosquitto):
@@ -318,3 +323,42 @@ def test_only_events_and_requests_are_shared_and_a_plain_leftover_is_dropped():
     assert dropped == ["hailong/v1/+/event", "hailong/v1/+/request"]
     assert subscriptions("hailong/v1", None) == ([("hailong/v1/+/event", 1), ("hailong/v1/+/status", 1),
                                                   ("hailong/v1/+/telemetry", 0), ("hailong/v1/+/request", 1)], [])
+
+
+def test_an_instance_joining_a_group_drops_the_plain_subscription_its_session_kept(tmp_path, mosquitto):
+    """A persistent session from a run without the group still holds `hailong/v1/+/event`: kept, it would
+    hand this instance every event on top of its share."""
+    from broker.ingest import Ingest, IngestSettings
+    from protocol.events import make_event
+
+    def ingest(client_id: str, group: str | None) -> Ingest:
+        started = Ingest(store, IngestSettings(host=mosquitto.host, port=mosquitto.port, client_id=client_id,
+                                               shared_group=group, batch_wait_ms=5)).start()
+        assert started.connected.wait(10)
+        return started
+
+    def received(*ingests: Ingest) -> int:
+        return sum(i.metrics.ingested + i.metrics.duplicates for i in ingests)
+
+    with Store.open(tmp_path / "hailong.db") as store:
+        store.register_device("dev-1", "kien-thuy", "1")
+        ingest("svc-a", None).stop()  # the session keeps its plain subscriptions
+        a, b = ingest("svc-a", "hailong"), ingest("svc-b", "hailong")
+        publisher = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id="dev-1", protocol=mqtt.MQTTv5)
+        publisher.connect(mosquitto.host, mosquitto.port)
+        publisher.loop_start()
+        try:
+            common = dict(device="dev-1", site="kien-thuy", counter="1", ledger="0123456789abcdef",
+                          ts=1_700_000_000_000, clock_ok=True, boot="b", mono=1.0, officer=None, ticket=None)
+            for seq in range(1, 41):
+                event = make_event("rating", seq=seq, score=1 + seq % 4, scale=4, **common)
+                publisher.publish("hailong/v1/dev-1/event", encode(event), qos=1).wait_for_publish(5)
+            eventually(lambda: received(a, b) >= 40, what="40 events received")
+        finally:
+            publisher.loop_stop()
+            publisher.disconnect()
+            a.stop()
+            b.stop()
+        assert a.metrics.ingested + b.metrics.ingested == 40
+        assert a.metrics.ingested > 0 and b.metrics.ingested > 0
+        assert a.metrics.duplicates + b.metrics.duplicates == 0, (a.metrics, b.metrics)
