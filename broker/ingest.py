@@ -26,7 +26,10 @@ from protocol.messages import decode_status, decode_telemetry, make_ack, make_co
 from protocol.topics import Topics, subscription, valid_device_id
 
 log = logging.getLogger("hailong.ingest")
-SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code 0x8E
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code 0x8E (Mosquitto 2.0 just closes the socket instead)
+# Connections that end this soon after they began, this many times in a row, look like two clients with
+# one id taking the session from each other.
+FLAP_S, FLAPS = 2.0, 3
 
 
 def subscriptions(prefix: str, shared_group: str | None) -> tuple[list[tuple[str, int]], list[str]]:
@@ -111,6 +114,7 @@ class Ingest:
         self._q: queue.Queue[_Msg | None] = queue.Queue()
         self._stop = threading.Event()
         self.connected = threading.Event()
+        self._connected_at, self._flaps = 0.0, 0
         self.failed = threading.Event()
         self.failure: BaseException | None = None
         self._worker = threading.Thread(target=self._work, name="ingest", daemon=True)
@@ -170,14 +174,18 @@ class Ingest:
         if dropped:
             client.unsubscribe(dropped)
         client.subscribe(wanted)
+        self._connected_at = time.monotonic()
         self.connected.set()
         log.info("ingest connected to %s:%s", self.s.host, self.s.port)
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties):
         self.connected.clear()
-        if reason_code == SESSION_TAKEN_OVER:
-            log.error("another client connected with this service's client id %r and took its session over: "
-                      "give every instance its own mqtt.client_id", self.s.client_id)
+        brief = self._connected_at and time.monotonic() - self._connected_at < FLAP_S
+        self._flaps = self._flaps + 1 if brief else 0
+        if reason_code == SESSION_TAKEN_OVER or self._flaps >= FLAPS:
+            log.error("another client connected with this service's client id %r and took its session over "
+                      "(or the broker keeps dropping us right after connecting): give every instance its own "
+                      "mqtt.client_id", self.s.client_id)
         log.warning("ingest lost the broker: %s", reason_code)
 
     def _on_message(self, client, userdata, msg):

@@ -362,3 +362,22 @@ def test_an_instance_joining_a_group_drops_the_plain_subscription_its_session_ke
         assert a.metrics.ingested + b.metrics.ingested == 40
         assert a.metrics.ingested > 0 and b.metrics.ingested > 0
         assert a.metrics.duplicates + b.metrics.duplicates == 0, (a.metrics, b.metrics)
+
+
+def test_two_instances_with_one_client_id_are_told_so(tmp_path, mosquitto, caplog):
+    from broker.ingest import Ingest, IngestSettings
+
+    settings = IngestSettings(host=mosquitto.host, port=mosquitto.port, client_id="hailong-service-a",
+                              shared_group="hailong", batch_wait_ms=5)
+    with Store.open(tmp_path / "hailong.db") as store:
+        first = Ingest(store, settings).start()
+        assert first.connected.wait(10)
+        second = Ingest(store, settings).start()
+        try:
+            eventually(lambda: any("took its session over" in r.getMessage() for r in caplog.records),
+                       what="the taken-over session logged")
+        finally:
+            second.stop()
+            first.stop()
+    record = next(r for r in caplog.records if "took its session over" in r.getMessage())
+    assert record.levelname == "ERROR" and "hailong-service-a" in record.getMessage()
