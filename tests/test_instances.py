@@ -192,6 +192,19 @@ def login(base: str) -> httpx.Client:
     return c
 
 
+def live_ids(client: httpx.Client, n: int) -> list[int]:
+    """The ids of the first `n` ratings the dashboard's live feed sends from the start."""
+    ids: list[int] = []
+    with client.stream("GET", "/live", params={"after": 0}) as r:
+        assert r.status_code == 200
+        for line in r.iter_lines():
+            if line.startswith("id: "):
+                ids.append(int(line[4:]))
+                if len(ids) == n:
+                    break
+    return ids
+
+
 def mark_processed(broker, instance: Instance, token: str, n_online: int) -> None:
     """Wait until `instance` has worked through everything queued for it before now.
 
@@ -264,6 +277,8 @@ def test_two_instances_share_the_stream_and_a_sigkill_loses_and_doubles_nothing(
         # The session made on the survivor is good on the instance that came back (one secret for all).
         other = httpx.Client(base_url=a.base, cookies=session.cookies, timeout=10)
         assert other.get("/", follow_redirects=False).status_code == 200
+        # Its live feed shows every rating, most of them stored by the survivor.
+        live = live_ids(other, DEVICES * (20 + presses) * 4 // 5)
         spy_tickets = spy.tickets()
     finally:
         spy.close()
@@ -275,6 +290,7 @@ def test_two_instances_share_the_stream_and_a_sigkill_loses_and_doubles_nothing(
             in_store = [(e["ledger"], e["seq"]) for e in events if e["device"] == _device_of(dev)]
             assert sorted(in_store) == sorted(on_device), _device_of(dev)
         assert len(events) == DEVICES * (20 + presses)
+    assert sorted(live) == sorted(e["id"] for e in events if e["type"] == "rating")
     nexts = [e for e in events if e["type"] == "call"]
     numbers = [int(t) for _, _, t in spy_tickets]
     assert len(set(numbers)) == len(numbers), sorted(numbers)  # no number given twice
