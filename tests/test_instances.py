@@ -397,3 +397,31 @@ def test_two_instances_with_one_client_id_are_told_so(tmp_path, mosquitto, caplo
             first.stop()
     record = next(r for r in caplog.records if "took its session over" in r.getMessage())
     assert record.levelname == "ERROR" and "hailong-service-a" in record.getMessage()
+
+
+def test_numbers_drawn_by_two_instances_at_once_are_unique(store_url):
+    """Each instance has its own connections to the store; numbers come out of its write transactions."""
+    with Store.open(store_url) as setup:
+        setup.upsert_site("kien-thuy", "Kiến Thụy")
+        setup.upsert_queue("kien-thuy", "a", "Hộ tịch", "A")
+        for i in (1, 2):
+            setup.register_device(f"kiosk-{i}", "kien-thuy", f"k{i}")
+    day = "2026-12-01"
+    got: dict[str, list] = {"site": [], "queue": []}
+    start = threading.Barrier(2)
+
+    def instance(name: str) -> None:
+        with Store.open(store_url) as store:
+            start.wait(10)
+            for i in range(60):
+                got["site"].append(store.next_ticket("kien-thuy", day))
+                got["queue"].append(store.allocate_number(f"kiosk-{name}", f"r{i}", "kien-thuy", day, "a", False,
+                                                          1_000 + i)["number"])
+
+    threads = [threading.Thread(target=instance, args=(n,)) for n in "12"]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert sorted(got["site"]) == list(range(1, 121))
+    assert sorted(got["queue"]) == list(range(1, 121))
