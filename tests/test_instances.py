@@ -3,7 +3,7 @@
 Real parts only: a Mosquitto, two `hailong broker run` processes with `[mqtt] shared_group`, and
 the counter firmware as child processes, resending what is not acked as in the field. The store is a
 parameter: an SQLite file both processes open in WAL mode here, and PostgreSQL once that store is merged
-(add its case to `store_url`).
+(one line in `STORES`).
 """
 from __future__ import annotations
 
@@ -215,7 +215,8 @@ def mark_processed(broker, instance: Instance, token: str, n_online: int) -> Non
     probe.loop_start()
     try:
         status = {"online": True, "fw": "1.0", "ledger": "0123456789abcdef", "ts": 1_700_000_000_000}
-        probe.publish("hailong/v1/probe-1/status", encode(status), qos=1).wait_for_publish(5)
+        # Retained: it reaches the instance even if its subscription is made just after this.
+        probe.publish("hailong/v1/probe-1/status", encode(status), qos=1, retain=True).wait_for_publish(5)
     finally:
         probe.loop_stop()
         probe.disconnect()
