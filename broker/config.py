@@ -32,6 +32,11 @@ __all__ = [
 
 DOCS_PATH = Path(__file__).resolve().parent.parent / "docs" / "broker-config.md"
 SQLITE_URL = "sqlite:///"
+DEFAULT_CLIENT_ID = "hailong-service"
+SESSION_EXPIRY_S = 604800  # one instance: a week of events waits in the broker while it is down
+# Several instances: a dead one's share comes back to the others this soon (the counters re-send
+# what it held), while a restart within it still finds its session.
+SHARED_SESSION_EXPIRY_S = 60
 SESSION_SECRET_NAME = "session-secret"  # in service.data_dir when http.session_secret_file is unset
 
 
@@ -110,8 +115,16 @@ SCHEMA: list[Key] = [
         choices=MQTT_PROTOCOLS, default_text='`"5"`, or `"3.1.1"` when embedded = true', example="5"),
     _text("mqtt.prefix", "hailong/v1", "Topic prefix shared by all hailong topics; the same on every counter.",
           check=is_topic_prefix, rule_text=TOPIC_PREFIX_RULE),
-    _text("mqtt.client_id", "hailong-service",
-          "MQTT client id of the service; its persistent session is kept under this id, so run one service per id."),
+    _text("mqtt.client_id", DEFAULT_CLIENT_ID,
+          "MQTT client id of the service; its persistent session is kept under this id, so run one service per id "
+          "(with shared_group, each instance needs its own, e.g. hailong-service-a and hailong-service-b)."),
+    _text("mqtt.shared_group", None,
+          "Run several service instances on one event stream (docs/instances.md): each instance subscribes to "
+          "events and kiosk requests as the MQTT shared subscription $share/GROUP/..., so the broker hands each "
+          "message to one of them; statuses and telemetry still reach every instance. The same group on every "
+          "instance; unset means one instance takes every message.",
+          check=lambda v: not any(c in v for c in "/+#"), rule_text="a name without /, + or #",
+          example="hailong", hi=64),
     Key("mqtt.tls", "bool", False, "Connect to the broker with TLS."),
     Key("mqtt.ca_file", "path", None, "CA certificates that verify the broker; unset means the system trust store.",
         must_exist=True, example="/etc/hailong/ca.crt"),
@@ -130,10 +143,13 @@ SCHEMA: list[Key] = [
     _text("mqtt.embedded_bind", "127.0.0.1",
           "Address the embedded broker listens on (embedded = true only); loopback unless counters "
           'must reach it, then e.g. "0.0.0.0".'),
-    Key("mqtt.session_expiry_s", "int", 604800,
+    Key("mqtt.session_expiry_s", "int", None,
         "Seconds the broker keeps the service's session, and the events queued for it, while the "
-        "service is down (MQTT 5).",
-        lo=0, hi=2**32 - 1),  # MQTT 5 encodes it in four bytes
+        "service is down (MQTT 5). With shared_group it is short: Mosquitto keeps handing a dead "
+        "instance's session its share of the stream until the session expires (docs/instances.md).",
+        lo=0, hi=2**32 - 1,  # MQTT 5 encodes it in four bytes
+        default_text=f"`{SESSION_EXPIRY_S}` (a week), or `{SHARED_SESSION_EXPIRY_S}` with shared_group",
+        example=SESSION_EXPIRY_S),
     Key("mqtt.keepalive_s", "int", 30,
         "Seconds between keepalive pings; bounds how fast a dead (half-open) link to the broker is noticed.",
         lo=5, hi=600),
@@ -186,6 +202,11 @@ _CROSS_RULES = [
     "speaks MQTT 3.1.1 only. Left unset, it follows `mqtt.embedded`.",
     "With `mqtt.embedded` true, `mqtt.passwd_file` and `mqtt.acl_file` are required, and the service logs in "
     "to its own broker like any client: `mqtt.password` or `mqtt.password_file` is required too.",
+    "`mqtt.shared_group` needs an external broker (`mqtt.embedded` false: the embedded one has no shared "
+    "subscriptions) spoken to in MQTT 5 (a 3.1.1 session never expires, so a dead instance would keep its "
+    "share of the stream), its own `mqtt.client_id` on every instance (the default `hailong-service` is refused "
+    "with it, since two instances with one client id take each other's session over and over), and "
+    "`http.session_secret_file`, the same secret on every instance, so a login made on one works on all.",
     "`hall.voice_dir` must be an existing folder.",
     "`store.url`: `sqlite:///hailong.db` is `hailong.db` beside this file; "
     "`sqlite:////var/lib/hailong/hailong.db` is the absolute path `/var/lib/hailong/hailong.db`.",
@@ -223,6 +244,7 @@ class MqttSection:
     protocol: str
     prefix: str
     client_id: str
+    shared_group: str | None
     tls: bool
     ca_file: Path | None
     cert_file: Path | None
@@ -335,6 +357,11 @@ def _check_across(v: dict[str, Any], problems: Problems) -> None:
             problems.append(("mqtt.protocol", "the embedded broker speaks MQTT 3.1.1 only"))
     if v.get("mqtt.embedded"):
         _check_embedded(v, problems)
+    if v.get("mqtt.shared_group") is not None:
+        _check_shared(v, problems)
+    if "mqtt.session_expiry_s" in v and v["mqtt.session_expiry_s"] is None:
+        shared = v.get("mqtt.shared_group") is not None
+        v["mqtt.session_expiry_s"] = SHARED_SESSION_EXPIRY_S if shared else SESSION_EXPIRY_S
     if v.get("hall.voice_dir") is not None and not v["hall.voice_dir"].is_dir():
         problems.append(("hall.voice_dir", f"folder not found: {v['hall.voice_dir']}"))
 
@@ -349,6 +376,24 @@ def _check_embedded(v: dict[str, Any], problems: Problems) -> None:
             and v["mqtt.password_file"] is None:
         problems.append(("mqtt.password_file", "required with embedded = true (or mqtt.password): "
                                                "the service logs in to its embedded broker like any client"))
+
+
+def _check_shared(v: dict[str, Any], problems: Problems) -> None:
+    if v.get("mqtt.embedded"):
+        problems.append(("mqtt.shared_group", "needs an external broker such as Mosquitto: the embedded broker "
+                                              "has no shared subscriptions (and serves one instance anyway)"))
+    elif v.get("mqtt.protocol") == "3.1.1":
+        problems.append(("mqtt.protocol", 'must be "5" with shared_group: an MQTT 3.1.1 session never expires, '
+                                          "and Mosquitto keeps handing a dead instance's session its share of "
+                                          "the stream until that instance returns"))
+    if "http.session_secret_file" in v and v["http.session_secret_file"] is None:
+        problems.append(("http.session_secret_file", "required with mqtt.shared_group: every instance must sign "
+                                                     "logins with the same secret, or a session made on one is "
+                                                     "refused by the others (copy one file to each)"))
+    if v.get("mqtt.client_id") == DEFAULT_CLIENT_ID:
+        problems.append(("mqtt.client_id", "set a client id of this instance's own with shared_group (e.g. "
+                                           f"{DEFAULT_CLIENT_ID}-a): instances sharing one id take each other's "
+                                           "session over"))
 
 
 def _resolve_store_path(v: dict[str, Any], base: Path | None) -> None:

@@ -155,9 +155,13 @@ def tick(store, ingest, cfg, now_ms: int) -> None:
         rollout = store.rollout(summary["id"])
         release = store.release(rollout["release"])
         result, send = step(rollout, release["version"], devices, now_ms)
-        command = update_command(release, release_url(cfg, release["id"]), rollout["allow_downgrade"])
-        for device in send:
-            ingest.publish(device, "cmd", command)
-        if result["changes"] or result["state"] != "running" or result["wave"] != rollout["wave"]:
-            store.save_rollout_step(rollout["id"], state=result["state"], wave=result["wave"],
-                                    reason=result["reason"], devices=result["changes"], at_ms=now_ms)
+        if not (result["changes"] or result["state"] != "running" or result["wave"] != rollout["wave"]):
+            continue
+        # Saved before sending, and only if nobody stepped the rollout since we read it (another
+        # instance, an operator's stop): each command is sent by one instance. Dying before sending
+        # only delays it by RESEND_MS.
+        if store.save_rollout_step(rollout["id"], state=result["state"], wave=result["wave"], reason=result["reason"],
+                                   devices=result["changes"], at_ms=now_ms, if_updated_ms=rollout["updated_ms"]):
+            command = update_command(release, release_url(cfg, release["id"]), rollout["allow_downgrade"])
+            for device in send:
+                ingest.publish(device, "cmd", command)

@@ -32,12 +32,29 @@ from protocol.messages import decode_status, decode_telemetry, make_ack, make_co
 from protocol.topics import Topics, subscription, valid_device_id
 
 log = logging.getLogger("hailong.ingest")
+SESSION_TAKEN_OVER = 142  # MQTT 5 DISCONNECT reason code 0x8E (Mosquitto 2.0 just closes the socket instead)
+# Connections that end this soon after they began, this many times in a row, look like two clients with
+# one id taking the session from each other.
+FLAP_S, FLAPS = 2.0, 3
 
 
-def subscriptions(prefix: str) -> list[tuple[str, int]]:
-    """What the service subscribes to on every broker: (topic filter, QoS)."""
-    return [(subscription("event", prefix), 1), (subscription("status", prefix), 1),
-            (subscription("telemetry", prefix), 0), (subscription("request", prefix), 1)]
+def subscriptions(prefix: str, shared_group: str | None) -> tuple[list[tuple[str, int]], list[str]]:
+    """(filters to subscribe with their QoS, filters to drop) for one instance.
+
+    With a shared group, the broker hands each event and kiosk request to one instance of the
+    group ($share/GROUP/filter; MQTT 5 only, see broker.config). Statuses and telemetry stay
+    per instance: every instance needs each device's online state (Ingest._live), and recording
+    them twice is an idempotent upsert. A persistent session from a run without the group may
+    still hold the plain event and request filters, which would hand this instance every message
+    besides its share: those are dropped.
+    """
+    def shared(kind: str) -> str:
+        return f"$share/{shared_group}/{subscription(kind, prefix)}" if shared_group else subscription(kind, prefix)
+
+    wanted = [(shared("event"), 1), (subscription("status", prefix), 1), (subscription("telemetry", prefix), 0),
+              (shared("request"), 1)]
+    dropped = [subscription("event", prefix), subscription("request", prefix)] if shared_group else []
+    return wanted, dropped
 
 
 @dataclass(frozen=True)
@@ -48,6 +65,7 @@ class IngestSettings:
     password: str | None = None
     protocol: str = "5"
     client_id: str = "hailong-service"
+    shared_group: str | None = None  # several instances on one stream (docs/instances.md)
     prefix: str = "hailong/v1"
     tls: bool = False
     ca_file: str | None = None
@@ -112,6 +130,8 @@ class Ingest:
         self._q: queue.Queue[_Msg | None] = queue.Queue()
         self._stop = threading.Event()
         self.connected = threading.Event()
+        self._connected_at: dict[int, float] = {}  # per broker link: when it last connected
+        self._flaps: dict[int, int] = {}  # per broker link: brief connections in a row
         self.failed = threading.Event()
         self.failure: BaseException | None = None
         self._worker = threading.Thread(target=self._work, name="ingest", daemon=True)
@@ -190,9 +210,13 @@ class Ingest:
         if reason_code.is_failure:
             log.error("broker %s:%s refused the service: %s", host, port, reason_code)
             return
-        client.subscribe(subscriptions(self.s.prefix))
+        wanted, dropped = subscriptions(self.s.prefix, self.s.shared_group)
+        if dropped:
+            client.unsubscribe(dropped)
+        client.subscribe(wanted)
         with self._up_lock:
             self._up.add(userdata)
+            self._connected_at[userdata] = time.monotonic()
             self.metrics.brokers_connected = len(self._up)
             self.connected.set()
         log.info("ingest connected to %s:%s", host, port)
@@ -203,6 +227,13 @@ class Ingest:
             self.metrics.brokers_connected = len(self._up)
             if not self._up:
                 self.connected.clear()
+        since = self._connected_at.get(userdata)
+        brief = since is not None and time.monotonic() - since < FLAP_S
+        self._flaps[userdata] = self._flaps.get(userdata, 0) + 1 if brief else 0
+        if reason_code == SESSION_TAKEN_OVER or self._flaps[userdata] >= FLAPS:
+            log.error("another client connected with this service's client id %r and took its session over "
+                      "(or the broker keeps dropping us right after connecting): give every instance its own "
+                      "mqtt.client_id", self.s.client_id)
         log.warning("ingest lost the broker %s:%s: %s", *self.s.brokers[userdata], reason_code)
 
     def _on_message(self, client, userdata, msg):

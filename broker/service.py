@@ -19,6 +19,7 @@ def ingest_settings(cfg):
         hosts=() if m.embedded else m.brokers,
         username=m.username, password=m.password,
         protocol=m.protocol, client_id=m.client_id, prefix=m.prefix, tls=m.tls and not m.embedded,
+        shared_group=m.shared_group,
         ca_file=str(m.ca_file) if m.ca_file else None,
         cert_file=str(m.cert_file) if m.cert_file else None,
         key_file=str(m.key_file) if m.key_file else None,

@@ -94,16 +94,20 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def engine_parts(tmp_path):
-    smtp = SmtpSink("u", "p").start()
-    hook = WebhookSink("k").start()
-    cfg = config_from_dict({
+def engine_config(tmp_path, smtp, hook):
+    return config_from_dict({
         "mqtt": {"embedded": False}, "store": {"url": f"sqlite:///{tmp_path / 'e.db'}"},
         "alerts": {"daily_summary": True, "retry_min_s": 10, "retry_max_s": 40, "offline_after_s": 60},
         "email": {"host": "127.0.0.1", "port": smtp.port, "security": "none", "username": "u", "password": "p",
                   "to": ["tt@example.vn"]},
         "webhook": {"url": hook.url, "secret": "k"}})
+
+
+@pytest.fixture
+def engine_parts(tmp_path):
+    smtp = SmtpSink("u", "p").start()
+    hook = WebhookSink("k").start()
+    cfg = engine_config(tmp_path, smtp, hook)
     store = Store.open(cfg.store.url)
     store.upsert_site("s1", "Trung tâm 1", "Asia/Ho_Chi_Minh")
     store.register_device("dev-1", "s1", "1")
@@ -180,3 +184,38 @@ def test_the_facts_hold_counted_ratings_newest_first_and_the_last_hours_flagged_
         assert facts["flagged"] == {("s1", "1"): 2, ("tokyo", "1"): 2}
         assert s.alert_facts(days, t)["flagged"] == {}  # nothing in the hour after
         assert [d["device"] for d in facts["devices"]] == ["dev-1", "dev-2"]
+
+
+def test_two_instances_send_each_notice_once(engine_parts, tmp_path):
+    """Several service instances run an engine each on one store: each alert is opened and sent once."""
+    engine, store, clock, smtp, hook = engine_parts
+    other_store = Store.open(store.path)
+    try:
+        other = AlertEngine(other_store, engine_config(tmp_path, smtp, hook), clock=clock)
+        store.device_status("dev-1", {"online": True}, int(clock() * 1000))
+        store.device_status("dev-1", {"online": False}, int(clock() * 1000))
+        clock.t += 60
+        (opened,), _ = engine.check_once()
+        assert other.check_once() == ([], [])  # already open: the unique index, whoever checks
+        stale = other_store.outbox_due(int(clock() * 1000))
+        assert len(stale) == 2  # e-mail and webhook, as the other sender saw them just before the first sent them
+        assert engine.deliver_once() == 2
+        other_store.outbox_due = lambda *args, **kwargs: stale
+        assert other.deliver_once() == 0
+        assert len(hook.posts.items) == 1 and store.outbox_pending() == 0
+    finally:
+        other_store.close()
+
+
+def test_a_notice_claimed_by_an_instance_that_died_is_sent_by_another_later(engine_parts):
+    engine, store, clock, smtp, hook = engine_parts
+    store.device_status("dev-1", {"online": True}, int(clock() * 1000))
+    store.device_status("dev-1", {"online": False}, int(clock() * 1000))
+    clock.t += 60
+    engine.check_once()
+    now = int(clock() * 1000)
+    for notice in store.outbox_due(now):  # a sender takes them, and its instance is killed before sending
+        assert store.outbox_claim(notice["id"], now, now + 300_000)
+    assert engine.deliver_once() == 0
+    clock.t += 300
+    assert engine.deliver_once() == 2 and len(hook.posts.items) == 1

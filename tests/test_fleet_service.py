@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import base64
 import platform
+import shutil
 import sys
 
 import httpx
@@ -161,6 +162,15 @@ def test_only_the_manifest_s_files_are_served(api, signed):
     assert r.status_code in (404, 422)
 
 
+def test_a_release_published_through_another_instance_is_a_clear_404_not_a_500(api, signed, tmp_path):
+    """Instances that do not share service.data_dir: the release is in the store, its files elsewhere."""
+    client, _ = api
+    rid = client.post("/api/v1/releases", json=_body(signed)).json()["id"]
+    shutil.rmtree(tmp_path / "svc" / "releases" / rid)
+    r = httpx.get(f"{client.base_url}/api/v1/releases/{rid}/{rel.MANIFEST}", auth=("dev-1", "right-password"))
+    assert r.status_code == 404 and "not on this instance" in r.text
+
+
 def test_an_incomplete_or_altered_release_is_not_published(api, signed):
     client, store = api
     body = _body(signed)
@@ -255,3 +265,32 @@ def test_release_add_and_rollouts_from_the_command_line(tmp_path, signed, capsys
     assert broker(["rollout", "stop", "1", "--config", str(config)]) == 0
     assert broker(["rollout", "list", "--config", str(config)]) == 0
     assert '"state": "stopped"' in capsys.readouterr().out
+
+
+def test_two_instances_stepping_one_rollout_send_each_command_once_and_a_stop_stands(tmp_path, signed):
+    """Each instance ticks every rollout; a step taken on a stale view (another instance's, an operator's
+    stop in between) writes and sends nothing."""
+    cfg = config_from_dict({"mqtt": {"embedded": False, "host": "127.0.0.1"}, "service": {"data_dir": str(tmp_path / "svc")},
+                            "store": {"url": f"sqlite:///{tmp_path / 'h.db'}"}, "http": {"public_url": "http://svc:80"}})
+    with Store.open(cfg.store.url) as store, Store.open(cfg.store.url) as other:
+        for i in range(6):
+            store.register_device(f"dev-{i}", "s1", str(i))
+            store.device_status(f"dev-{i}", {"online": True, "fw": "0.1.0", "ledger": "0123456789abcdef", "ts": 1},
+                                at_ms=1)
+        release = fleet.publish_release(store, signed, fleet.releases_dir(cfg), at_ms=1)
+        members = fleet.members_of(store.devices(), {"site": "s1"}, 2, salt=release["id"])
+        rollout_id = store.add_rollout(release["id"], {"site": "s1"}, 2, 0.2, False, members, 1)
+        stale = other.rollout(rollout_id)  # what the other instance read, just before this one stepped
+        other.rollout = lambda rid: stale
+        mine, theirs = Publishes(), Publishes()
+        fleet.tick(store, mine, cfg, now_ms=10)
+        fleet.tick(other, theirs, cfg, now_ms=10)
+        assert sorted(d for d, _ in mine.sent) == sorted(d for d, w in members.items() if w == 0)
+        assert theirs.sent == []
+        assert {d["device"]: d["state"] for d in store.rollout(rollout_id)["devices"] if d["state"] == "sent"} \
+            == {d: "sent" for d, w in members.items() if w == 0}
+        stale = store.rollout(rollout_id)
+        store.save_rollout_step(rollout_id, state="stopped", wave=0, reason="stopped by an operator", devices={},
+                                at_ms=11)
+        fleet.tick(other, theirs, cfg, now_ms=10**9)  # resend time, on the view from before the stop
+        assert theirs.sent == [] and store.rollout(rollout_id)["state"] == "stopped"

@@ -2,10 +2,12 @@
 
 Every `check_interval_s` the checker reads the facts from the store, evaluates the rules
 (broker.alerts.rules, pure) at the engine's clock, and opens and resolves alerts; opening or
-resolving queues the notices in the same transaction. The sender delivers what is due, one
-channel at a time, and on failure leaves the notice in the outbox with a later due time
-(doubling from alerts.retry_min_s to alerts.retry_max_s). Neither thread touches ingest: a
-channel that is down slows nothing but its own notices.
+resolving queues the notices in the same transaction. The sender claims each notice that is due
+(so that of several service instances only one sends it) and delivers it, one channel at a time,
+and on failure leaves the notice in the outbox with a later due time (doubling from
+alerts.retry_min_s to alerts.retry_max_s). Neither thread touches ingest: a channel that is down
+slows nothing but its own notices. Opening and resolving are safe from several instances too: one
+open alert per (rule, subject) is a unique index, and resolving is a conditional update.
 """
 from __future__ import annotations
 
@@ -23,6 +25,9 @@ __all__ = ["AlertEngine"]
 
 log = logging.getLogger("hailong.alerts")
 SEND_POLL_S = 1.0  # the sender's longest nap: a notice due after a retry waits at most this much more
+# How long a notice taken by a sender is left to it (far beyond a channel's timeout); after that, e.g. when
+# its instance died mid-send, any instance's sender may take it.
+CLAIM_S = 300
 
 
 class AlertEngine:
@@ -147,6 +152,8 @@ class AlertEngine:
             channel = notice["channel"]
             if self._down_until.get(channel, 0) > t or self._stop.is_set():
                 continue
+            if not self.store.outbox_claim(notice["id"], int(t * 1000), int((t + CLAIM_S) * 1000)):
+                continue  # another instance's sender took it since we looked
             try:
                 self._send(notice)
             except channels.ChannelError as e:

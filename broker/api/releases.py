@@ -127,7 +127,13 @@ def release_file(store: StoreDep, request: Request, release_id: ReleaseId, name:
     _device(request, credentials)
     found(store.release(release_id), f"release {release_id!r}")
     folder = fleet.releases_dir(request.app.state.cfg) / release_id
-    manifest: dict[str, Any] = json.loads((folder / rel.MANIFEST).read_bytes())
+    try:
+        manifest: dict[str, Any] = json.loads((folder / rel.MANIFEST).read_bytes())
+    except FileNotFoundError:
+        # Published through another instance whose service.data_dir is not shared with this one.
+        raise HTTPException(404, f"release {release_id} is recorded but its files are not on this instance: "
+                                 "share service.data_dir/releases between instances or publish it on each "
+                                 "(docs/instances.md)") from None
     if name not in (rel.MANIFEST, rel.SIGNATURE, *manifest["files"]):
         raise HTTPException(404, f"release {release_id} has no file {name!r}")
     return FileResponse(folder / name, media_type="application/octet-stream")

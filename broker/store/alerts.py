@@ -4,7 +4,8 @@ An alert is open from `opened_ms` until `resolved_ms`; the unique index alerts_o
 one open alert per (rule, subject), whoever calls. Opening or resolving an alert queues its
 notices in the same transaction (`apply_alerts`), so none is lost to a crash or a channel
 that is down; the sender marks each one sent (`outbox_sent`) or due again later
-(`outbox_failed`).
+(`outbox_failed`). Before sending, a sender claims the notice (`outbox_claim`), so that of several
+service instances only one sends it.
 """
 from __future__ import annotations
 
@@ -118,6 +119,16 @@ class Alerts(StoreBase):
                           " WHERE sent_ms IS NULL AND next_ms <= ? ORDER BY next_ms, id LIMIT ?", (now_ms, limit))
         return [{"id": i, "alert": a, "kind": k, "channel": c, "site": s, "body": json.loads(b), "attempts": n}
                 for i, a, k, c, s, b, n in rows]
+
+    def outbox_claim(self, id_: int, now_ms: int, until_ms: int) -> bool:
+        """Take a due notice for one sender until `until_ms`; False if it is not due any more.
+
+        Several service instances run a sender each over one outbox: the claim decides which one
+        sends. An instance that dies mid-send leaves the notice due again at `until_ms`, for any.
+        """
+        with self._write() as db:
+            return db.execute("UPDATE alert_outbox SET next_ms = ? WHERE id = ? AND sent_ms IS NULL AND next_ms <= ?"
+                              " RETURNING id", (until_ms, id_, now_ms)).fetchone() is not None
 
     def outbox_sent(self, id_: int, at_ms: int) -> None:
         with self._write() as db:

@@ -64,10 +64,20 @@ class Releases(StoreBase):
         return r
 
     def save_rollout_step(self, rollout_id: int, *, state: str, wave: int, reason: str | None,
-                          devices: dict[str, tuple[str, str | None]], at_ms: int) -> None:
-        """One step of the rollout engine, in one transaction: its new wave and state, and each changed device."""
+                          devices: dict[str, tuple[str, str | None]], at_ms: int,
+                          if_updated_ms: int | None = None) -> bool:
+        """One step of the rollout engine, in one transaction: its new wave and state, and each changed device.
+
+        With `if_updated_ms`, only if the rollout is still running and unchanged since that step (False
+        otherwise, and nothing is written): of several service instances stepping one rollout, or a step
+        and an operator's stop, the first one stands.
+        """
         with self._write() as db:
-            db.execute("UPDATE rollouts SET state = ?, wave = ?, reason = ?, updated_ms = ? WHERE id = ?",
-                       (state, wave, reason, at_ms, rollout_id))
+            guard, args = ("", ()) if if_updated_ms is None else (" AND state = 'running' AND updated_ms = ?",
+                                                                 (if_updated_ms,))
+            if db.execute(f"UPDATE rollouts SET state = ?, wave = ?, reason = ?, updated_ms = ? WHERE id = ?{guard}"
+                          " RETURNING id", (state, wave, reason, at_ms, rollout_id, *args)).fetchone() is None:
+                return False
             db.executemany("UPDATE rollout_devices SET state = ?, error = ?, updated_ms = ? WHERE rollout = ? "
                            "AND device = ?", [(s, e, at_ms, rollout_id, d) for d, (s, e) in devices.items()])
+        return True
