@@ -74,3 +74,23 @@ def test_pages_benchmark_runs_small():
                        capture_output=True, text=True, cwd=ROOT, timeout=180)
     assert r.returncode == 0, r.stderr
     assert "every page p50 <= 300 ms with 20,000 ratings:" in r.stdout
+
+
+@pytest.mark.parametrize("flags", [[], ["--mqtt", "3.1.1", "--anonymous"]], ids=["v5-acl", "v311-anonymous"])
+def test_fleet_runs_small(tmp_path, flags):
+    """A few dozen simulated counters against real Mosquitto and the real service, broker restart included."""
+    raw = tmp_path / "fleet.json"
+    out = run_script("fleet.py", "--counters", "30", "--phase-s", "2", "--idle-s", "0.5", "--outage-s", "0.5",
+                     "--backoff-max", "2", "--json", str(raw), *flags, timeout=240)
+    assert re.search(r"^counters: 30 of 30 connected and subscribed in [\d.]+ s", out, re.M), out
+    assert re.search(r"^press-to-commit p99 at 10x province peak \(\d+ events/s\) = [\d.]+ ms", out, re.M), out
+    assert re.search(r"^drain after broker restart = [\d.]+ s for 30 counters", out, re.M), out
+    assert re.search(r"^limits  : raised RLIMIT_NOFILE", out, re.M), out
+    r = json.loads(raw.read_text())["results"]
+    fleet, counts = r["fleet"], r["store_counts"]
+    assert fleet["pressed"] > 60 and fleet["pending"] == 0  # 60 from the outage backlog alone
+    assert counts["events"] == fleet["pressed"] and counts.get("held", 0) == 0  # every press stored once, counted
+    assert all(p["all_acked"] and p["latency"]["n"] == p["pressed"] for p in r["rates"])
+    assert r["restart"]["done"] and r["restart"]["backlog_events"] == 60
+    assert fleet["kinds"].get("call") and fleet["kinds"].get("rating")
+    assert r["rates"][1]["ticket_latency"]["n"] > 0  # live NEXT calls got their ticket numbers
