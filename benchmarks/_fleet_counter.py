@@ -61,6 +61,8 @@ class Fleet:
     last_ack_t: float = 0.0
     last_ready_t: float = 0.0
     resends: int = 0
+    failed_attempts: int = 0  # connects that timed out or were reset before CONNACK
+    ready_log: list = field(default_factory=list)  # monotonic times counters became ready in the outage phase
     stopping: bool = False
 
     def count(self, table: dict, phase: str, value) -> None:
@@ -225,6 +227,8 @@ class SimCounter:
                 self.subscribed = True
                 f.ready += 1
                 f.last_ready_t = time.monotonic()
+                if f.phase == "outage":
+                    f.ready_log.append(f.last_ready_t)
                 self.in_flight.clear()  # whatever was in flight may or may not have arrived
                 self.pump(time.monotonic())
             elif kind == m.DISCONNECT:
@@ -234,19 +238,20 @@ class SimCounter:
         o, f = self.fleet.opts, self.fleet
         attempt, first = 0, True
         while not f.stopping:
-            background = None
+            background, opened = None, False
             try:
                 if first:  # the first connect is paced so it measures the broker, not SYN backlog drops
                     async with f.connect_gate:
                         reader, self.writer = await self._open()
                 else:
                     reader, self.writer = await self._open()
-                first, attempt = False, 0
+                first, attempt, opened = False, 0, True
                 f.connects += 1
                 background = asyncio.create_task(self._background())
                 await self._session(reader)
             except (OSError, EOFError, asyncio.IncompleteReadError, asyncio.TimeoutError, m.MqttError):
-                pass
+                if not opened:
+                    f.failed_attempts += 1
             finally:
                 self._disconnected(background)
             if not f.stopping:

@@ -273,12 +273,14 @@ async def restart_phase(fleet: Fleet, counters: list[SimCounter], broker: FleetM
     await asyncio.sleep(outage_s)
     others = {k: v for k, v in pids.items() if k != "mosquitto"}
     a = sample(others)
+    failed0 = fleet.failed_attempts
     t0 = time.monotonic()
     await asyncio.to_thread(broker.start)
     pids["mosquitto"] = broker.proc.pid
     listening = time.monotonic() - t0
     ok = await wait_for(lambda: fleet.ready == len(counters) and fleet.pending == 0, timeout)
     b = sample(others)
+    back = [t - t0 for t in fleet.ready_log]
     fleet.phase = "after"
     n = fleet.pressed.get("outage", 0)
     first = fleet.first_ack_t.get("outage")
@@ -287,7 +289,10 @@ async def restart_phase(fleet: Fleet, counters: list[SimCounter], broker: FleetM
             "all_reconnected_s": fleet.last_ready_t - t0, "first_ack_s": first - t0 if first else None,
             "drained_s": fleet.last_ack_t - t0, "done": ok, "left": fleet.pending,
             "sustained_eps": n / flowing if flowing else None,
-            **{k: usage(a, b, k) for k in others},
+            "reconnected": {"n": len(back), **({f"p{q}_s": percentile(back, q) for q in (50, 90, 99)} if back else {})},
+            "failed_attempts": fleet.failed_attempts - failed0,
+            **{k: usage(a, b, k) for k in others}, "others_cores": others_share(a, b, list(others)),
+            "mosquitto_cpu_s": proc_cpu_s(broker.proc.pid),
             "mosquitto_rss_mib": (proc_status(broker.proc.pid).get("VmRSS") or 0) / 1024}
 
 
@@ -433,10 +438,15 @@ def report_restart(args, r: dict) -> None:
           f"{s['listening_s']:.2f} s, first ack {fmt(s['first_ack_s'], '.2f')} s, all counters back "
           f"{s['all_reconnected_s']:.2f} s, every event acked {s['drained_s']:.2f} s"
           + ("" if s["done"] else f" (NOT DONE: {s['left']} left after {args.timeout:g} s)"))
+    rc = s["reconnected"]
+    print(f"counters back (after broker start): p50 {fmt(rc.get('p50_s'), '.1f')} s, p90 {fmt(rc.get('p90_s'), '.1f')} s, "
+          f"p99 {fmt(rc.get('p99_s'), '.1f')} s; {s['failed_attempts']} connect attempts failed (timeout or reset) "
+          "and backed off again")
     print(f"drain after broker restart = {s['drained_s']:.2f} s for {args.counters} counters; sustained "
           f"{fmt(s['sustained_eps'], '.0f')} events/s (first ack to last); service "
           f"{s['service']['cpu_share'] * 100:.0f}% of a core, RSS {s['service']['rss_mib']:.0f} MiB; "
-          f"Mosquitto RSS {s['mosquitto_rss_mib']:.0f} MiB")
+          f"Mosquitto {fmt(s['mosquitto_cpu_s'], '.1f')} CPU s since its start, RSS {s['mosquitto_rss_mib']:.0f} MiB; "
+          f"simulator {s['simulator']['cpu_share'] * 100:.0f}%; other processes {s['others_cores']:.2f} cores")
 
 
 def report_store(args, r: dict, limits: dict) -> None:
