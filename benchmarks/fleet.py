@@ -37,7 +37,7 @@ from benchmarks._common import (  # noqa: E402
     bench_dir, machine_info, percentile, print_machine, proc_cpu_s, proc_status, table)
 from benchmarks._fleet_counter import Fleet, FleetOptions, SimCounter  # noqa: E402
 from benchmarks._fleet_service import ServiceProcess, service_config  # noqa: E402
-from tests.mosquitto import Mosquitto  # noqa: E402
+from tests.mosquitto import Mosquitto, free_port  # noqa: E402
 
 # The issue's figures: ~16,000 counters in ~3,300 commune centres; a province runs ~100 centres.
 COUNTRY_COUNTERS, COUNTRY_CENTRES, PROVINCE_CENTRES = 16_000, 3_300, 100
@@ -90,13 +90,19 @@ def cpu_jiffies_total() -> tuple[int, int]:
 
 
 class FleetMosquitto(Mosquitto):
-    """tests/mosquitto.py's broker with deploy/mosquitto.conf's settings for a fleet."""
+    """tests/mosquitto.py's broker with deploy/mosquitto.conf's settings for a fleet.
+
+    As deployed, the service has a listener of its own (there: loopback 1883, counters on 8883), so
+    after a broker restart it does not queue behind 10,000 counters for the accept backlog (100).
+    """
 
     def __init__(self, workdir: Path, counters: int, auth: tuple[Path, Path] | None):
+        self.service_port = free_port()
         extra = (f"max_connections {counters + 100}\n"
                  "set_tcp_nodelay true\n"
                  "persistent_client_expiration 14d\n"
-                 "max_packet_size 66560\n")
+                 "max_packet_size 66560\n"
+                 f"listener {self.service_port} 127.0.0.1\n")
         if auth is not None:
             extra += f"password_file {auth[0]}\nacl_file {auth[1]}\n"
         super().__init__(workdir, extra=extra, anonymous=auth is None)
@@ -146,6 +152,40 @@ def sqlite_bytes(store_url: str) -> int | None:
 
     path = path_of(store_url)
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
+
+
+def sqlite_tables(store_url: str) -> dict[str, int] | None:
+    """Bytes on disk per table, its indexes included (SQLite's dbstat); None for another engine."""
+    if not store_url.startswith("sqlite:"):
+        return None
+    import sqlite3
+
+    from broker.store.connection import path_of
+
+    with sqlite3.connect(path_of(store_url)) as db:
+        rows = db.execute("SELECT coalesce(m.tbl_name, d.name), sum(d.pgsize) FROM dbstat d "
+                          "LEFT JOIN sqlite_schema m ON m.name = d.name GROUP BY 1").fetchall()
+    return {name: size for name, size in rows}
+
+
+def sqlite_backup_check(store_url: str, work: Path) -> dict | None:
+    """Back the store up with SQLite's online backup (as `sqlite3 DB .backup FILE` does) and open the copy."""
+    if not store_url.startswith("sqlite:"):
+        return None
+    import sqlite3
+
+    from broker.store import Store
+    from broker.store.connection import path_of
+
+    copy = work / "backup" / "hailong.db"
+    copy.parent.mkdir(parents=True, exist_ok=True)
+    t0 = time.monotonic()
+    with sqlite3.connect(path_of(store_url)) as src, sqlite3.connect(copy) as dst:
+        src.backup(dst)
+    seconds = time.monotonic() - t0
+    with Store.open(copy) as restored:
+        counts = restored.counts()
+    return {"seconds": seconds, "bytes": copy.stat().st_size, "counts_equal": counts == store_counts(store_url)}
 
 
 # ----- sampling --------------------------------------------------------------------------
@@ -346,18 +386,17 @@ def setup(args, work: Path) -> tuple[list, dict | None, FleetMosquitto, dict]:
     facts["service_password"] = None if args.anonymous else service_password
     facts["register_s"] = register(args.store_url, layout)
     facts["store_bytes_registered"] = sqlite_bytes(args.store_url)
+    facts["store_tables_registered"] = sqlite_tables(args.store_url)
     broker = FleetMosquitto(work / "mosquitto", args.counters, auth).start()
     facts["mosquitto_nofile"] = nofile_of(broker.proc.pid)
     return layout, passwords, broker, facts
 
 
 def measure(args, work: Path) -> dict:
-    from tests.mosquitto import free_port
-
     layout, passwords, broker, facts = setup(args, work)
     service = None
     try:
-        cfg = service_config(work=work, mqtt_port=broker.port, http_port=free_port(), store_url=args.store_url,
+        cfg = service_config(work=work, mqtt_port=broker.service_port, http_port=free_port(), store_url=args.store_url,
                              password=facts.pop("service_password"), overrides=args.service_set)
         service = ServiceProcess(work, cfg).start()
         pids = {"service": service.pid, "mosquitto": broker.proc.pid, "simulator": os.getpid()}
@@ -370,6 +409,9 @@ def measure(args, work: Path) -> dict:
         broker.stop()
     results["store_counts"] = store_counts(args.store_url)
     results["store_bytes_end"] = sqlite_bytes(args.store_url)
+    results["store_tables_registered"] = facts.pop("store_tables_registered")
+    results["store_tables_end"] = sqlite_tables(args.store_url)
+    results["backup"] = sqlite_backup_check(args.store_url, work)
     return {**facts, **results}
 
 
@@ -449,6 +491,20 @@ def report_restart(args, r: dict) -> None:
           f"simulator {s['simulator']['cpu_share'] * 100:.0f}%; other processes {s['others_cores']:.2f} cores")
 
 
+def report_tables(r: dict, stored: int, ratings: int) -> None:
+    """Where the growth went: the events table grows with every event, the rollups with sites x days."""
+    before, after = r.get("store_tables_registered"), r.get("store_tables_end")
+    if not before or not after:
+        return
+    grown = {name: after[name] - before.get(name, 0) for name in after}
+    top = sorted(((g, n) for n, g in grown.items() if g > 0), reverse=True)[:6]
+    print("store tables (growth, indexes included): "
+          + ", ".join(f"{n} {g / 2**20:.1f} MiB" for g, n in top))
+    ev = grown.get("events", 0)
+    print(f"events table: {ev / max(1, stored):.0f} bytes per event ({ev / max(1, ratings):.0f} per rating with "
+          "its share of NEXT calls); the rollups grow with sites x days x officers, not with ratings")
+
+
 def report_store(args, r: dict, limits: dict) -> None:
     f, counts = r["fleet"], r["store_counts"]
     print()
@@ -462,6 +518,11 @@ def report_store(args, r: dict, limits: dict) -> None:
         print(f"store growth: {grown / 2**20:.1f} MiB for {stored} events = {grown / max(1, stored):.0f} bytes per "
               f"event, {grown / max(1, ratings):.0f} bytes per rating with its share of NEXT calls "
               "(SQLite file after the service closed it, minus after registration)")
+    report_tables(r, stored, f["kinds"].get("rating", 0))
+    if r.get("backup"):
+        b = r["backup"]
+        print(f"backup  : SQLite online backup of the store {b['seconds']:.2f} s, {b['bytes'] / 2**20:.1f} MiB; "
+              f"the copy opens and its counts equal the original's: {'yes' if b['counts_equal'] else 'NO'}")
     print(f"setup   : {r['sites']} sites; registry {r['register_s']:.1f} s"
           + (f"; {args.counters + 1} password hashes {r['hash_s']:.1f} s" if "hash_s" in r else "; anonymous")
           + f"; open files: ours {limits['after'][0]} (was {limits['before'][0]}), Mosquitto {r['mosquitto_nofile']}")
