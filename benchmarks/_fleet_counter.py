@@ -62,6 +62,7 @@ class Fleet:
     last_ready_t: float = 0.0
     resends: int = 0
     failed_attempts: int = 0  # connects that timed out or were reset before CONNACK
+    slow: list = field(default_factory=list)  # (phase, pressed at, seconds) of acks slower than 1 s
     ready_log: list = field(default_factory=list)  # monotonic times counters became ready in the outage phase
     stopping: bool = False
 
@@ -144,6 +145,8 @@ class SimCounter:
                 continue  # a duplicate's ack: already deleted
             f.pending -= 1
             f.count(f.latency, entry[2], now - entry[1])
+            if now - entry[1] > 1.0:
+                f.slow.append((entry[2], entry[1], now - entry[1]))
             f.first_ack_t.setdefault(entry[2], now)
             f.last_ack_t = now
         self.pump(now)

@@ -285,6 +285,8 @@ async def rate_phase(fleet: Fleet, counters: list[SimCounter], pids: dict, *, la
     fleet.phase = "between"
     pressed = fleet.pressed.get(label, 0)
     service = usage(a, b, "service")
+    # When the slow acks were pressed (seconds into the phase): periodic stalls show here.
+    stalls = sorted({round(t - a["t"]) for ph, t, _ in fleet.slow if ph == label})
     # CPU the service spends on presses alone: its idle share (telemetry, timers) taken off.
     marginal = service["cpu_s"] - idle["service"]["cpu_share"] * (b["t"] - a["t"])
     return {"label": label, "rate": rate, "seconds": seconds, "pressed": pressed,
@@ -292,9 +294,30 @@ async def rate_phase(fleet: Fleet, counters: list[SimCounter], pids: dict, *, la
             "drain_after_s": b["t"] - pressed_until,
             "latency": lat_summary(fleet.latency.get(label, [])),
             "ticket_latency": lat_summary(fleet.ticket_latency.get(label, [])),
+            "slow_presses_at_s": stalls,
             **{n: usage(a, b, n) for n in pids},
             "service_cpu_ms_per_event": service["cpu_s"] / max(1, pressed) * 1000,
             "service_marginal_cpu_ms_per_event": max(0.0, marginal) / max(1, pressed) * 1000,
+            "others_cores": others_share(a, b, list(pids))}
+
+
+async def burst_phase(fleet: Fleet, counters: list[SimCounter], pids: dict, *, per_counter: int,
+                      timeout: float) -> dict:
+    """Every counter presses `per_counter` times at once while connected: the service's sustained rate."""
+    fleet.phase = "burst"
+    a = sample(pids)
+    t0 = time.monotonic()
+    for c in counters:
+        for _ in range(per_counter):
+            c.press(t0)
+    ok = await wait_for(lambda: fleet.pending == 0, timeout)
+    b = sample(pids)
+    fleet.phase = "between"
+    n = fleet.pressed.get("burst", 0)
+    took = fleet.last_ack_t - t0
+    return {"events": n, "seconds": took, "done": ok, "eps": n / took if took > 0 else None,
+            "latency": lat_summary(fleet.latency.get("burst", [])), **{k: usage(a, b, k) for k in pids},
+            "service_cpu_ms_per_event": usage(a, b, "service")["cpu_s"] / max(1, n) * 1000,
             "others_cores": others_share(a, b, list(pids))}
 
 
@@ -356,6 +379,8 @@ async def run_fleet(args, layout, passwords: dict | None, broker: FleetMosquitto
         out["rates"].append(await rate_phase(
             fleet, counters, pids, label=f"{mult:g}x", rate=args.peak_eps * mult, seconds=args.phase_s,
             drain_timeout=args.timeout, idle=out["idle"], rng=rng))
+    if args.burst > 0:
+        out["burst"] = await burst_phase(fleet, counters, pids, per_counter=args.burst, timeout=args.timeout)
     if args.backlog > 0:
         out["restart"] = await restart_phase(fleet, counters, broker, pids, backlog=args.backlog,
                                              outage_s=args.outage_s, timeout=args.timeout)
@@ -463,10 +488,27 @@ def report(args, r: dict, limits: dict) -> None:
           "ticket command; svc % = service CPU (one core = 100); marginal = service CPU per event minus its idle "
           "share; others = cores used by processes not ours (other developers).")
     for p in r["rates"]:
+        if p["slow_presses_at_s"]:
+            print(f"{p['label']}: acks slower than 1 s for presses at {p['slow_presses_at_s']} s into the phase")
+    for p in r["rates"]:
         print(f"press-to-commit p99 at {p['label']} province peak ({p['rate']:.0f} events/s) = "
               f"{fmt(p['latency'].get('p99_ms'))} ms (p50 {fmt(p['latency'].get('p50_ms'))} ms)")
+    report_burst(args, r)
     report_restart(args, r)
     report_store(args, r, limits)
+
+
+def report_burst(args, r: dict) -> None:
+    b = r.get("burst")
+    if not b:
+        return
+    print()
+    print(f"== sustained: every connected counter presses {args.burst} times at once ({b['events']} events) ==")
+    print(f"sustained events/s = {fmt(b['eps'], '.0f')} ({b['events']} events acked in {b['seconds']:.2f} s"
+          + ("" if b["done"] else ", NOT ALL") + f"); press->ack p50 {fmt(b['latency'].get('p50_ms'), '.0f')} ms, "
+          f"p99 {fmt(b['latency'].get('p99_ms'), '.0f')} ms; service {b['service']['cpu_share'] * 100:.0f}% of a core, "
+          f"{b['service_cpu_ms_per_event']:.2f} ms CPU per event; Mosquitto {b['mosquitto']['cpu_share'] * 100:.0f}%; "
+          f"simulator {b['simulator']['cpu_share'] * 100:.0f}%; other processes {b['others_cores']:.2f} cores")
 
 
 def report_restart(args, r: dict) -> None:
@@ -543,6 +585,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--phase-s", type=float, default=60.0, help="seconds of presses per rate (default 60)")
     ap.add_argument("--idle-s", type=float, default=20.0, help="seconds connected without presses (default 20)")
     ap.add_argument("--next-share", type=float, default=0.48, help="share of presses that are NEXT (default 0.48)")
+    ap.add_argument("--burst", type=int, default=2,
+                    help="presses each connected counter makes at once, for the sustained rate (default 2; 0 skips)")
     ap.add_argument("--backlog", type=int, default=2,
                     help="presses each counter stores while the broker is down (default 2; 0 skips the restart)")
     ap.add_argument("--outage-s", type=float, default=10.0, help="seconds the broker stays down (default 10)")

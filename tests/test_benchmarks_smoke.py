@@ -85,12 +85,14 @@ def test_fleet_runs_small(tmp_path, flags):
     assert re.search(r"^counters: 30 of 30 connected and subscribed in [\d.]+ s", out, re.M), out
     assert re.search(r"^press-to-commit p99 at 10x province peak \(\d+ events/s\) = [\d.]+ ms", out, re.M), out
     assert re.search(r"^drain after broker restart = [\d.]+ s for 30 counters", out, re.M), out
+    assert re.search(r"^sustained events/s = \d+ \(60 events acked", out, re.M), out
     assert re.search(r"^limits  : raised RLIMIT_NOFILE", out, re.M), out
     r = json.loads(raw.read_text())["results"]
     fleet, counts = r["fleet"], r["store_counts"]
-    assert fleet["pressed"] > 60 and fleet["pending"] == 0  # 60 from the outage backlog alone
+    assert fleet["pressed"] > 120 and fleet["pending"] == 0  # 60 from the burst and 60 from the outage backlog
     assert counts["events"] == fleet["pressed"] and counts.get("held", 0) == 0  # every press stored once, counted
     assert all(p["all_acked"] and p["latency"]["n"] == p["pressed"] for p in r["rates"])
     assert r["restart"]["done"] and r["restart"]["backlog_events"] == 60
+    assert r["burst"]["done"] and r["burst"]["latency"]["n"] == 60
     assert fleet["kinds"].get("call") and fleet["kinds"].get("rating")
     assert r["rates"][1]["ticket_latency"]["n"] > 0  # live NEXT calls got their ticket numbers
