@@ -306,6 +306,7 @@ async def burst_phase(fleet: Fleet, counters: list[SimCounter], pids: dict, *, p
     """Every counter presses `per_counter` times at once while connected: the service's sustained rate."""
     fleet.phase = "burst"
     a = sample(pids)
+    resends0 = fleet.resends
     t0 = time.monotonic()
     for c in counters:
         for _ in range(per_counter):
@@ -316,6 +317,7 @@ async def burst_phase(fleet: Fleet, counters: list[SimCounter], pids: dict, *, p
     n = fleet.pressed.get("burst", 0)
     took = fleet.last_ack_t - t0
     return {"events": n, "seconds": took, "done": ok, "eps": n / took if took > 0 else None,
+            "resends": fleet.resends - resends0, "tickets": len(fleet.ticket_latency.get("burst", [])),
             "latency": lat_summary(fleet.latency.get("burst", [])), **{k: usage(a, b, k) for k in pids},
             "service_cpu_ms_per_event": usage(a, b, "service")["cpu_s"] / max(1, n) * 1000,
             "others_cores": others_share(a, b, list(pids))}
@@ -336,7 +338,7 @@ async def restart_phase(fleet: Fleet, counters: list[SimCounter], broker: FleetM
     await asyncio.sleep(outage_s)
     others = {k: v for k, v in pids.items() if k != "mosquitto"}
     a = sample(others)
-    failed0 = fleet.failed_attempts
+    failed0, resends0 = fleet.failed_attempts, fleet.resends
     t0 = time.monotonic()
     await asyncio.to_thread(broker.start)
     pids["mosquitto"] = broker.proc.pid
@@ -353,7 +355,7 @@ async def restart_phase(fleet: Fleet, counters: list[SimCounter], broker: FleetM
             "drained_s": fleet.last_ack_t - t0, "done": ok, "left": fleet.pending,
             "sustained_eps": n / flowing if flowing else None,
             "reconnected": {"n": len(back), **({f"p{q}_s": percentile(back, q) for q in (50, 90, 99)} if back else {})},
-            "failed_attempts": fleet.failed_attempts - failed0,
+            "failed_attempts": fleet.failed_attempts - failed0, "resends": fleet.resends - resends0,
             **{k: usage(a, b, k) for k in others}, "others_cores": others_share(a, b, list(others)),
             "mosquitto_cpu_s": proc_cpu_s(broker.proc.pid),
             "mosquitto_rss_mib": (proc_status(broker.proc.pid).get("VmRSS") or 0) / 1024}
@@ -379,11 +381,12 @@ async def run_fleet(args, layout, passwords: dict | None, broker: FleetMosquitto
         out["rates"].append(await rate_phase(
             fleet, counters, pids, label=f"{mult:g}x", rate=args.peak_eps * mult, seconds=args.phase_s,
             drain_timeout=args.timeout, idle=out["idle"], rng=rng))
-    if args.burst > 0:
-        out["burst"] = await burst_phase(fleet, counters, pids, per_counter=args.burst, timeout=args.timeout)
+    # The restart before the burst: a burst can leave re-sent duplicates queued for the service.
     if args.backlog > 0:
         out["restart"] = await restart_phase(fleet, counters, broker, pids, backlog=args.backlog,
                                              outage_s=args.outage_s, timeout=args.timeout)
+    if args.burst > 0:
+        out["burst"] = await burst_phase(fleet, counters, pids, per_counter=args.burst, timeout=args.timeout)
     out["end"] = sample(pids)
     fleet.stopping = True
     await asyncio.gather(*(c.stop() for c in counters))
@@ -493,8 +496,8 @@ def report(args, r: dict, limits: dict) -> None:
     for p in r["rates"]:
         print(f"press-to-commit p99 at {p['label']} province peak ({p['rate']:.0f} events/s) = "
               f"{fmt(p['latency'].get('p99_ms'))} ms (p50 {fmt(p['latency'].get('p50_ms'))} ms)")
-    report_burst(args, r)
     report_restart(args, r)
+    report_burst(args, r)
     report_store(args, r, limits)
 
 
@@ -509,6 +512,8 @@ def report_burst(args, r: dict) -> None:
           f"p99 {fmt(b['latency'].get('p99_ms'), '.0f')} ms; service {b['service']['cpu_share'] * 100:.0f}% of a core, "
           f"{b['service_cpu_ms_per_event']:.2f} ms CPU per event; Mosquitto {b['mosquitto']['cpu_share'] * 100:.0f}%; "
           f"simulator {b['simulator']['cpu_share'] * 100:.0f}%; other processes {b['others_cores']:.2f} cores")
+    print(f"         {b['tickets']} live NEXT calls got a ticket number (one durable transaction each); "
+          f"{b['resends']} events re-sent by counters whose acks took over the ack timeout")
 
 
 def report_restart(args, r: dict) -> None:
@@ -525,7 +530,7 @@ def report_restart(args, r: dict) -> None:
     rc = s["reconnected"]
     print(f"counters back (after broker start): p50 {fmt(rc.get('p50_s'), '.1f')} s, p90 {fmt(rc.get('p90_s'), '.1f')} s, "
           f"p99 {fmt(rc.get('p99_s'), '.1f')} s; {s['failed_attempts']} connect attempts failed (timeout or reset) "
-          "and backed off again")
+          f"and backed off again; {s['resends']} events re-sent after the ack timeout")
     print(f"drain after broker restart = {s['drained_s']:.2f} s for {args.counters} counters; sustained "
           f"{fmt(s['sustained_eps'], '.0f')} events/s (first ack to last); service "
           f"{s['service']['cpu_share'] * 100:.0f}% of a core, RSS {s['service']['rss_mib']:.0f} MiB; "
