@@ -495,9 +495,13 @@ def main(argv: list[str] | None = None) -> int:
           f"work dir {work} on {fs['fstype']}")
     # Our sockets, Mosquitto's (inherited limit) and some slack for files, pipes and the service.
     limits = raise_nofile(args.counters + 1024)
-    print(f"limits  : raised RLIMIT_NOFILE from {limits['before'][0]} (hard {limits['before'][1]}) to "
-          f"{limits['after'][0]} (hard {limits['after'][1]}) for {args.counters} counters; Mosquitto and the "
-          f"service inherit it" + ("" if limits["enough"] else f" — NOT ENOUGH, {limits['needed']} needed"))
+    if limits["after"] != limits["before"]:
+        print(f"limits  : raised RLIMIT_NOFILE from {limits['before'][0]} (hard {limits['before'][1]}) to "
+              f"{limits['after'][0]} (hard {limits['after'][1]}) for {args.counters} counters; Mosquitto and the "
+              f"service inherit it" + ("" if limits["enough"] else f" — NOT ENOUGH, {limits['needed']} needed"))
+    else:
+        print(f"limits  : RLIMIT_NOFILE {limits['after'][0]} (hard {limits['after'][1]}) already covers the "
+              f"{limits['needed']} files {args.counters} counters need; Mosquitto and the service inherit it")
     print(f"assume  : {COUNTRY_COUNTERS:,} counters in {COUNTRY_CENTRES:,} centres ({COUNTERS_PER_CENTRE:.2f} "
           f"per centre); a province = {PROVINCE_CENTRES} centres = {PROVINCE_COUNTERS} counters; peak hour = "
           f"{PEAK_EVENTS_PER_COUNTER_MIN:g} events a minute per counter -> {args.peak_eps:.1f} events/s")
