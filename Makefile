@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 PIP    := $(PY) -m pip
 STAMP  := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 
-.PHONY: demo test venv system-deps bench chaos soak clean
+.PHONY: demo test venv system-deps bench fleet chaos soak clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -78,6 +78,11 @@ bench: venv system-deps
 	$(PY) benchmarks/query.py --db .bench/hailong-10m.db   # generates 10 million ratings once (~8 min, ~4 GB)
 	$(PY) benchmarks/pages.py --db .bench/hailong-10m.db
 	$(PY) benchmarks/arm64.py   # as root: the counter under qemu-user, as a ratio to this host
+
+# 10,000 simulated counters against Mosquitto and the service (~10 min; docs/scaling.md).
+# FLEET_ARGS passes options, e.g. FLEET_ARGS='--store-url postgresql://... --counters 16000'.
+fleet: venv system-deps
+	$(PY) benchmarks/fleet.py --counters 10000 $(FLEET_ARGS)
 
 # The long chaos run, one command: counters on power-cut filesystems, one seeded schedule of every
 # fault kind (power cuts, kills, broker restarts, network cuts, full disks, clock jumps), and its

@@ -14,11 +14,11 @@ from tests.support import ROOT
 pytestmark = pytest.mark.slow
 
 
-def run_script(name: str, *args: str, timeout: float = 120) -> str:
+def run_script(name: str, *args: str, timeout: float = 120, preexec_fn=None) -> str:
     proc = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / name), *args],
         capture_output=True, cwd=ROOT, timeout=timeout,
-        env={**os.environ, "PYTHONIOENCODING": "utf-8"},
+        env={**os.environ, "PYTHONIOENCODING": "utf-8"}, preexec_fn=preexec_fn,
     )
     out = proc.stdout.decode("utf-8", "replace")
     err = proc.stderr.decode("utf-8", "replace")
@@ -74,3 +74,34 @@ def test_pages_benchmark_runs_small():
                        capture_output=True, text=True, cwd=ROOT, timeout=180)
     assert r.returncode == 0, r.stderr
     assert "every page p50 <= 300 ms with 20,000 ratings:" in r.stdout
+
+
+def _low_nofile() -> None:
+    import resource
+
+    resource.setrlimit(resource.RLIMIT_NOFILE, (256, resource.getrlimit(resource.RLIMIT_NOFILE)[1]))
+
+
+@pytest.mark.parametrize("flags", [[], ["--mqtt", "3.1.1", "--anonymous"]], ids=["v5-acl", "v311-anonymous"])
+def test_fleet_runs_small(tmp_path, flags):
+    """A few dozen simulated counters against real Mosquitto and the real service, broker restart included.
+
+    It starts with 256 open files allowed, fewer than it needs: it must raise the limit itself."""
+    raw = tmp_path / "fleet.json"
+    out = run_script("fleet.py", "--counters", "30", "--phase-s", "2", "--idle-s", "0.5", "--outage-s", "0.5",
+                     "--backoff-max", "2", "--json", str(raw), *flags, timeout=240, preexec_fn=_low_nofile)
+    assert re.search(r"^counters: 30 of 30 connected and subscribed in [\d.]+ s", out, re.M), out
+    assert re.search(r"^press-to-commit p99 at 10x province peak \(\d+ events/s\) = [\d.]+ ms", out, re.M), out
+    assert re.search(r"^drain after broker restart = [\d.]+ s for 30 counters", out, re.M), out
+    assert re.search(r"^sustained events/s = \d+ \(60 events acked", out, re.M), out
+    assert re.search(r"^limits  : raised RLIMIT_NOFILE from 256 \(hard \d+\) to 1054 ", out, re.M), out
+    assert re.search(r"Mosquitto 1054$", out, re.M), out  # the broker inherited it
+    r = json.loads(raw.read_text())["results"]
+    fleet, counts = r["fleet"], r["store_counts"]
+    assert fleet["pressed"] > 120 and fleet["pending"] == 0  # 60 from the burst and 60 from the outage backlog
+    assert counts["events"] == fleet["pressed"] and counts.get("held", 0) == 0  # every press stored once, counted
+    assert all(p["all_acked"] and p["latency"]["n"] == p["pressed"] for p in r["rates"])
+    assert r["restart"]["done"] and r["restart"]["backlog_events"] == 60
+    assert r["burst"]["done"] and r["burst"]["latency"]["n"] == 60
+    assert fleet["kinds"].get("call") and fleet["kinds"].get("rating")
+    assert r["rates"][1]["ticket_latency"]["n"] > 0  # live NEXT calls got their ticket numbers
