@@ -130,6 +130,7 @@ class Ingest:
         self._q: queue.Queue[_Msg | None] = queue.Queue()
         self._stop = threading.Event()
         self.connected = threading.Event()
+        self._tickets: list[dict] = []  # the group's live NEXTs waiting for their numbers
         self._connected_at: dict[int, float] = {}  # per broker link: when it last connected
         self._flaps: dict[int, int] = {}  # per broker link: brief connections in a row
         self.failed = threading.Event()
@@ -307,6 +308,7 @@ class Ingest:
 
     def _answer(self, events, outcomes) -> None:
         acks: dict[tuple[str, str, int], dict] = {}
+        self._tickets = []
         now = self._now_ms()
         for (device, _, m), out in zip(events, outcomes):
             self.metrics.last_lag_ms = now - m.received_ms
@@ -327,6 +329,7 @@ class Ingest:
                 self._call(out.event, m, first=counted)
             if counted:
                 self._resolve_badge(out.event)
+        self._send_tickets()
         for (device, ledger, link), entry in acks.items():
             self.publish(device, "ack", make_ack(ledger, entry["seqs"], entry["rejected"]), link=link)
 
@@ -376,11 +379,19 @@ class Ingest:
                 "id": officer["id"], "name": officer["name"], "code": officer["code"] or officer["id"][:8]})
 
     def _send_ticket(self, ev: dict) -> None:
+        self._tickets.append(ev)
+
+    def _send_tickets(self) -> None:
+        """The group's live NEXTs get the site's next numbers, in arrival order, from one transaction."""
+        if not self._tickets:
+            return
         # Numbers restart every day of the service's zone (per site in the store).
         day = local_day(self._now_ms(), zone(self.s.timezone))
-        number = self.store.next_ticket(ev["site"], day)
-        if self._command(ev["device"], "ticket", ticket=str(number), seq=ev["seq"]):
-            self.metrics.tickets += 1
+        numbers = self.store.next_tickets([(ev["site"], day) for ev in self._tickets])
+        for ev, number in zip(self._tickets, numbers):
+            if self._command(ev["device"], "ticket", ticket=str(number), seq=ev["seq"]):
+                self.metrics.tickets += 1
+        self._tickets = []
 
     def _command(self, device: str, cmd: str, **fields) -> bool:
         """Send a `cmd` the device can obey; one it would refuse as malformed is not sent at all."""

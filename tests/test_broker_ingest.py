@@ -338,9 +338,11 @@ class _Registry:
         self.officers = officers
         self.tickets = []
 
-    def next_ticket(self, site, day):
-        self.tickets.append((site, day))
-        return 7
+    def next_tickets(self, site_days):
+        first = 7 + len(self.tickets)
+        self.tickets.extend(site_days)
+        self.draws = getattr(self, "draws", 0) + 1
+        return list(range(first, first + len(site_days)))
 
     def officer_by_badge(self, badge):
         return self.officers.get(badge)
@@ -385,15 +387,33 @@ def test_acks_tickets_and_officers_go_out_as_the_protocol_spells_them():
              event=_event("signin", 45, badge="FFFF")),
     ])
     assert sent == [
-        ("hailong/v1/dev-1/cmd", b'{"cmd":"ticket","ticket":"7","seq":41}', 1, False),
         ("hailong/v1/dev-1/cmd", '{"cmd":"officer","officer":{"id":"o-12","name":"Trần Văn Bình","code":"12"}}'
          .encode(), 1, False),
         ("hailong/v1/dev-1/cmd", '{"cmd":"officer","officer":{"id":"officer-without-code","name":"Lê Thị Hoa",'
          '"code":"officer-"}}'.encode(), 1, False),
+        ("hailong/v1/dev-1/cmd", b'{"cmd":"ticket","ticket":"7","seq":41}', 1, False),
         ("hailong/v1/dev-1/ack", b'{"ledger":"0123456789abcdef","seqs":[41,42,44,45],'
          b'"rejected":[{"seq":43,"reason":"bad score"}]}', 1, False),
     ]
     assert store.tickets == [("kien-thuy", "2023-11-15")]
+
+
+def test_a_groups_live_nexts_draw_their_numbers_together_in_arrival_order():
+    ledger = "0123456789abcdef"
+    sent, store = _answered({}, [
+        dict(status="stored", device="dev-1", ledger=ledger, seq=1, reason=None, event=_event("call", 1, action="next")),
+        dict(status="stored", device="dev-2", ledger=ledger, seq=9, reason=None,
+             event=_event("call", 9, action="next", device="dev-2")),
+        dict(status="duplicate", device="dev-1", ledger=ledger, seq=2, reason=None,
+             event=_event("call", 2, action="next")),  # a resend: its number went out with the first copy
+        dict(status="stored", device="dev-1", ledger=ledger, seq=3, reason=None, event=_event("call", 3, action="next")),
+    ])
+    assert store.draws == 1 and store.tickets == [("kien-thuy", "2023-11-15")] * 3
+    tickets = [(topic, payload) for topic, payload, _, _ in sent if b'"ticket"' in payload]
+    assert tickets == [("hailong/v1/dev-1/cmd", b'{"cmd":"ticket","ticket":"7","seq":1}'),
+                       ("hailong/v1/dev-2/cmd", b'{"cmd":"ticket","ticket":"8","seq":9}'),
+                       ("hailong/v1/dev-1/cmd", b'{"cmd":"ticket","ticket":"9","seq":3}')]
+    assert sent[-1][0].endswith("/ack")  # numbers before the acks, as before
 
 
 def test_an_ack_without_rejections_leaves_the_key_out():

@@ -665,6 +665,16 @@ def test_officers_and_badges(store):
     assert store.officer_by_badge("04A1B2C3")["id"] == "off-2"
 
 
+def test_next_tickets_draws_a_groups_numbers_in_order_from_the_same_sequence(tmp_path):
+    with Store.open(tmp_path / "s.db") as s:
+        assert s.next_ticket("hcm", "2024-11-27") == 1
+        assert s.next_tickets([("hcm", "2024-11-27"), ("hanoi", "2024-11-27"), ("hcm", "2024-11-27")]) == [2, 1, 3]
+        assert s.next_tickets([]) == []
+        with pytest.raises(ValueError):
+            s.next_tickets([("hcm", "2024-11-27"), ("hcm", "27/11/2024")])
+        assert s.next_ticket("hcm", "2024-11-27") == 4  # the refused group drew nothing
+
+
 def test_next_ticket_counts_per_site_per_day_durably(tmp_path):
     path = tmp_path / "s.db"
     with Store.open(path) as s:
