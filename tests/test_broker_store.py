@@ -868,9 +868,9 @@ FAKE_CLOCK = 946_684_800_000  # what a Pi without NTP believes: 2000-01-01
 
 # Seeds whose workload hits every case checked at the end (a correction moving an event to another day).
 @pytest.mark.parametrize("seed", [1, 3, 4])
-def test_rollups_equal_a_recount_after_a_random_workload(tmp_path, seed):
+def test_rollups_equal_a_recount_after_a_random_workload(store_url, seed):
     rng = random.Random(seed)
-    s = Store.open(tmp_path / "s.db")
+    s = Store.open(store_url)
     try:
         _random_workload(s, rng)
     finally:

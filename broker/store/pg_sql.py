@@ -11,6 +11,7 @@ rewritten here, on the tokens, so nothing inside a string literal is touched:
     ON CONFLICT ... DO UPDATE SET c = c + excluded.c
                              -> ... SET c = table.c + excluded.c (PostgreSQL finds a bare c ambiguous)
     FROM (SELECT ...)        -> FROM (SELECT ...) AS _s1 (PostgreSQL 15 wants a subquery named)
+    IN ()                    -> IN (SELECT NULL WHERE false) (an empty list: PostgreSQL has no such syntax)
     json_each(?) AS k ... t.seq = k.value ->> 2
                              -> json_array_elements(%s::json) AS k(value) ... t.seq = (k.value ->> 2)::bigint
                                 (dialect.rows_by_keys; the integer key columns are listed in INTEGER_KEYS)
@@ -165,6 +166,14 @@ def _keys_from_json(tokens: list[str]) -> None:
                 tokens[_next_word(tokens, i + 1)] += ")::bigint"
 
 
+def _empty_lists(tokens: list[str]) -> None:
+    for i, token in enumerate(tokens):
+        if _lower(token) == "in":
+            j = _next_word(tokens, i + 1)
+            if j < len(tokens) and tokens[j] == "(" and tokens[_next_word(tokens, j + 1)] == ")":
+                tokens[j] = "(SELECT NULL WHERE false"
+
+
 def _placeholders(tokens: list[str]) -> None:
     for i, token in enumerate(tokens):
         if token.startswith("'"):
@@ -187,5 +196,6 @@ def translate(sql: str) -> str:
     _qualify_updates(tokens)
     _name_subqueries(tokens)
     _keys_from_json(tokens)
+    _empty_lists(tokens)
     _placeholders(tokens)
     return "".join(tokens)
