@@ -1,0 +1,157 @@
+"""What only the PostgreSQL store has to show: several instances on one database (writes serialized,
+caches that notice the others' commits), its own migrations and schema version, plain numbers,
+a lost connection, and the translation of the store's SQLite statements. The store's behaviour
+itself is tested on both databases by the store's own tests (conftest's store_url)."""
+from __future__ import annotations
+
+import threading
+from decimal import Decimal
+
+import pytest
+
+from broker.store import MIGRATIONS, Store, StoreError
+from broker.store.pg_sql import translate
+from tests.postgres import raw_connection
+from tests.test_broker_store import T0, assert_rollups_match_events, event, msg, register
+
+pytest.importorskip("psycopg")
+
+
+def test_the_translation_leaves_string_literals_alone():
+    sql = "SELECT 'a?b%', x FROM t WHERE y LIKE 'z%' AND k = ? AND o IS ? AND m = max(a, b) AND n IN ()"
+    assert translate(sql) == ("SELECT 'a?b%%', x FROM t WHERE y LIKE 'z%%' AND k = %s AND o IS NOT DISTINCT FROM %s"
+                              " AND m = greatest(a, b) AND n IN (SELECT NULL WHERE false)")
+    assert translate("SELECT max(id) FROM (SELECT id FROM t) GROUP BY x") == \
+        "SELECT max(id) FROM (SELECT id FROM t) AS _s1 GROUP BY x"
+    assert translate("INSERT INTO t (a, n) VALUES (?, ?) ON CONFLICT (a) DO UPDATE SET n = n + excluded.n"
+                     " RETURNING n") == ("INSERT INTO t (a, n) VALUES (%s, %s) ON CONFLICT (a) DO UPDATE"
+                                         " SET n = t.n + excluded.n RETURNING n")
+
+
+def test_a_new_database_is_migrated_once_by_racing_instances(postgres_cluster):
+    url = postgres_cluster.create_database(migrated=False)
+    opened, errors = [], []
+    barrier = threading.Barrier(3)
+
+    def open_one():
+        barrier.wait()
+        try:
+            opened.append(Store.open(url))
+        except Exception as exc:  # noqa: BLE001  (the test reports it)
+            errors.append(exc)
+
+    threads = [threading.Thread(target=open_one) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        assert errors == [] and len(opened) == 3
+        db = raw_connection(opened[0])
+        assert db.execute("SELECT version FROM hailong_store").fetchone()[0] == len(MIGRATIONS)
+        db.close()
+    finally:
+        for s in opened:
+            s.close()
+
+
+def test_a_database_from_a_newer_program_is_refused(pg_url):
+    db = raw_connection(Store.open(pg_url))  # the store is left to the garbage collector: one connection
+    db.execute("UPDATE hailong_store SET version = ?", (len(MIGRATIONS) + 1,))
+    db.close()
+    with pytest.raises(StoreError, match="newer than this program"):
+        Store.open(pg_url)
+
+
+def test_instances_ingesting_the_same_events_at_once_count_each_once(pg_url):
+    """Two instances (a redelivery after a failover reaches both) store overlapping batches at once.
+
+    Every write transaction takes the store's write lock first, so the second instance's duplicate
+    check sees the first one's commit: no unique-key error, no event twice, rollups equal a recount.
+    """
+    a, b = Store.open(pg_url), Store.open(pg_url)
+    try:
+        register(a, ("hcm", "1"))
+        events = [event(seq=n, score=1 + n % 4, officer=f"off-{n % 3}") for n in range(1, 201)]
+        barrier = threading.Barrier(2)
+        statuses: list[str] = []
+        errors: list[Exception] = []
+
+        def run(store, chunk_start):
+            barrier.wait()
+            try:
+                for i in range(0, 200, 5):  # the same events, in batches that overlap the other's
+                    batch = [events[(i + chunk_start + k) % 200] for k in range(5)]
+                    statuses.extend(o.status for o in store.ingest([msg(e) for e in batch]))
+            except Exception as exc:  # noqa: BLE001
+                errors.append(exc)
+
+        threads = [threading.Thread(target=run, args=(s, start)) for s, start in ((a, 0), (b, 2))]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(120)
+        assert errors == []
+        assert statuses.count("stored") == 200 and statuses.count("duplicate") == 200
+        assert a.counts()["events"] == 200 and b.counts()["duplicates"] == 200
+        assert sum(r["ratings"] for r in a.satisfaction("officer", "2024-11-27", "2024-11-27")["rows"]) == 200
+        assert_rollups_match_events(a)
+    finally:
+        a.close()
+        b.close()
+
+
+def test_an_instance_notices_another_instances_commits(pg_url):
+    """The ingest caches each site's time zone; another instance changing it must be seen at once."""
+    late = T0 + 11 * 3600_000 + 30 * 60_000  # 15:30 UTC: the 27th in Hồ Chí Minh City, the 28th in Tokyo
+    a, b = Store.open(pg_url), Store.open(pg_url)
+    try:
+        register(a, ("hcm", "1"))
+        a.ingest([msg(event(seq=1, ts=late))])  # caches hcm's zone: the default, Asia/Ho_Chi_Minh
+        b.upsert_site("hcm", "moved", "Asia/Tokyo")
+        a.ingest([msg(event(seq=2, ts=late))])
+        assert [e["day"] for e in a.events()] == ["2024-11-27", "2024-11-28"]
+    finally:
+        a.close()
+        b.close()
+
+
+def test_figures_are_plain_numbers_never_decimal(pg_url):
+    with Store.open(pg_url) as s:
+        register(s, ("hcm", "1"))
+        s.ingest([msg(event(seq=n)) for n in range(1, 4)])
+        rows = s.officer_days("off-1", "2024-11-27", "2024-11-27")
+        values = [v for row in rows for v in row] + list(s.counts().values())
+        assert rows and not any(isinstance(v, Decimal) for v in values)
+        assert all(type(v) is int for row in rows for v in row[1:])
+
+
+def test_a_lost_connection_is_one_store_error_then_the_next_call_reconnects(pg_url, postgres_cluster):
+    with Store.open(pg_url) as s:
+        register(s, ("hcm", "1"))
+        with postgres_cluster.admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                          " AND application_name = 'hailong'", (pg_url.rsplit("/", 1)[1],))
+        with pytest.raises(StoreError):
+            s.ingest([msg(event(seq=1))])
+        assert [o.status for o in s.ingest([msg(event(seq=1))])] == ["stored"]
+        with pytest.raises(StoreError):
+            s.sites()
+        assert s.counts()["events"] == 1
+
+
+def test_an_unreachable_server_is_a_store_error_without_the_password(postgres_cluster):
+    url = postgres_cluster.url("nosuchdb")
+    with pytest.raises(StoreError) as caught:
+        Store.open(url)
+    assert postgres_cluster.password not in str(caught.value) and "nosuchdb" in str(caught.value)
+    closed = f"postgresql://u:secret@127.0.0.1:{_closed_port()}/db"
+    with pytest.raises(StoreError) as caught:
+        Store.open(closed)
+    assert "secret" not in str(caught.value)
+
+
+def _closed_port() -> int:
+    from tests.mosquitto import free_port
+
+    return free_port()
