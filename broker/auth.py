@@ -171,9 +171,14 @@ class Auth:
         self._integrity: type[Exception] = sqlite3.IntegrityError
         errors: tuple[type[Exception], ...] = (OSError, sqlite3.Error)
         self._migrations = MIGRATIONS
+        postgres = isinstance(path, str) and path.startswith(("postgresql://", "postgres://"))
+        if postgres:
+            from broker.store import dialect_pg
+
+            self.path, self.name, errors = None, dialect_pg.redacted(path), (dialect_pg.Error,)
         try:
-            if isinstance(path, str) and path.startswith(("postgresql://", "postgres://")):
-                errors = self._open_postgres(path)
+            if postgres:
+                self._open_postgres(path)
             else:
                 self.path: Path | None = Path(path)
                 self.name = str(self.path)
@@ -187,16 +192,13 @@ class Auth:
         except errors as e:
             raise AuthError(f"cannot open the auth tables in {self.name}: {str(e).strip()}") from e
 
-    def _open_postgres(self, url: str) -> tuple[type[Exception], ...]:
-        """The store's PostgreSQL database: its connection (with rows by name, and a write lock of
-        auth's own) and errors. Returns the errors that mean "cannot open"."""
+    def _open_postgres(self, url: str) -> None:
+        """The store's PostgreSQL database: a connection with rows by name and a write lock of auth's own."""
         from broker.auth_schema import PG_MIGRATIONS
         from broker.store import dialect_pg
 
-        self.path, self.name = None, dialect_pg.redacted(url)
         self._integrity, self._migrations = dialect_pg.IntegrityError, PG_MIGRATIONS
         self._db = dialect_pg.connect(url, lock=dialect_pg.STORE_LOCK + 1, rows_by_name=True)
-        return (dialect_pg.Error,)
 
     @classmethod
     def from_config(cls, cfg, **kwargs) -> "Auth":
