@@ -18,6 +18,7 @@ counter in hailong_store, and a connection that finds it moved by someone else c
 """
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from typing import Iterable
 
@@ -40,6 +41,8 @@ BEGIN_READ = "BEGIN"  # here a REPEATABLE READ snapshot, like a SQLite read tran
 STORE_LOCK = 0x68616C6F6E67  # "halong": the advisory lock of the store's write transactions
 CONNECT_TIMEOUT_S = 10
 SCHEMES = ("postgresql://", "postgres://")
+# INSERT INTO t (...) VALUES (%s, ...), nothing after it: many rows of it can be a COPY.
+_PLAIN_INSERT = re.compile(r"INSERT INTO (\w+)\s*\(([\w,\s]+)\)\s*VALUES\s*\((?:%s,\s*)*%s\)\s*\Z")
 
 
 def is_url(url_or_path: object) -> bool:
@@ -126,8 +129,17 @@ class Connection:
     def executemany(self, sql: str, rows: Iterable[Iterable]):
         cursor = self._conn.cursor()
         rows = [tuple(row) for row in rows]
-        if rows:
-            cursor.executemany(translate(sql), rows)
+        sql = translate(sql)
+        plain = _PLAIN_INSERT.match(sql)
+        if plain and len(rows) > 1:
+            # COPY: psycopg's executemany costs ~0.2 ms of Python per row, which made a batch's
+            # 500 events insert at a third of SQLite's rate. Same constraints, same transaction.
+            columns = ", ".join(c.strip() for c in plain.group(2).split(","))
+            with cursor.copy(f"COPY {plain.group(1)} ({columns}) FROM STDIN") as copy:
+                for row in rows:
+                    copy.write_row(row)
+        elif rows:
+            cursor.executemany(sql, rows)
         return cursor
 
     def _begin_write(self):
