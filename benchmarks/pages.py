@@ -34,7 +34,8 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 
 from benchmarks._common import bench_dir, machine_info, percentile, print_machine  # noqa: E402
-from benchmarks.query import COUNTERS_PER_SITE, OFFICERS, SITES, exists, generate, open_raw, store_bytes  # noqa: E402
+from benchmarks.query import (COUNTERS_PER_SITE, OFFICERS, SITES, exists, generate, open_raw,  # noqa: E402
+                              shown, store_bytes)
 
 TARGET_MS = 300.0
 USER = "bench-pages"
@@ -134,7 +135,7 @@ def main(argv=None) -> int:
         db_path = args.url or (Path(args.db) if args.db else work / "hailong.db").resolve()
         print_machine(machine_info(), fs, None if args.url else db_path.parent)
         if not exists(db_path):
-            print(f"generating {args.ratings:,} ratings into {db_path} ...", flush=True)
+            print(f"generating {args.ratings:,} ratings into {shown(db_path)} ...", flush=True)
             print(f"generated in {generate(db_path, args.ratings):.0f} s")
         state = work / "state"
         state.mkdir()

@@ -49,6 +49,15 @@ def open_raw(where):
     return sqlite3.connect(where, timeout=30)
 
 
+def shown(where) -> str:
+    """The store's path, or its URL without the password."""
+    if not is_postgres(where):
+        return str(where)
+    from broker.store import dialect_pg
+
+    return dialect_pg.redacted(str(where))
+
+
 def store_bytes(where) -> int:
     if not is_postgres(where):
         return Path(where).stat().st_size
@@ -160,7 +169,7 @@ def main(argv=None) -> int:
     db_path = args.url or (Path(args.db) if args.db else work / "hailong.db")
     print_machine(machine_info(), fs, None if args.url else db_path.parent)
     if not exists(db_path):
-        print(f"generating {args.ratings:,} ratings into {db_path} ...", flush=True)
+        print(f"generating {args.ratings:,} ratings into {shown(db_path)} ...", flush=True)
         print(f"generated in {generate(db_path, args.ratings):.0f} s")
     store = Store.open(db_path)
     try:

@@ -155,3 +155,15 @@ def _closed_port() -> int:
     from tests.mosquitto import free_port
 
     return free_port()
+
+
+def test_the_backends_benchmark_runs_small(postgres_cluster):
+    import subprocess
+    import sys
+
+    from tests.support import ROOT
+
+    r = subprocess.run([sys.executable, "benchmarks/store_backends.py", "--events", "2000", "--repeats", "2"],
+                       capture_output=True, text=True, cwd=ROOT, timeout=180)
+    assert r.returncode == 0, r.stderr
+    assert "SQLite" in r.stdout and "PostgreSQL" in r.stdout and "bytes/rating" in r.stdout
