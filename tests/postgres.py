@@ -2,7 +2,8 @@
 
 One cluster per test session, started on first use; each test gets a fresh database, copied
 from a template that already holds the store's schema (CREATE DATABASE ... TEMPLATE is a file
-copy: tens of milliseconds, where migrating from nothing costs more).
+copy), or, for the store's own tests, one used before and emptied again (`recycle`: TRUNCATE
+and the template's few rows put back, about ten times faster than a copy).
 
 Reachable only from this machine: TCP on 127.0.0.1 with a random password (scram), and a Unix
 socket in the cluster's own 0700 directory. As root, the server runs as user `postgres`
@@ -46,7 +47,9 @@ class PostgresCluster:
         self.root: Path | None = None
         self._user = "postgres" if os.geteuid() == 0 else None
         self._template_ready = False
+        self._template_rows: dict[str, list[tuple]] = {}  # table -> its rows in the template
         self._databases = 0
+        self._spare: list[str] = []  # emptied databases, ready for the next test
 
     # ----- lifecycle -----------------------------------------------------------------------
 
@@ -131,6 +134,35 @@ class PostgresCluster:
         with self.admin() as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
+    def reusable_database(self) -> str:
+        """A database holding the schema and nothing else: an emptied one if there is one, else a new one."""
+        return self._spare.pop() if self._spare else self.create_database()
+
+    def recycle(self, url: str) -> None:
+        """Empty the database for the next test; drop it instead if the test changed more than rows."""
+        try:
+            self._empty(url)
+        except Exception:  # noqa: BLE001  (whatever it was, a fresh copy is the answer)
+            self.drop_database(url)
+        else:
+            self._spare.append(url)
+
+    def _empty(self, url: str) -> None:
+        import psycopg
+
+        with self.admin() as conn:  # a store the test left open must not hold a lock
+            conn.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                         " AND pid <> pg_backend_pid()", (url.rsplit("/", 1)[1],))
+        with psycopg.connect(url, autocommit=True) as conn:
+            tables = sorted(r[0] for r in conn.execute("SELECT tablename FROM pg_tables WHERE schemaname = 'public'"))
+            if tables != sorted(self._template_tables):
+                raise RuntimeError(f"the test changed the schema: {tables}")
+            with conn.transaction():
+                conn.execute(f"TRUNCATE {', '.join(tables)} RESTART IDENTITY")
+                for table, rows in self._template_rows.items():
+                    marks = ", ".join(["%s"] * len(rows[0]))
+                    conn.cursor().executemany(f"INSERT INTO {table} VALUES ({marks})", rows)
+
     def _prepare_template(self) -> None:
         from broker.auth import Auth
         from broker.store import Store
@@ -139,6 +171,15 @@ class PostgresCluster:
             conn.execute(f"CREATE DATABASE {TEMPLATE} TEMPLATE template0")
         Store.open(self.url(TEMPLATE)).close()
         Auth(self.url(TEMPLATE)).close()
+        import psycopg
+
+        with psycopg.connect(self.url(TEMPLATE), autocommit=True) as conn:
+            self._template_tables = [r[0] for r in conn.execute(
+                "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+            for table in self._template_tables:
+                rows = conn.execute(f"SELECT * FROM {table}").fetchall()
+                if rows:
+                    self._template_rows[table] = rows
         self._template_ready = True
 
 
