@@ -9,10 +9,10 @@ from decimal import Decimal
 
 import pytest
 
-from broker.store import MIGRATIONS, Store, StoreError
+from broker.store import MIGRATIONS, Incoming, Store, StoreError
 from broker.store.pg_sql import translate
 from tests.postgres import raw_connection
-from tests.test_broker_store import T0, assert_rollups_match_events, event, msg, register
+from tests.test_broker_store import LEDGER, T0, assert_rollups_match_events, event, msg, register
 
 pytest.importorskip("psycopg")
 
@@ -26,6 +26,15 @@ def test_the_translation_leaves_string_literals_alone():
     assert translate("INSERT INTO t (a, n) VALUES (?, ?) ON CONFLICT (a) DO UPDATE SET n = n + excluded.n"
                      " RETURNING n") == ("INSERT INTO t (a, n) VALUES (%s, %s) ON CONFLICT (a) DO UPDATE"
                                          " SET n = t.n + excluded.n RETURNING n")
+
+
+def test_each_sqlite_migration_has_its_postgresql_twin_at_the_same_step():
+    import broker.store.schema as schema
+    import broker.store.schema_pg as schema_pg
+    from broker.auth_schema import MIGRATIONS as AUTH, PG_MIGRATIONS as AUTH_PG
+
+    assert [m.__name__ for m in schema_pg.MIGRATIONS] == [m.__name__ for m in schema.MIGRATIONS]
+    assert len(AUTH_PG) == len(AUTH)
 
 
 def test_a_new_database_is_migrated_once_by_racing_instances(postgres_cluster):
@@ -167,3 +176,76 @@ def test_the_backends_benchmark_runs_small(postgres_cluster):
                        capture_output=True, text=True, cwd=ROOT, timeout=180)
     assert r.returncode == 0, r.stderr
     assert "SQLite" in r.stdout and "PostgreSQL" in r.stdout and "bytes/rating" in r.stdout
+
+
+def _workload(s: Store) -> None:
+    """A bit of everything the store keeps: registry, ratings (flagged, with reasons, unattributed), calls,
+    a late clock, a held device approved and another discarded, the queue, alerts, opening hours."""
+    s.upsert_site("hcm", "Trung tâm", "Asia/Ho_Chi_Minh")
+    s.upsert_site("tokyo", "Tokyo", "Asia/Tokyo")
+    s.upsert_officer("off-1", "Nguyễn Thị Lan", badge="ab12")
+    s.upsert_officer("off-2", "Trần Minh")
+    register(s, ("hcm", "1"), ("hcm", "2"), ("tokyo", "1"))
+    s.upsert_counter("hcm", "1", "Quầy 1")
+    s.assign("hcm", "2", "off-2", T0 - 3_600_000)
+    s.upsert_queue("hcm", "A", "Đất đai", "A")
+    s.set_counter_queues("hcm", "1", ["A"])
+    s.register_device("kiosk-1", "hcm", "kiosk")
+    s.allocate_number("kiosk-1", "r1", "hcm", "2024-11-27", "A", False, T0)
+    s.reserve_block("kiosk-1", "r2", "hcm", "2024-11-27", "A", 5, T0)
+    s.ingest([msg(e) for e in [
+        event(seq=1, score=4), event(seq=2, score=1, reason="Chờ quá lâu"),
+        event(seq=3, score=2, flags=["repeat"]), event(seq=4, score=3, officer=None, counter="2"),
+        event(seq=5, score=4, site="tokyo", ts=T0 + 20 * 3_600_000, officer="off-2"),
+        event("call", seq=6, action="next"), event("call", seq=7, action="noshow", counter="2"),
+        event(seq=8, clock_ok=False, boot="late", mono=5.0, ts=0),
+        event(seq=9, boot="late", mono=65.0, ts=T0 + 60_000), event(seq=11, score=1, officer=None, reason="Khác"),
+        event("take", seq=1, device="kiosk-1", counter="kiosk", ticket="A002", queue="A", priority=False,
+              source="block", date="2024-11-27"),
+        event(seq=1, device="stranger", counter="9", score=4), event(seq=1, device="other", counter="8", score=1),
+        event(seq=1, device="waiting", counter="7", score=2),
+    ]])
+    s.ingest([msg(event("call", seq=10, action="next")), Incoming("dev-a", b'{"ledger":"0123456789abcdef",', T0),
+              msg(event(seq=1, score=2))])  # a call, garbage, a conflicting duplicate
+    s.queue_call("dev-a", LEDGER, 10, live=True)
+    s.approve_device("stranger")
+    s.discard_held("other", T0 + 1)
+    s.next_ticket("hcm", "2024-11-27")
+    s.device_status("dev-a", {"online": True, "fw": "0.1.0", "ledger": LEDGER}, T0)
+    s.device_telemetry("dev-a", {"backlog": 0, "clock_ok": True, "fw": "0.1.0"}, T0 + 5)
+    s.apply_alerts([("offline", "dev-b", "hcm", {"since": 1})], [], lambda alert, kind: [("email", "hcm", {})], T0)
+    s.set_site_hours("hcm", {"weekly": {}, "closed": []}, ["a@b.vn"], T0, "lan")
+
+
+ANSWERS = [  # (method, args, kwargs): every read the service makes, with arguments that find something
+    *[("satisfaction", (g, "2024-11-01", "2024-11-30"), {}) for g in ("officer", "counter", "site")],
+    ("satisfaction", ("officer", "2024-11-20", "2024-12-03"), {"sites": {"hcm"}}),
+    ("low_reasons", ("off-1", "2024-11-01", "2024-11-30"), {}), ("low_reasons", (None, "2024-11-01", "2024-11-30"), {}),
+    ("events", (), {"limit": 50}), ("events", (), {"held": True}), ("dead_letters", (), {}), ("counts", (), {}),
+    ("rating_totals", ("2024-11-01", "2024-11-30"), {}), ("latest_ratings", (), {}),
+    ("latest_ratings", (), {"sites": {"hcm"}}), ("latest_ratings", (), {"after_id": 1}), ("last_event_id", (), {}),
+    ("officer_days", ("off-1", "2024-11-01", "2024-11-30"), {}), ("officer_calls", ("off-1", "2024-11-01", "2024-11-30"), {}),
+    ("officer_counters", ("off-2", "2024-11-01", "2024-11-30"), {}),
+    ("flagged_by_counter", ("2024-11-01", "2024-11-30"), {}), ("flagged_by_hour", ("2024-11-01", "2024-11-30"), {}),
+    ("current_assignments", (), {}), ("sites", (), {}), ("counters", (), {}), ("officers", (), {}),
+    ("officer_by_badge", ("AB12",), {}), ("devices", (), {}), ("held_devices", (), {}),
+    ("officer_sites", ("off-2",), {}), ("officers_seen", ({"tokyo"},), {}),
+    ("site_days", ("2024-11-01", "2024-11-30"), {}), ("site_totals", ("2024-11-01", "2024-11-30"), {"sites": {"hcm"}}),
+    ("queues", (), {}), ("all_counter_queues", (), {}), ("blocks", ("hcm", "2024-11-27"), {}),
+    ("tickets", ("hcm", "2024-11-27"), {}), ("calls_after", ("hcm",), {}), ("recent_calls", ("hcm",), {}),
+    ("waiting_counts", ("hcm", "2024-11-27"), {}), ("ticket_times", ("2024-11-01", "2024-11-30"), {}),
+    *[("waiting_stats", (g, "2024-11-01", "2024-11-30"), {}) for g in ("queue", "officer", "counter", "site")],
+    ("open_alerts", (), {}), ("alerts", ("all",), {}), ("outbox_due", (T0 + 1,), {}), ("all_site_hours", (), {}),
+    ("alert_facts", (("2024-11-26", "2024-11-27", "2024-11-28"), T0 - 3_600_000), {}),
+]
+
+
+def test_both_databases_give_the_same_answers(tmp_path, pg_store_url):
+    """The same workload on SQLite and on PostgreSQL; then every read the service makes, compared."""
+    with Store.open(tmp_path / "s.db") as lite, Store.open(pg_store_url) as pg:
+        _workload(lite)
+        _workload(pg)
+        for method, args, kwargs in ANSWERS:
+            expected = getattr(lite, method)(*args, **kwargs)
+            assert expected, f"{method}: the workload should give it something to answer"
+            assert getattr(pg, method)(*args, **kwargs) == expected, method

@@ -80,6 +80,9 @@ class StoreBase:
         import broker.store.schema_pg as schema_pg
 
         name = dialect_pg.redacted(url)
+        if len(schema_pg.MIGRATIONS) != len(MIGRATIONS):  # a SQLite migration without its PostgreSQL twin
+            raise StoreError(f"cannot open store {name}: this program has {len(MIGRATIONS)} migrations for SQLite"
+                             f" but {len(schema_pg.MIGRATIONS)} for PostgreSQL")
         db = reader = None
         try:
             db = dialect_pg.connect(url)
@@ -93,7 +96,6 @@ class StoreBase:
             if isinstance(exc, dialect_pg.Error):
                 raise StoreError(f"cannot open store {name}: {str(exc).strip()}") from exc
             raise
-        assert len(schema_pg.MIGRATIONS) == len(MIGRATIONS), "each SQLite migration needs its PostgreSQL twin"
         return cls(None, db, reader, dialect_pg, name)
 
     def close(self) -> None:
