@@ -149,6 +149,19 @@ def test_a_lost_connection_is_one_store_error_then_the_next_call_reconnects(pg_u
         assert s.counts()["events"] == 1
 
 
+def test_auth_on_postgresql_survives_a_lost_connection(pg_url, postgres_cluster):
+    from broker.auth import Auth
+
+    with Auth(pg_url) as auth:
+        token = auth.create_token("viewer", "t")
+        with postgres_cluster.admin() as admin:
+            admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = %s"
+                          " AND application_name = 'hailong'", (pg_url.rsplit("/", 1)[1],))
+        with pytest.raises(Exception):  # noqa: B017  (the driver's error: the request that met it fails)
+            auth.verify_token(token)
+        assert auth.verify_token(token).name == "t"  # and the next one is answered
+
+
 def test_an_unreachable_server_is_a_store_error_without_the_password(postgres_cluster):
     url = postgres_cluster.url("nosuchdb")
     with pytest.raises(StoreError) as caught:

@@ -100,6 +100,7 @@ class Connection:
         self.foreign_writes = 0  # data_version: commits by other connections seen so far
         self._own_last: int | None = None  # the write counter as this connection's last commit left it
         self._pending: int | None = None
+        self._open = False  # inside a transaction this connection began
         self._conn = self._connect()
 
     def _connect(self) -> psycopg.Connection:
@@ -112,21 +113,28 @@ class Connection:
         return conn
 
     def execute(self, sql: str, params: Iterable = ()):
+        if sql == "ROLLBACK" and self._conn.broken:
+            self._open = False  # the server ended that transaction with the connection
+            return self._reconnect_if_broken()
+        if not self._open:
+            self._reconnect_if_broken()
         if sql == BEGIN_WRITE:
             return self._begin_write()
         if sql == BEGIN_READ:
-            self._reconnect_if_broken()
-            return self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
-        if sql == "COMMIT":
-            cursor = self._conn.execute("COMMIT")
-            if self._pending is not None:
-                self._own_last, self._pending = self._pending, None
+            cursor = self._conn.execute("BEGIN ISOLATION LEVEL REPEATABLE READ")
+            self._open = True
             return cursor
-        if sql == "ROLLBACK":
-            self._pending = None
+        if sql in ("COMMIT", "ROLLBACK"):
+            pending, self._open, self._pending = self._pending, False, None  # ended, whatever the outcome
+            cursor = self._conn.execute(sql)
+            if sql == "COMMIT" and pending is not None:
+                self._own_last = pending
+            return cursor
         return self._conn.execute(translate(sql), tuple(params))
 
     def executemany(self, sql: str, rows: Iterable[Iterable]):
+        if not self._open:
+            self._reconnect_if_broken()
         cursor = self._conn.cursor()
         rows = [tuple(row) for row in rows]
         sql = translate(sql)
@@ -143,8 +151,8 @@ class Connection:
         return cursor
 
     def _begin_write(self):
-        self._reconnect_if_broken()
         cursor = self._conn.execute("BEGIN")
+        self._open = True
         self._conn.execute("SELECT pg_advisory_xact_lock(%s)", (self.lock,))
         if self.counts_writes:
             (before,) = self._conn.execute(
@@ -155,8 +163,9 @@ class Connection:
         return cursor
 
     def _reconnect_if_broken(self) -> None:
-        # A restarted server (or a failover) leaves the old connection dead: start the
-        # next transaction on a new one. What the dead one cached is unknown, so it counts as a change.
+        # A restarted server (or a failover) leaves the old connection dead: the statement that found
+        # out failed, the next one outside a transaction starts on a new connection. What other
+        # connections committed meanwhile is unknown, so it counts as a change.
         if self._conn.broken:
             self._conn = self._connect()
             self.foreign_writes += 1
@@ -164,7 +173,7 @@ class Connection:
 
     @property
     def in_transaction(self) -> bool:
-        return self._conn.info.transaction_status != TransactionStatus.IDLE
+        return self._conn.broken or self._conn.info.transaction_status != TransactionStatus.IDLE
 
     def close(self) -> None:
         self._conn.close()
