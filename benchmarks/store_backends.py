@@ -12,6 +12,7 @@ Run: `python benchmarks/store_backends.py [--events 100000] [--url ...]`.
 from __future__ import annotations
 
 import argparse
+import shutil
 import statistics
 import sys
 import time
@@ -102,6 +103,7 @@ def main(argv=None) -> int:
     finally:
         if cluster is not None:
             cluster.stop()
+        shutil.rmtree(work, ignore_errors=True)
     print(f"\n{args.events:,} ratings from {DEVICES} counters over one month, ingested in batches of {BATCH}")
     print(f"{'store':12} {'events/s':>10} {'bytes/rating':>13} {'month query ms (officer)':>26}")
     for name, r in results.items():
