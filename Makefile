@@ -24,6 +24,8 @@ venv: $(STAMP)
 # promtool (Debian's `prometheus`) lints /metrics; without it that one test is skipped. Its package
 # would start a Prometheus server: a temporary policy-rc.d (unless one exists) keeps it from
 # starting, and --no-install-recommends keeps the node exporter, another daemon, out.
+# postgresql (Debian's initdb/pg_ctl): the store's tests start their own throw-away cluster; the
+# same guard keeps the package from starting Debian's cluster.
 # fonts-dejavu-core: the kiosk draws Vietnamese tickets with DejaVu (its raster test needs it).
 system-deps:
 	@missing=""; \
@@ -37,7 +39,8 @@ system-deps:
 	  command -v update-binfmts >/dev/null 2>&1 || test -x /usr/sbin/update-binfmts || missing="$$missing binfmt-support"; \
 	  command -v zstd >/dev/null 2>&1 || missing="$$missing zstd"; \
 	fi; \
-	lint=""; command -v promtool >/dev/null 2>&1 || lint="prometheus"; \
+	lint=""; command -v promtool >/dev/null 2>&1 || lint=" prometheus"; \
+	ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || lint="$$lint postgresql"; \
 	if [ -n "$$missing$$lint" ] && [ "$$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then \
 	  if [ -n "$$missing" ]; then \
 	    echo "installing$$missing with apt-get"; \
@@ -47,7 +50,7 @@ system-deps:
 	    missing=""; \
 	  fi; \
 	  if [ -n "$$lint" ]; then \
-	    echo "installing $$lint (for promtool) with apt-get, its server not started"; \
+	    echo "installing$$lint with apt-get, its server not started"; \
 	    guard=""; \
 	    if [ ! -e /usr/sbin/policy-rc.d ]; then printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d; \
 	      chmod 755 /usr/sbin/policy-rc.d; guard=1; fi; \
@@ -58,7 +61,7 @@ system-deps:
 	    lint=""; \
 	  fi; \
 	fi; \
-	if [ -n "$$lint" ]; then echo "note: promtool not found (apt-get install --no-install-recommends prometheus); its test is skipped" >&2; fi; \
+	if [ -n "$$lint" ]; then echo "note:$$lint not installed (apt-get install --no-install-recommends$$lint); their tests are skipped" >&2; fi; \
 	if [ -n "$$missing" ]; then \
 	  echo "missing:$$missing; install them (e.g. sudo apt-get install$$missing) and run make test again" >&2; exit 1; \
 	fi

@@ -10,7 +10,8 @@ trip and reading the body.
 
 The store is `benchmarks/query.py`'s: 250 officers, 125 counters at 5 sites, ratings
 spread over 2026. `--db PATH` reuses that file if it exists (else generates it there);
-without --db a fresh store is generated in a temporary directory.
+without --db a fresh store is generated in a temporary directory. `--url postgresql://...` runs the
+service on that PostgreSQL database instead (query.py's data, generated there if it is empty).
 Run: `python benchmarks/pages.py --db /var/tmp/hl-query/hailong.db`
 """
 from __future__ import annotations
@@ -33,7 +34,8 @@ if str(ROOT) not in sys.path:
 import httpx  # noqa: E402
 
 from benchmarks._common import bench_dir, machine_info, percentile, print_machine  # noqa: E402
-from benchmarks.query import COUNTERS_PER_SITE, OFFICERS, SITES, generate  # noqa: E402
+from benchmarks.query import (COUNTERS_PER_SITE, OFFICERS, SITES, exists, generate, open_raw,  # noqa: E402
+                              shown, store_bytes)
 
 TARGET_MS = 300.0
 USER = "bench-pages"
@@ -74,12 +76,13 @@ def check(label: str, kind: str, min_bytes: int, r: httpx.Response) -> None:
             raise RuntimeError(f"{label}: not an XLSX file ({ctype})")
 
 
-def drop_user(db_path: Path) -> None:
+def drop_user(db_path) -> None:
     """Remove the benchmark's dashboard user (left over from an earlier, interrupted run)."""
-    db = sqlite3.connect(db_path, timeout=30)
+    db = open_raw(db_path)
     try:
-        with db:
-            db.execute("DELETE FROM auth_users WHERE name = ?", (USER,))
+        db.execute("DELETE FROM auth_users WHERE name = ?", (USER,))
+        if isinstance(db, sqlite3.Connection):
+            db.commit()
     finally:
         db.close()
 
@@ -113,6 +116,7 @@ def time_pages(c: httpx.Client, repeats: int) -> dict[str, list[float]]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--db", help="reuse (or create) this store file instead of a temporary one")
+    ap.add_argument("--url", help="a PostgreSQL database instead of a SQLite file (empty: generated there)")
     ap.add_argument("--ratings", type=int, default=10_000_000, help="ratings to generate when the store is new")
     ap.add_argument("--repeats", type=int, default=10, help="measured requests per page (after one warm-up)")
     ap.add_argument("--json", metavar="FILE", help="save the raw times (ms) here")
@@ -128,10 +132,10 @@ def main(argv=None) -> int:
 
     work, fs = bench_dir()
     try:
-        db_path = (Path(args.db) if args.db else work / "hailong.db").resolve()
-        print_machine(machine_info(), fs, db_path.parent)
-        if not db_path.exists():
-            print(f"generating {args.ratings:,} ratings into {db_path} ...", flush=True)
+        db_path = args.url or (Path(args.db) if args.db else work / "hailong.db").resolve()
+        print_machine(machine_info(), fs, None if args.url else db_path.parent)
+        if not exists(db_path):
+            print(f"generating {args.ratings:,} ratings into {shown(db_path)} ...", flush=True)
             print(f"generated in {generate(db_path, args.ratings):.0f} s")
         state = work / "state"
         state.mkdir()
@@ -140,7 +144,7 @@ def main(argv=None) -> int:
             "service": {"data_dir": str(state)},
             "mqtt": {"embedded": True, "port": free_port(), "password": "bench-only",
                      "passwd_file": str(passwd), "acl_file": str(acl)},
-            "store": {"url": f"sqlite:///{db_path}"},  # an absolute path: sqlite:////abs/path
+            "store": {"url": args.url or f"sqlite:///{db_path}"},  # an absolute path: sqlite:////abs/path
             "http": {"port": free_port()},
         })
 
@@ -152,7 +156,7 @@ def main(argv=None) -> int:
         embedded = client = None
         try:
             total = service.store.counts()["events"]
-            print(f"\nstore: {total:,} events, {db_path.stat().st_size / 2**30:.2f} GiB; "
+            print(f"\nstore: {total:,} events, {store_bytes(db_path) / 2**30:.2f} GiB; "
                   f"{OFFICERS} officers, {SITES * COUNTERS_PER_SITE} counters, {SITES} sites; "
                   f"service assembled (store migrations included) in {open_s:.1f} s")
             embedded = EmbeddedBroker.from_config(cfg.mqtt).start()
@@ -174,7 +178,7 @@ def main(argv=None) -> int:
                 embedded.stop()
             try:
                 drop_user(db_path)
-            except sqlite3.Error as e:  # pragma: no cover - reported, not fatal
+            except Exception as e:  # noqa: BLE001  pragma: no cover - reported, not fatal
                 print(f"warning: could not remove user {USER!r}: {e}", file=sys.stderr)
     finally:
         shutil.rmtree(work, ignore_errors=True)  # the state dir; and the generated store without --db

@@ -8,6 +8,8 @@ in big transactions (ingesting 10 million events through MQTT would take the bet
 part of an hour and measure something else); the rollups are then built from the events
 with one GROUP BY, so they are exactly what ingest would have produced.
 Run: `python benchmarks/query.py` (first run generates ~3 GB; --db keeps it for reuse).
+On PostgreSQL: `--url postgresql://user@host/db`, an empty database (generated there on the first
+run, reused after) or one it filled before.
 """
 from __future__ import annotations
 
@@ -33,7 +35,41 @@ SITES, COUNTERS_PER_SITE, OFFICERS = 5, 25, 250
 YEAR_START = date(2026, 1, 1)
 
 
-def generate(db_path: Path, n: int, seed: int = 1) -> float:
+def is_postgres(where) -> bool:
+    return str(where).startswith(("postgresql://", "postgres://"))
+
+
+def open_raw(where):
+    """A connection to the store's database outside the store: sqlite3's, or the PostgreSQL store's own
+    (the same execute/executemany with "?" statements; autocommit, so transactions are explicit)."""
+    if is_postgres(where):
+        from broker.store import dialect_pg
+
+        return dialect_pg.connect(str(where))
+    return sqlite3.connect(where, timeout=30)
+
+
+def shown(where) -> str:
+    """The store's path, or its URL without the password."""
+    if not is_postgres(where):
+        return str(where)
+    from broker.store import dialect_pg
+
+    return dialect_pg.redacted(str(where))
+
+
+def store_bytes(where) -> int:
+    if not is_postgres(where):
+        return Path(where).stat().st_size
+    db = open_raw(where)
+    try:
+        return db.execute("SELECT pg_database_size(current_database())").fetchone()[0]
+    finally:
+        db.close()
+
+
+def generate(db_path, n: int, seed: int = 1) -> float:
+    """Fill the store at `db_path` (a SQLite file, or a PostgreSQL URL) with n ratings."""
     store = Store.open(db_path)  # creates the schema through the real migrations
     for s in range(SITES):
         store.upsert_site(f"site-{s}", f"Xã {s}")
@@ -44,8 +80,10 @@ def generate(db_path: Path, n: int, seed: int = 1) -> float:
     store.close()
 
     t0 = time.perf_counter()
-    db = sqlite3.connect(db_path)
-    db.execute("PRAGMA synchronous=OFF")  # bulk load of benchmark data, not votes
+    postgres = is_postgres(db_path)
+    db = open_raw(db_path)
+    # Bulk load of benchmark data, not votes.
+    db.execute("SET synchronous_commit = off" if postgres else "PRAGMA synchronous=OFF")
     rng = random.Random(seed)
     base_ms = int(datetime(2026, 1, 1, tzinfo=TZ).timestamp() * 1000)
     year_ms = 365 * 86_400_000
@@ -72,12 +110,16 @@ def generate(db_path: Path, n: int, seed: int = 1) -> float:
             }, separators=(",", ":"))
             rows.append((device, f"{s:08x}{c:08x}", seq, "rating", site, str(c + 1), "b", 1.0, ts, "device",
                          ts, day, officer, "event", 4, score, flagged, None, None, body))
+        if postgres:
+            db.execute("BEGIN")
         db.executemany(
             "INSERT INTO events (device, ledger, seq, type, site, counter, boot, mono, ts, ts_source,"
             " received_ms, day, officer, officer_source, scale, score, flagged, action, reason, body)"
             " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)", rows)
-        db.commit()
+        db.execute("COMMIT") if postgres else db.commit()
         print(f"  {min(n, start + chunk):>10,} events", flush=True)
+    if postgres:
+        db.execute("BEGIN")
     db.execute("""INSERT INTO rating_days (day, site, counter, officer, scale, score, flagged, n)
                   SELECT day, site, counter, coalesce(officer, ''), scale, score, flagged, count(*)
                   FROM events WHERE type = 'rating' GROUP BY 1, 2, 3, 4, 5, 6, 7""")
@@ -85,10 +127,22 @@ def generate(db_path: Path, n: int, seed: int = 1) -> float:
                   SELECT substr(day, 1, 7), site, counter, officer, scale, score, flagged, sum(n)
                   FROM rating_days GROUP BY 1, 2, 3, 4, 5, 6, 7""")
     db.execute("UPDATE totals SET n = ? WHERE name = 'events'", (n,))
-    db.commit()
-    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    if postgres:
+        db.execute("COMMIT")
+        db.execute("ANALYZE")  # the planner's statistics, as autovacuum would gather them soon after
+    else:
+        db.commit()
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     db.close()
     return time.perf_counter() - t0
+
+
+def exists(where) -> bool:
+    """Whether the store holds generated data already (a SQLite file that exists; a filled database)."""
+    if not is_postgres(where):
+        return Path(where).exists()
+    with Store.open(where) as store:
+        return store.counts()["events"] > 0
 
 
 def time_query(store: Store, group: str, month: date, repeats: int) -> list[float]:
@@ -107,19 +161,20 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ratings", type=int, default=10_000_000)
     ap.add_argument("--db", help="reuse (or create) this store file instead of a temporary one")
+    ap.add_argument("--url", help="a PostgreSQL database instead of a SQLite file (empty: generated there)")
     ap.add_argument("--repeats", type=int, default=30)
     args = ap.parse_args(argv)
 
     work, fs = bench_dir()
-    db_path = Path(args.db) if args.db else work / "hailong.db"
-    print_machine(machine_info(), fs, db_path.parent)
-    if not db_path.exists():
-        print(f"generating {args.ratings:,} ratings into {db_path} ...", flush=True)
+    db_path = args.url or (Path(args.db) if args.db else work / "hailong.db")
+    print_machine(machine_info(), fs, None if args.url else db_path.parent)
+    if not exists(db_path):
+        print(f"generating {args.ratings:,} ratings into {shown(db_path)} ...", flush=True)
         print(f"generated in {generate(db_path, args.ratings):.0f} s")
     store = Store.open(db_path)
     try:
         total = store.counts()["events"]
-        print(f"\nstore: {total:,} ratings, {db_path.stat().st_size / 2**30:.2f} GiB; "
+        print(f"\nstore: {total:,} ratings, {store_bytes(db_path) / 2**30:.2f} GiB; "
               f"{OFFICERS} officers, {SITES * COUNTERS_PER_SITE} counters, {SITES} sites")
         print(f"{'query (one month, March 2026)':34} {'p50 ms':>8} {'p90 ms':>8} {'max ms':>8}")
         results = {}

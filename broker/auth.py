@@ -3,7 +3,8 @@
 Both live in the service's own SQLite file, in `auth_*` tables this module creates and
 migrates itself, so `hailong broker user add` / `token create` work the same whether or
 not the service is running: WAL lets the CLI write while the service reads, and the
-busy timeout absorbs the moments when both write.
+busy timeout absorbs the moments when both write. With a PostgreSQL store they live in
+its database instead, shared by every service instance (users, tokens and lockouts alike).
 
 Roles are ranked: admin > manager > viewer. A principal may do what its role or any
 lower role may do. Apart from the ranking, a token may have the `display` role: it is bound to one
@@ -62,7 +63,8 @@ class _Scoped:
     column: str  # the sites table's column holding that key
 
 
-_SCOPE = {"user": _Scoped("auth_users", "name = ?", "name", "auth_user_sites", "user"),
+# "user" quoted: PostgreSQL reads a bare `user` as CURRENT_USER.
+_SCOPE = {"user": _Scoped("auth_users", "name = ?", "name", "auth_user_sites", '"user"'),
           "token": _Scoped("auth_tokens", "name = ? AND revoked_ms IS NULL", "id", "auth_token_sites", "token")}
 
 
@@ -149,11 +151,11 @@ def _token_hash(token: str) -> str:
 
 
 class Auth:
-    """Users and tokens in the SQLite file at `path`; safe to share between threads."""
+    """Users and tokens in the SQLite file at `path`, or the PostgreSQL database at a "postgresql://" URL;
+    safe to share between threads."""
 
     def __init__(self, path: str | Path, *, lockout_attempts: int = 5, lockout_minutes: float = 15,
                  clock: Clock = now, hasher: PasswordHasher | None = None):
-        self.path = Path(path)
         self.lockout_attempts = lockout_attempts
         self.lockout_ms = int(lockout_minutes * 60_000)
         self._clock = clock
@@ -166,20 +168,42 @@ class Auth:
         # cycling through names must not grow anything without limit.
         self._ghosts: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._lock = threading.Lock()
+        self._integrity: type[Exception] = sqlite3.IntegrityError
+        errors: tuple[type[Exception], ...] = (OSError, sqlite3.Error)
+        self._migrations = MIGRATIONS
+        postgres = isinstance(path, str) and path.startswith(("postgresql://", "postgres://"))
+        if postgres:
+            from broker.store import dialect_pg
+
+            self.path, self.name, errors = None, dialect_pg.redacted(path), (dialect_pg.Error,)
         try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
-            self._db.row_factory = sqlite3.Row
-            # Both the CLI and the service write here; wait for the other rather than fail.
-            self._db.execute("PRAGMA busy_timeout = 10000")
-            self._db.execute("PRAGMA journal_mode = WAL")
+            if postgres:
+                self._open_postgres(path)
+            else:
+                self.path: Path | None = Path(path)
+                self.name = str(self.path)
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
+                self._db.row_factory = sqlite3.Row
+                # Both the CLI and the service write here; wait for the other rather than fail.
+                self._db.execute("PRAGMA busy_timeout = 10000")
+                self._db.execute("PRAGMA journal_mode = WAL")
             self._migrate()
-        except (OSError, sqlite3.Error) as e:
-            raise AuthError(f"cannot open the auth tables in {self.path}: {e}") from e
+        except errors as e:
+            raise AuthError(f"cannot open the auth tables in {self.name}: {str(e).strip()}") from e
+
+    def _open_postgres(self, url: str) -> None:
+        """The store's PostgreSQL database: a connection with rows by name and a write lock of auth's own."""
+        from broker.auth_schema import PG_MIGRATIONS
+        from broker.store import dialect_pg
+
+        self._integrity, self._migrations = dialect_pg.IntegrityError, PG_MIGRATIONS
+        self._db = dialect_pg.connect(url, lock=dialect_pg.STORE_LOCK + 1, rows_by_name=True)
 
     @classmethod
     def from_config(cls, cfg, **kwargs) -> "Auth":
-        return cls(cfg.store.path, lockout_attempts=cfg.auth.lockout_attempts,
+        where = cfg.store.url if cfg.store.postgres else cfg.store.path
+        return cls(where, lockout_attempts=cfg.auth.lockout_attempts,
                    lockout_minutes=cfg.auth.lockout_minutes, **kwargs)
 
     def close(self) -> None:
@@ -205,14 +229,14 @@ class Auth:
                 db.execute("CREATE TABLE IF NOT EXISTS auth_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
                 row = db.execute("SELECT value FROM auth_meta WHERE key = 'schema_version'").fetchone()
                 version = int(row["value"]) if row else 0
-                if version > len(MIGRATIONS):
-                    raise AuthError(f"{self.path}: auth schema version {version} is newer than this software "
-                                    f"({len(MIGRATIONS)}); upgrade hailong")
-                for sql in MIGRATIONS[version:]:
+                if version > len(self._migrations):
+                    raise AuthError(f"{self.name}: auth schema version {version} is newer than this software "
+                                    f"({len(self._migrations)}); upgrade hailong")
+                for sql in self._migrations[version:]:
                     for statement in filter(str.strip, sql.split(";")):
                         db.execute(statement)
-                db.execute("INSERT OR REPLACE INTO auth_meta (key, value) VALUES ('schema_version', ?)",
-                           (str(len(MIGRATIONS)),))
+                db.execute("INSERT INTO auth_meta (key, value) VALUES ('schema_version', ?)"
+                           " ON CONFLICT (key) DO UPDATE SET value = excluded.value", (str(len(self._migrations)),))
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
@@ -239,7 +263,7 @@ class Auth:
                     self._db.execute("INSERT INTO auth_users (name, role, password_hash, created_ms) "
                                      "VALUES (?, ?, ?, ?)", (name, role, hashed, self._now_ms()))
                     self._put_sites("user", name, sites)
-            except sqlite3.IntegrityError:
+            except self._integrity:
                 raise AuthError(f"user {name!r} already exists") from None
 
     def verify_password(self, name: str, password: str) -> Principal | None:
@@ -285,11 +309,10 @@ class Auth:
             counted = self._db.execute(
                 "UPDATE auth_users SET "
                 "failures = CASE WHEN locked_until_ms > 0 THEN 1 ELSE failures + 1 END, "
-                "locked_until_ms = 0 WHERE name = :name AND locked_until_ms <= :now",
-                {"now": now, "name": name}).rowcount
-            self._db.execute("UPDATE auth_users SET locked_until_ms = :until WHERE name = :name "
-                             "AND failures >= :n AND locked_until_ms = 0",
-                             {"until": now + self.lockout_ms, "name": name, "n": self.lockout_attempts})
+                "locked_until_ms = 0 WHERE name = ? AND locked_until_ms <= ?", (name, now)).rowcount
+            self._db.execute("UPDATE auth_users SET locked_until_ms = ? WHERE name = ? "
+                             "AND failures >= ? AND locked_until_ms = 0",
+                             (now + self.lockout_ms, name, self.lockout_attempts))
         return counted == 1
 
     def _check(self, hashed: str, password: str) -> bool:
@@ -358,7 +381,7 @@ class Auth:
                                      "VALUES (?, ?, ?, ?, ?, ?)",
                                      (name, role, _token_hash(token), shown, self._now_ms(), site))
                     self._put_sites("token", name, sites)
-            except sqlite3.IntegrityError:
+            except self._integrity:
                 raise AuthError(f"a token named {name!r} already exists: revoke it first or choose another name") \
                     from None
         return token

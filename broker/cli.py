@@ -52,7 +52,7 @@ def cmd_run(args) -> int:
         if service.alerts is not None:
             service.alerts.start()
         api.start()
-        log.info("service running: store %s, API on %s/api/v1/docs", cfg.store.url, api.url)
+        log.info("service running: store %s, API on %s/api/v1/docs", service.store.name, api.url)
         rollouts = _rollout_ticker(service, cfg, log)
         while not stop.wait(0.2) and not ingest.failed.is_set() and not api.failed:
             rollouts()
@@ -353,6 +353,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     from broker.auth import AuthError
+    from broker.store import StoreError
     from common.cli import dispatch
 
-    return dispatch(build_parser(), argv, prog="hailong broker", errors={(AuthError,): 2})
+    # StoreError: e.g. a PostgreSQL server that cannot be reached, said in one line.
+    return dispatch(build_parser(), argv, prog="hailong broker", errors={(AuthError,): 2, (StoreError,): 1})

@@ -13,6 +13,7 @@ import zoneinfo
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from common.errors import ConfigError
 from common.periods import DEFAULT_TZ
@@ -38,6 +39,18 @@ SESSION_EXPIRY_S = 604800  # one instance: a week of events waits in the broker 
 # what it held), while a restart within it still finds its session.
 SHARED_SESSION_EXPIRY_S = 60
 SESSION_SECRET_NAME = "session-secret"  # in service.data_dir when http.session_secret_file is unset
+
+
+def _is_postgres_url(url: str) -> bool:
+    """postgresql://[user[:password]@]host[:port]/database[?options]: a host and a database, a numeric port."""
+    parts = urlsplit(url)
+    try:
+        parts.port  # noqa: B018  (raises ValueError for a port that is no number)
+    except ValueError:
+        return False
+    host = parts.hostname or "host=" in parts.query  # a Unix socket directory comes as ?host=/run/postgresql
+    return parts.scheme in ("postgresql", "postgres") and bool(host) and len(parts.path) > 1 \
+        and "/" not in parts.path[1:]
 
 
 def _is_zone(name: str) -> bool:
@@ -160,10 +173,13 @@ SCHEMA: list[Key] = [
         lo=0, hi=1000),
 
     _text("store.url", REQUIRED,
-          "Database of committed events. A relative path after sqlite:/// is relative to this "
-          "file's directory; an absolute one makes four slashes, as in the example.",
-          check=lambda v: v.startswith(SQLITE_URL) and len(v) > len(SQLITE_URL),
-          rule_text='an SQLite URL, "sqlite:///" followed by the path of the database file',
+          "Database of committed events (and of the API's users and tokens). A relative path after sqlite:/// "
+          "is relative to this file's directory; an absolute one makes four slashes, as in the example. "
+          "A PostgreSQL database instead: postgresql://user@host:port/database (docs/store.md); "
+          "several service instances may share one.",
+          check=lambda v: (v.startswith(SQLITE_URL) and len(v) > len(SQLITE_URL)) or _is_postgres_url(v),
+          rule_text='an SQLite URL, "sqlite:///" followed by the path of the database file, or a PostgreSQL '
+                    'URL, "postgresql://user@host:port/database"',
           example="sqlite:////var/lib/hailong/hailong.db"),
 
     _text("http.host", "127.0.0.1",
@@ -209,7 +225,9 @@ _CROSS_RULES = [
     "`http.session_secret_file`, the same secret on every instance, so a login made on one works on all.",
     "`hall.voice_dir` must be an existing folder.",
     "`store.url`: `sqlite:///hailong.db` is `hailong.db` beside this file; "
-    "`sqlite:////var/lib/hailong/hailong.db` is the absolute path `/var/lib/hailong/hailong.db`.",
+    "`sqlite:////var/lib/hailong/hailong.db` is the absolute path `/var/lib/hailong/hailong.db`; "
+    "`postgresql://hailong@db.example.vn:5432/hailong` is a PostgreSQL database (the password from "
+    "`~/.pgpass` or `PGPASSFILE`, or in the URL).",
     *ALERT_RULES,
 ]
 
@@ -267,11 +285,16 @@ class MqttSection:
 
 @dataclass(frozen=True)
 class StoreSection:
-    url: str  # always sqlite:///<path>, the path resolved against the config file's directory
+    url: str  # sqlite:///<path>, the path resolved against the config file's directory; or postgresql://...
 
     @property
     def path(self) -> Path:
+        """The SQLite file (meaningless for a PostgreSQL store: see `postgres`)."""
         return Path(self.url.removeprefix(SQLITE_URL))
+
+    @property
+    def postgres(self) -> bool:
+        return self.url.startswith(("postgresql://", "postgres://"))
 
 
 @dataclass(frozen=True)
@@ -398,6 +421,8 @@ def _check_shared(v: dict[str, Any], problems: Problems) -> None:
 
 def _resolve_store_path(v: dict[str, Any], base: Path | None) -> None:
     # Resolved here, like the path keys, so the service never depends on its working directory.
+    if not v["store.url"].startswith(SQLITE_URL):
+        return  # PostgreSQL: nothing on disk
     path = Path(v["store.url"].removeprefix(SQLITE_URL))
     if base is not None and not path.is_absolute():
         v["store.url"] = SQLITE_URL + str(base / path)

@@ -55,7 +55,11 @@ class Service:
 
         clock = clock or now
         store = Store.open(cfg.store.url)
-        auth = Auth.from_config(cfg)
+        try:
+            auth = Auth.from_config(cfg)
+        except BaseException:
+            store.close()
+            raise
         ingest = Ingest(store, ingest_settings(cfg), now_ms=lambda: int(clock() * 1000))
         app = create_app(store=store, ingest=ingest, auth=auth, cfg=cfg, clock=clock)
         try:

@@ -9,6 +9,7 @@ import pytest
 from common import clock
 from common.periods import DEFAULT_TZ, zone
 from tests.mosquitto import Mosquitto
+from tests.postgres import PostgresCluster, find_bin_dir
 
 # `HAILONG_NOW=2027-01-01T00:00:30+07:00 pytest` (or `make test NOW=...`) runs the suite as if
 # it were then; see README, "Running the suite at another date".
@@ -72,3 +73,45 @@ def mosquitto(tmp_path):
         yield broker
     finally:
         broker.stop()
+
+
+# ----- PostgreSQL ---------------------------------------------------------------------------------
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One throw-away PostgreSQL cluster for the whole session, started when a test first asks (tests/postgres.py)."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip("PostgreSQL not installed (no /usr/lib/postgresql/*/bin/initdb): `make test` as root installs "
+                    "Debian's postgresql package; else apt-get install postgresql")
+    try:
+        import psycopg  # noqa: F401
+    except ImportError:
+        pytest.skip("psycopg not installed: pip install -e '.[test]'")
+    cluster = PostgresCluster(bin_dir).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_cluster):
+    """The URL of a fresh database holding the store's (and auth's) schema, dropped after the test."""
+    url = postgres_cluster.create_database()
+    yield url
+    postgres_cluster.drop_database(url)
+
+
+@pytest.fixture
+def pg_store_url(postgres_cluster):
+    """Like pg_url, for tests that only use the store: a database emptied after an earlier test (faster)."""
+    url = postgres_cluster.reusable_database()
+    yield url
+    postgres_cluster.recycle(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request, tmp_path):
+    """Where a store test opens its store: a SQLite file, then an empty PostgreSQL database."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_store_url")
+    return str(tmp_path / "central" / "hailong.db")

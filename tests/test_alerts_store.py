@@ -39,9 +39,8 @@ def test_the_alerts_migration_applies_to_a_store_made_before_it(tmp_path):
         assert s.open_alerts() == [] and s.site_hours("s1") is None and s.outbox_pending() == 0
 
 
-def test_one_open_alert_per_rule_and_subject_even_from_racing_writers(tmp_path):
-    path = tmp_path / "s.db"
-    stores = [Store.open(path) for _ in range(4)]
+def test_one_open_alert_per_rule_and_subject_even_from_racing_writers(store_url):
+    stores = [Store.open(store_url) for _ in range(4)]
     try:
         barrier = threading.Barrier(len(stores))
 
@@ -69,8 +68,8 @@ def test_one_open_alert_per_rule_and_subject_even_from_racing_writers(tmp_path):
             s.close()
 
 
-def test_the_outbox_waits_after_a_failure_and_the_first_acknowledgement_stands(tmp_path):
-    with Store.open(tmp_path / "s.db") as s:
+def test_the_outbox_waits_after_a_failure_and_the_first_acknowledgement_stands(store_url):
+    with Store.open(store_url) as s:
         (alert,), _ = s.apply_alerts([("clock", "dev-1", "s1", {})], [], webhook_notice, 1000)
         (notice,) = s.outbox_due(1000)
         s.outbox_failed(notice["id"], "refused", 5000)

@@ -26,12 +26,26 @@ class Clock:
         return self.t
 
 
-@pytest.fixture
-def db(tmp_path):
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db(request, tmp_path):
+    """Where the auth tables live: a SQLite file, then a PostgreSQL store's database (a URL)."""
+    if request.param == "postgresql":
+        return request.getfixturevalue("pg_url")
     return tmp_path / "service" / "hailong.db"
 
 
+SQLITE_ONLY = pytest.mark.parametrize("db", ["sqlite"], indirect=True)
+
+
 def raw(db, sql, *args):
+    if isinstance(db, str):  # PostgreSQL
+        from broker.store import dialect_pg
+
+        conn = dialect_pg.connect(db)
+        try:
+            return [tuple(row) for row in conn.execute(sql, args).fetchall()]
+        finally:
+            conn.close()
     with sqlite3.connect(db) as conn:
         return conn.execute(sql, args).fetchall()
 
@@ -133,6 +147,10 @@ def test_a_token_exists_in_clear_only_once_and_only_its_hash_is_stored(db):
         assert token not in repr(listed) and token.startswith(listed[0]["prefix"])
     [(stored,)] = raw(db, "SELECT token_hash FROM auth_tokens")
     assert stored == hashlib.sha256(token.encode()).hexdigest()
+    if isinstance(db, str):  # PostgreSQL: in no row of any auth table
+        for table in ("auth_meta", "auth_users", "auth_tokens", "auth_user_sites", "auth_token_sites"):
+            assert token not in repr(raw(db, f"SELECT * FROM {table}")), table
+        return
     # Not anywhere in the database files, WAL included.
     for path in db.parent.iterdir():
         assert token.encode() not in path.read_bytes(), path
@@ -173,7 +191,8 @@ def test_schema_is_versioned_and_migrated_once(db):
     with Auth(db) as auth:
         assert auth.schema_version() == len(MIGRATIONS)
     assert raw(db, "SELECT value FROM auth_meta WHERE key = 'schema_version'") == [(str(len(MIGRATIONS)),)]
-    assert raw(db, "PRAGMA journal_mode") == [("wal",)]
+    if not isinstance(db, str):
+        assert raw(db, "PRAGMA journal_mode") == [("wal",)]
 
 
 # ----- the CLI, as a real process ---------------------------------------------------------
@@ -181,7 +200,8 @@ def test_schema_is_versioned_and_migrated_once(db):
 
 def write_config(tmp_path, db):
     cfg = tmp_path / "broker.toml"
-    cfg.write_text(f'[mqtt]\nembedded = false\n[store]\nurl = "sqlite:///{db}"\n'
+    url = db if isinstance(db, str) else f"sqlite:///{db}"
+    cfg.write_text(f'[mqtt]\nembedded = false\n[store]\nurl = "{url}"\n'
                    '[auth]\nlockout_attempts = 4\nlockout_minutes = 5\n')
     return cfg
 
@@ -214,6 +234,7 @@ def test_cli_token_create_prints_only_the_token_and_a_running_service_accepts_it
         service.close()
 
 
+@SQLITE_ONLY  # the command line's own checks: the database plays no part
 def test_cli_bad_role_is_exit_2_with_a_message(tmp_path, db):
     cfg = write_config(tmp_path, db)
     for args in (("token", "create", "--role", "root"), ("user", "add", "lan", "--role", "boss")):
@@ -253,6 +274,7 @@ def test_cli_user_add_generates_or_reads_the_password(tmp_path, db):
 # ----- scope: users and tokens limited to some sites ------------------------------------------------
 
 
+@SQLITE_ONLY  # the scope itself runs on PostgreSQL in the next test; this is the command line
 def test_cli_limits_users_and_tokens_to_sites_and_changes_them(tmp_path, db):
     cfg = write_config(tmp_path, db)
     r = hailong("user", "add", "lan", "--role", "manager", "--site", "xa-1", "--site", "xa-2", "--config", str(cfg))
@@ -273,13 +295,10 @@ def test_cli_limits_users_and_tokens_to_sites_and_changes_them(tmp_path, db):
 
 def test_principals_from_before_scope_keep_every_site_and_an_emptied_scope_sees_nothing(db):
     # An auth file of schema version 1, as the previous release left it.
-    db.parent.mkdir(parents=True)
-    with sqlite3.connect(db) as conn:
-        conn.execute("CREATE TABLE auth_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-        for statement in filter(str.strip, MIGRATIONS[0].split(";")):
-            conn.execute(statement)
-        conn.execute("INSERT INTO auth_meta VALUES ('schema_version', '1')")
-        conn.execute("INSERT INTO auth_users (name, role, password_hash, created_ms) VALUES ('old', 'admin', 'x', 0)")
+    if isinstance(db, str):
+        _auth_tables_of_version_1_on_postgres(db)
+    else:
+        _auth_tables_of_version_1(db)
     with Auth(db) as auth:
         assert auth.user("old").sites is None
         auth.set_sites("user", "old", ["s1"])
@@ -290,3 +309,29 @@ def test_principals_from_before_scope_keep_every_site_and_an_emptied_scope_sees_
             auth.add_user("bad", "viewer", "p" * 12, sites=["a\nb"])
         with pytest.raises(AuthError):
             auth.create_token("viewer", sites="s1")  # one string is not a list of sites
+
+
+def _auth_tables_of_version_1(db) -> None:
+    db.parent.mkdir(parents=True)
+    with sqlite3.connect(db) as conn:
+        conn.execute("CREATE TABLE auth_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for statement in filter(str.strip, MIGRATIONS[0].split(";")):
+            conn.execute(statement)
+        conn.execute("INSERT INTO auth_meta VALUES ('schema_version', '1')")
+        conn.execute("INSERT INTO auth_users (name, role, password_hash, created_ms) VALUES ('old', 'admin', 'x', 0)")
+
+
+def _auth_tables_of_version_1_on_postgres(url: str) -> None:
+    from broker.auth_schema import PG_MIGRATIONS
+    from broker.store import dialect_pg
+
+    conn = dialect_pg.connect(url)
+    try:
+        conn.execute("DROP TABLE auth_meta, auth_users, auth_tokens, auth_user_sites, auth_token_sites")
+        conn.execute("CREATE TABLE auth_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+        for statement in filter(str.strip, PG_MIGRATIONS[0].split(";")):
+            conn.execute(statement)
+        conn.execute("INSERT INTO auth_meta VALUES ('schema_version', '1')")
+        conn.execute("INSERT INTO auth_users (name, role, password_hash, created_ms) VALUES ('old', 'admin', 'x', 0)")
+    finally:
+        conn.close()

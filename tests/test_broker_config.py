@@ -86,6 +86,9 @@ def test_absolute_store_path_and_session_secret_file_are_kept(tmp_path):
     assert cfg.store.url == "sqlite:////srv/hl/hailong.db" and cfg.store.path == Path("/srv/hl/hailong.db")
     assert cfg.service.data_dir == tmp_path / "state"
     assert cfg.session_secret_path == tmp_path / "secret"
+    url = "postgresql://hailong@db.example.vn:5432/hailong"
+    cfg = config_from_dict(with_keys({"store.url": url}), base_dir=tmp_path)
+    assert cfg.store.url == url and cfg.store.postgres  # not a path: not resolved against the file's folder
 
 
 def test_config_is_frozen_and_hides_the_password():
@@ -160,8 +163,11 @@ def test_invalid_embedded_does_not_also_blame_the_protocol():
     ({"mqtt.batch_wait_ms": -1}, "mqtt.batch_wait_ms", "must be an integer 0..1000, got -1"),
     ({"mqtt.batch_wait_ms": 1001}, "mqtt.batch_wait_ms", "got 1001"),
     # [store]
-    ({"store.url": "postgresql://db/hailong"}, "store.url",
-     'must be an SQLite URL, "sqlite:///" followed by the path of the database file, got \'postgresql://db/hailong\''),
+    ({"store.url": "mysql://db/hailong"}, "store.url",
+     'must be an SQLite URL, "sqlite:///" followed by the path of the database file, or a PostgreSQL URL, '
+     '"postgresql://user@host:port/database", got \'mysql://db/hailong\''),
+    ({"store.url": "postgresql://db"}, "store.url", "got 'postgresql://db'"),  # no database
+    ({"store.url": "postgresql://db:port/hailong"}, "store.url", "a PostgreSQL URL"),
     ({"store.url": "sqlite:///"}, "store.url", "got 'sqlite:///'"),
     ({"store.url": "sqlite://hailong.db"}, "store.url", "an SQLite URL"),
     ({"store.url": "hailong.db"}, "store.url", "an SQLite URL"),

@@ -12,6 +12,7 @@ import pytest
 
 import broker.store.deadletters as deadletters
 from broker.store import MIGRATIONS, Ambiguous, Incoming, NothingHeld, Store
+from tests.postgres import raw_connection
 from tests.test_broker_store import (LEDGER, T0, assert_rollups_match_events, event, msg, register, statuses,
                                      totals)
 
@@ -19,9 +20,10 @@ DAY = "2024-11-27"
 
 
 @pytest.fixture
-def store(tmp_path):
-    """hcm/1 is a real counter: its device dev-a is registered, off-1 is assigned to it, one rating counted."""
-    s = Store.open(tmp_path / "hailong.db")
+def store(store_url):
+    """hcm/1 is a real counter: its device dev-a is registered, off-1 is assigned to it, one rating counted.
+    On SQLite, then on PostgreSQL (conftest's store_url)."""
+    s = Store.open(store_url)
     s.upsert_site("hcm", "Trung tâm")
     s.upsert_officer("off-1", "Nguyễn Thị Lan")
     register(s, ("hcm", "1"))
@@ -203,7 +205,7 @@ def test_an_8_mib_payload_is_kept_as_a_4_kib_prefix_with_its_size_and_hash(store
     kept = letter["payload"].encode()
     assert len(kept) <= 4096 and payload.startswith(kept)  # cut between characters: still text
     assert (letter["encoding"], len(kept)) == ("utf-8", 4094)
-    db = sqlite3.connect(store.path)
+    db = raw_connection(store)
     try:
         assert db.execute("SELECT length(payload) FROM dead_letters").fetchone()[0] == 4094
     finally:

@@ -16,10 +16,16 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+try:
+    import psycopg
+except ImportError:  # the PostgreSQL half of these tests is skipped then
+    psycopg = None
+
 import broker.store.rollups as rollups_module
 import broker.store.schema as schema_module
 from broker.store import MIGRATIONS, Incoming, InUse, Outcome, Store, StoreError
 from protocol.codec import encode
+from tests.postgres import raw_connection
 from protocol.events import make_event
 
 LEDGER = "0123456789abcdef"
@@ -67,10 +73,13 @@ def register(store: Store, *counters: tuple[str, str]) -> None:
         store.register_device(device_of(site, counter), site, counter)
 
 
+DRIVER_ERRORS = (sqlite3.Error, psycopg.Error) if psycopg else (sqlite3.Error,)
+
+
 @pytest.fixture
-def bare(tmp_path):
-    """A store whose registry is empty: every device is unknown to it."""
-    s = Store.open(tmp_path / "central" / "hailong.db")
+def bare(store_url):
+    """A store whose registry is empty: every device is unknown to it (on SQLite, then on PostgreSQL)."""
+    s = Store.open(store_url)
     yield s
     s.close()
 
@@ -116,7 +125,7 @@ def test_open_accepts_urls_and_paths_and_sets_up_wal(tmp_path, monkeypatch):
         finally:
             s.close()
     with pytest.raises(ValueError):
-        Store.open("postgresql://db/hailong")
+        Store.open("mysql://db/hailong")  # postgresql:// is the other store (tests/test_store_postgres.py)
     with pytest.raises(ValueError):
         Store.open("sqlite:///")
 
@@ -159,11 +168,13 @@ def test_a_lost_connection_is_a_store_error_on_every_read(store, read):
     store._reader.close()  # what a dead connection looks like to the driver
     with pytest.raises(StoreError) as caught:
         READS[read](store)
-    assert isinstance(caught.value.__cause__, sqlite3.Error)
+    assert isinstance(caught.value.__cause__, DRIVER_ERRORS)
 
 
 @pytest.mark.parametrize("read", READS)
 def test_a_damaged_database_is_a_store_error_on_every_read(store, read):
+    if store.path is None:
+        pytest.skip("SQLite's own wording; on PostgreSQL a dropped table is the lost connection's case")
     store.ingest([msg(event(seq=1))])
     other = sqlite3.connect(store.path)
     for table in ("sites", "counters", "officers", "devices", "assignments", "events", "rating_days",
@@ -318,7 +329,7 @@ def test_stored_then_duplicate(store):
 def test_commit_happens_before_ingest_returns(store):
     store.ingest([msg(event(seq=1)), msg(event(seq=2))])
     # A separate connection sees the rows at once: the transaction is committed.
-    other = sqlite3.connect(store.path)
+    other = raw_connection(store)
     try:
         assert other.execute("SELECT count(*) FROM events").fetchone()[0] == 2
     finally:
@@ -459,7 +470,7 @@ def test_a_failed_batch_stores_nothing_and_the_next_one_works(store, monkeypatch
     store.ingest([msg(event(seq=1, clock_ok=False, ts=5, boot="b", mono=10.0))])
 
     def broken(*args):
-        raise sqlite3.OperationalError("disk I/O error")
+        raise store._dialect.Error("disk I/O error")  # the driver's own error, SQLite's or PostgreSQL's
 
     with monkeypatch.context() as m:
         m.setattr(rollups_module, "apply", broken)
@@ -854,7 +865,7 @@ def rollups(db: sqlite3.Connection) -> dict[str, list[tuple]]:
 
 
 def assert_rollups_match_events(store: Store) -> None:
-    db = sqlite3.connect(store.path)
+    db = raw_connection(store)
     try:
         assert rollups(db) == recount(db)
     finally:
@@ -867,9 +878,9 @@ FAKE_CLOCK = 946_684_800_000  # what a Pi without NTP believes: 2000-01-01
 
 # Seeds whose workload hits every case checked at the end (a correction moving an event to another day).
 @pytest.mark.parametrize("seed", [1, 3, 4])
-def test_rollups_equal_a_recount_after_a_random_workload(tmp_path, seed):
+def test_rollups_equal_a_recount_after_a_random_workload(store_url, seed):
     rng = random.Random(seed)
-    s = Store.open(tmp_path / "s.db")
+    s = Store.open(store_url)
     try:
         _random_workload(s, rng)
     finally:

@@ -95,13 +95,18 @@ def test_an_offline_device_waits_and_a_report_on_another_version_is_not_an_outco
 
 # --- publishing and serving, on a real server ---------------------------------------------------
 
+def _url(store_url: str) -> str:
+    """conftest's store_url (a SQLite file or a PostgreSQL URL) as the config's store.url."""
+    return store_url if store_url.startswith("postgresql://") else f"sqlite:///{store_url}"
+
+
 @pytest.fixture
-def api(tmp_path):
+def api(tmp_path, store_url):
     passwd = tmp_path / "passwd"
     passwd.write_text(f"dev-1:{hash_password('right-password')}\n")
     cfg = config_from_dict({"mqtt": {"embedded": False, "host": "127.0.0.1", "passwd_file": str(passwd)},
                             "service": {"data_dir": str(tmp_path / "svc")},
-                            "store": {"url": f"sqlite:///{tmp_path / 'hailong.db'}"}, "http": {"port": free_port()}})
+                            "store": {"url": _url(store_url)}, "http": {"port": free_port()}})
     store = Store.open(cfg.store.url)
     auth = Auth.from_config(cfg)
     app = create_app(store=store, ingest=None, auth=auth, cfg=cfg, clock=lambda: NOW)
@@ -211,9 +216,9 @@ def _telemetry(version: str, state: str | None) -> dict:
     return t
 
 
-def test_twenty_counters_in_three_waves_through_the_store_stop_at_the_second(tmp_path, signed):
+def test_twenty_counters_in_three_waves_through_the_store_stop_at_the_second(tmp_path, signed, store_url):
     cfg = config_from_dict({"mqtt": {"embedded": False, "host": "127.0.0.1"}, "service": {"data_dir": str(tmp_path / "svc")},
-                            "store": {"url": f"sqlite:///{tmp_path / 'h.db'}"}, "http": {"public_url": "http://svc:80"}})
+                            "store": {"url": _url(store_url)}, "http": {"public_url": "http://svc:80"}})
     with Store.open(cfg.store.url) as store:
         for i in range(20):
             store.register_device(f"dev-{i:02d}", "s1", str(i))

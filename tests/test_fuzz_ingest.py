@@ -6,7 +6,7 @@ It must stay up (ingest worker alive, /healthz ok), refuse each bad payload with
 letters, bounded; a logged warning for status and telemetry) and still count the valid events
 exactly. `make test` runs a short variant; `HAILONG_FUZZ_PAYLOADS=50000` (make soak) the long one,
 and `HAILONG_FUZZ_SEED` picks another seed. The figures go to stdout (pytest -s) and, with
-`HAILONG_FUZZ_REPORT=<file>`, to a JSON file.
+`HAILONG_FUZZ_REPORT=<file>`, to a JSON file. It runs on a SQLite store and on a PostgreSQL one (store_url).
 """
 from __future__ import annotations
 
@@ -56,11 +56,11 @@ class Refusals(logging.Handler):
 
 
 @pytest.fixture
-def service(tmp_path, mosquitto):
+def service(tmp_path, mosquitto, store_url):
     cfg = config_from_dict({
         "service": {"data_dir": str(tmp_path / "state")},
         "mqtt": {"embedded": False, "host": mosquitto.host, "port": mosquitto.port, "batch_wait_ms": 5},
-        "store": {"url": f"sqlite:///{tmp_path / 'service' / 'hailong.db'}"},
+        "store": {"url": store_url if store_url.startswith("postgresql") else f"sqlite:///{store_url}"},
         "http": {"port": free_port()},
     })
     svc = Service.assemble(cfg)

@@ -35,10 +35,10 @@ PASSWORD = "a long enough password 7"
 COUNTER_EXTRA = "[rating]\nrepeat_gap_s = 0\n[ledger]\nack_timeout_s = 2\n"  # resend soon after an instance dies
 
 
-# The stores both instances can share, by name: each gives the URL of a fresh, empty one. PostgreSQL is one
-# more line, e.g. "postgresql": lambda request, tmp_path: request.getfixturevalue("postgres").url
+# The stores both instances can share, by name: each gives the URL of a fresh, empty one.
 STORES = {
     "sqlite": lambda request, tmp_path: f"sqlite:///{tmp_path / 'shared' / 'hailong.db'}",
+    "postgresql": lambda request, tmp_path: request.getfixturevalue("pg_url"),  # tests/postgres.py
 }
 
 

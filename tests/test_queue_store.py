@@ -16,8 +16,8 @@ T0 = 1_794_972_600_000  # 2026-11-18 10:30 in Hà Nội (DAY)
 
 
 @pytest.fixture
-def store(tmp_path):
-    with Store.open(tmp_path / "s.db") as s:
+def store(store_url):
+    with Store.open(store_url) as s:  # SQLite, then PostgreSQL (conftest's store_url)
         s.upsert_site("s1", "UBND xã")
         s.upsert_queue("s1", "A", "Đất đai", "A")
         s.upsert_queue("s1", "B", "Tư pháp", "B")
@@ -42,8 +42,8 @@ def ingest(store: Store, *events: dict, received_ms: int = T0):
     return store.ingest([Incoming(e["device"], encode(e), received_ms) for e in events])
 
 
-def test_numbers_are_unique_across_writers_requests_and_blocks(tmp_path, store):
-    other = Store.open(tmp_path / "s.db")  # a second service process on the same file
+def test_numbers_are_unique_across_writers_requests_and_blocks(store_url, store):
+    other = Store.open(store_url)  # a second service process on the same file or database
     handed: list[int] = []
     lock = threading.Lock()
 

@@ -6,7 +6,9 @@ dashboard call. Behind it, one module per concern:
 
     connection  opening the store; the read and write transactions every part runs in (StoreBase)
     schema      the migrations, applied on open
-    dialect     the SQL that is SQLite's own (pragmas, upserts, index hints ...), for a later PostgreSQL
+    dialect     the SQL that is SQLite's own (pragmas, upserts, index hints ...)
+    dialect_pg  PostgreSQL's side of it ("postgresql://..."): the connection, the write lock across instances;
+                pg_sql translates the store's statements for it, schema_pg holds its migrations
     batch       ingest: exactly-once inserts, rollups in the same transaction, clock correction
     held        only known devices count: the policy, and the held events an admin approves or discards
     deadletters what ingest refused, kept within bounds (a payload prefix, a maximum of rows)

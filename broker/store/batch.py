@@ -73,7 +73,7 @@ class Ingest(StoreBase):
             return []
         with self._wlock:
             with self._write() as db:
-                version = dialect.data_version(db)
+                version = self._dialect.data_version(db)
                 if version != self._data_version:
                     self._zones.clear()
                     self._offsets.clear()

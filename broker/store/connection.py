@@ -3,6 +3,8 @@
 One connection writes, behind a lock; a second one reads, so reports run while a batch
 commits (WAL readers never block). Every transaction turns the driver's errors into
 StoreError on its way out, so no method built on `_read` or `_write` can leak them.
+The database is SQLite (a file) or PostgreSQL ("postgresql://..."): the store keeps the
+module of its database's own SQL (dialect or dialect_pg) and asks it.
 """
 from __future__ import annotations
 
@@ -16,7 +18,7 @@ from zoneinfo import ZoneInfo
 import broker.store.dialect as dialect
 from broker.store.dialect import Connection
 from broker.store.errors import StoreError
-from broker.store.schema import migrate
+from broker.store.schema import MIGRATIONS, migrate
 
 __all__ = ["StoreBase", "path_of"]
 
@@ -24,10 +26,13 @@ __all__ = ["StoreBase", "path_of"]
 class StoreBase:
     """Connections, locks, transactions, and the ingest caches the registry must invalidate."""
 
-    path: Path
+    path: Path | None  # the SQLite file; None on PostgreSQL
 
-    def __init__(self, path: Path, db: Connection, reader: Connection) -> None:
+    def __init__(self, path: Path | None, db: Connection, reader: Connection, sql=dialect,
+                 name: str | None = None) -> None:
         self.path = path
+        self.name = name or str(path)  # what messages call the store: the file, or the URL without password
+        self._dialect = sql
         self._db: Connection | None = db  # writes, under _wlock
         self._reader: Connection | None = reader
         self._wlock = threading.RLock()
@@ -42,7 +47,10 @@ class StoreBase:
 
     @classmethod
     def open(cls, url_or_path: str | Path) -> Self:
-        """Open (creating if needed) "sqlite:///relative.db", "sqlite:////abs/path.db" or a plain path."""
+        """Open (creating if needed) "sqlite:///relative.db", "sqlite:////abs/path.db", a plain path,
+        or a PostgreSQL database, "postgresql://user[:password]@host[:port]/database" (which must exist)."""
+        if isinstance(url_or_path, str) and url_or_path.startswith(("postgresql://", "postgres://")):
+            return cls._open_postgres(url_or_path)
         path = path_of(url_or_path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -66,6 +74,30 @@ class StoreBase:
             raise
         return cls(path, db, reader)
 
+    @classmethod
+    def _open_postgres(cls, url: str) -> Self:
+        import broker.store.dialect_pg as dialect_pg  # psycopg: only a PostgreSQL store needs it
+        import broker.store.schema_pg as schema_pg
+
+        name = dialect_pg.redacted(url)
+        if len(schema_pg.MIGRATIONS) != len(MIGRATIONS):  # a SQLite migration without its PostgreSQL twin
+            raise StoreError(f"cannot open store {name}: this program has {len(MIGRATIONS)} migrations for SQLite"
+                             f" but {len(schema_pg.MIGRATIONS)} for PostgreSQL")
+        db = reader = None
+        try:
+            db = dialect_pg.connect(url)
+            dialect_pg.prepare_writer(db, name)
+            migrate(db, name, schema_pg.MIGRATIONS, dialect_pg)
+            reader = dialect_pg.connect(url)
+        except BaseException as exc:
+            for conn in (db, reader):
+                if conn is not None:
+                    conn.close()
+            if isinstance(exc, dialect_pg.Error):
+                raise StoreError(f"cannot open store {name}: {str(exc).strip()}") from exc
+            raise
+        return cls(None, db, reader, dialect_pg, name)
+
     def close(self) -> None:
         with self._wlock, self._rlock:
             for conn in (self._db, self._reader):
@@ -80,7 +112,7 @@ class StoreBase:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Store {self.path}>"
+        return f"<Store {self.name}>"
 
     # ---------------------------------------------------------- transactions
 
@@ -89,8 +121,8 @@ class StoreBase:
         """The driver's errors leave as StoreError; argument errors (ValueError) pass unchanged."""
         try:
             yield
-        except dialect.Error as exc:
-            raise StoreError(f"store {self.path}: {exc}") from exc
+        except self._dialect.Error as exc:
+            raise StoreError(f"store {self.name}: {str(exc).strip()}") from exc
 
     @contextmanager
     def _write(self, durable: bool = True) -> Iterator[Connection]:
@@ -102,9 +134,9 @@ class StoreBase:
             if not durable:
                 # Losing the last few of these in a power cut is harmless, and the
                 # next durable commit syncs them too.
-                dialect.set_durable(db, False)
+                self._dialect.set_durable(db, False)
             try:
-                db.execute(dialect.BEGIN_WRITE)
+                db.execute(self._dialect.BEGIN_WRITE)
                 try:
                     yield db
                     db.execute("COMMIT")
@@ -116,7 +148,7 @@ class StoreBase:
                     raise
             finally:
                 if not durable:
-                    dialect.set_durable(db, True)
+                    self._dialect.set_durable(db, True)
 
     @contextmanager
     def _read(self) -> Iterator[Connection]:
@@ -125,7 +157,7 @@ class StoreBase:
             db = self._reader
             if db is None:
                 raise StoreError("the store is closed")
-            db.execute(dialect.BEGIN_READ)
+            db.execute(self._dialect.BEGIN_READ)
             try:
                 yield db
             finally:

@@ -3,10 +3,11 @@
 The other modules write SQL that PostgreSQL reads the same way and ask this one for the rest:
 connecting and the pragmas, the write transaction that takes its lock up front, the schema version
 and the change counter, upserts, two-argument min/max, null-safe equality, looking up many keys
-with one parameter, and index hints. A PostgreSQL store (a later issue) gets a sibling module with
-the same names. Two things it will handle elsewhere: the migrations in `schema` are SQLite DDL as
-released (a released migration is never edited), so PostgreSQL gets its own list; and statements
-use "?" placeholders, which a PostgreSQL connection would rewrite to "%s" when it executes them.
+with one parameter, and index hints. A PostgreSQL store uses the sibling module dialect_pg for
+the connection, the write lock, the schema version and the change counter; the statements built
+here stay SQLite's text, and broker.store.pg_sql translates them (placeholders, min/max, IS ?, the
+JSON key lookup, index hints) when a PostgreSQL connection runs them. The migrations in `schema`
+are SQLite DDL as released (a released migration is never edited): PostgreSQL has schema_pg.
 """
 from __future__ import annotations
 

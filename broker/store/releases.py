@@ -42,9 +42,11 @@ class Releases(StoreBase):
                     members: dict[str, int], at_ms: int) -> int:
         """A running rollout of `release` over `members` ({device: wave})."""
         with self._write() as db:
-            cur = db.execute(f"INSERT INTO rollouts ({_ROLLOUT}) VALUES (NULL, ?, ?, ?, ?, ?, 'running', 0, NULL, ?, ?)",
-                             (release, json.dumps(target), waves, threshold, int(allow_downgrade), at_ms, at_ms))
-            rid = cur.lastrowid
+            # The id column left out (not NULL) and RETURNING: PostgreSQL's identity column wants both.
+            (rid,) = db.execute(f"INSERT INTO rollouts ({_ROLLOUT.removeprefix('id, ')}) VALUES"
+                                " (?, ?, ?, ?, ?, 'running', 0, NULL, ?, ?) RETURNING id",
+                                (release, json.dumps(target), waves, threshold, int(allow_downgrade), at_ms,
+                                 at_ms)).fetchone()
             db.executemany("INSERT INTO rollout_devices VALUES (?, ?, ?, 'waiting', NULL, ?)",
                            [(rid, d, w, at_ms) for d, w in sorted(members.items())])
         return rid

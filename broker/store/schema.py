@@ -189,20 +189,24 @@ MIGRATIONS: list[Callable[[Connection], None]] = [_v1_initial, _v2_flagged_index
                                                   _v7_ratings_by_time, _v8_fleet_updates]
 
 
-def migrate(db: Connection, path: Path) -> None:
-    """Bring the database up to the last migration; StoreError if it is newer than this program."""
-    for target in range(1, len(MIGRATIONS) + 1):
+def migrate(db: Connection, path: Path | str, migrations: list | None = None, sql=dialect) -> None:
+    """Bring the database up to the last migration; StoreError if it is newer than this program.
+
+    `migrations` and `sql`: another database's list (broker.store.schema_pg) and dialect module.
+    """
+    migrations = MIGRATIONS if migrations is None else migrations
+    for target in range(1, len(migrations) + 1):
         # One transaction per step, holding the write lock, so two processes
         # opening the same new database cannot both apply a step.
-        db.execute(dialect.BEGIN_WRITE)
+        db.execute(sql.BEGIN_WRITE)
         try:
-            version = dialect.schema_version(db)
-            if version > len(MIGRATIONS):
+            version = sql.schema_version(db)
+            if version > len(migrations):
                 raise StoreError(f"store {path} has schema version {version}, newer than this program's "
-                                 f"{len(MIGRATIONS)}: refusing to use it")
+                                 f"{len(migrations)}: refusing to use it")
             if version < target:
-                MIGRATIONS[target - 1](db)
-                dialect.set_schema_version(db, target)
+                migrations[target - 1](db)
+                sql.set_schema_version(db, target)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:

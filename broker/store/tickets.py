@@ -165,12 +165,13 @@ class _Call:
         return {"ticket": found[1], "call": self._log(found[1], found[2], action)}
 
     def _log(self, ticket: str, queue: str, action: str) -> int:
-        cur = self.db.execute(
+        # RETURNING rather than lastrowid: PostgreSQL's driver has no lastrowid.
+        (call_id,) = self.db.execute(
             "INSERT INTO queue_calls (site, ts, ticket, queue, counter, officer, action, recall, device, ledger, seq)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
             (self.site, self.ts, ticket, queue, self.counter, self.officer, action, int(action == "recall"),
-             *self.key))
-        return cur.lastrowid
+             *self.key)).fetchone()
+        return call_id
 
 
 def _site_day(db: Connection, site: str, ms: int) -> str:
