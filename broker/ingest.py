@@ -296,11 +296,13 @@ class Ingest:
         if events:
             outcomes = self.store.ingest([Incoming(d, m.payload, m.received_ms) for d, _, m in events])
             self._answer(events, outcomes)
+        health = []
         for device, kind, m in others:
             if kind == "request":
                 self.desk.request(device, m.payload)
             else:
-                self._health(device, kind, m)
+                health.extend(self._health(device, kind, m))
+        self.store.device_health(health)
         for _, _, m in events + others:
             if m.qos:
                 self._clients[m.link].ack(m.mid, m.qos)  # the PUBACK belongs to the broker that sent it
@@ -418,13 +420,15 @@ class Ingest:
             log.info("ignoring %s's stale status from broker %s:%s", device, *self.s.brokers[m.link])
         self.metrics.online[device] = self.presence.online(device)
 
-    def _health(self, device: str, kind: str, m: _Msg) -> None:
+    def _health(self, device: str, kind: str, m: _Msg) -> list[tuple[str, str, dict, int]]:
+        """What of a status or telemetry message the store records (the group's go in together)."""
         try:
             if kind == "status":
                 if not m.payload or m.stale:
-                    return
-                self.store.device_status(device, decode_status(m.payload), m.received_ms)
-            elif kind == "telemetry":
-                self.store.device_telemetry(device, decode_telemetry(m.payload), m.received_ms)
+                    return []
+                return [(device, kind, decode_status(m.payload), m.received_ms)]
+            if kind == "telemetry":
+                return [(device, kind, decode_telemetry(m.payload), m.received_ms)]
         except ProtocolError as e:
             log.warning("ignoring malformed %s from %s: %s", kind, device, e)
+        return []

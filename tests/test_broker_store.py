@@ -664,6 +664,21 @@ def test_status_and_telemetry(bare):
     assert store.device("pi-1")["salvage"] == {"salvaged": 41, "pending": 3, "unreadable": 2}
 
 
+def test_a_groups_statuses_and_telemetry_go_in_together_in_order(bare):
+    store = bare
+    store.register_device("pi-1", "hcm", "1")
+    telemetry = {"uptime_s": 1.0, "backlog": 2, "clock_ok": True, "fw": "1.3.0", "ts": T0, "ledger": LEDGER}
+    store.device_health([("pi-1", "status", {"online": True, "fw": "1.2.0", "ledger": LEDGER}, T0),
+                         ("pi-1", "telemetry", telemetry, T0 + 10),
+                         ("pi-1", "status", {"online": False}, T0 + 20)])
+    pi = store.device("pi-1")
+    assert (pi["online"], pi["fw"], pi["backlog"], pi["last_seen_ms"]) == (False, "1.3.0", 2, T0 + 10)
+    with pytest.raises(ValueError):  # the whole group or nothing
+        store.device_health([("pi-1", "status", {"online": True}, T0 + 30), ("pi-1", "weather", {}, T0 + 30)])
+    assert store.device("pi-1")["online"] is False
+    store.device_health([])
+
+
 def test_officers_and_badges(store):
     assert store.upsert_officer("off-1", "Nguyễn Thị Lan", "NTL", "Tư pháp", badge="04a1b2c3") == {
         "id": "off-1", "name": "Nguyễn Thị Lan", "code": "NTL", "unit": "Tư pháp", "badge": "04A1B2C3"}
