@@ -29,6 +29,7 @@ from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 
 from broker.auth_schema import MIGRATIONS
+from broker.store.connection import path_of
 from common.clock import Clock, now
 
 __all__ = [
@@ -169,8 +170,10 @@ class Auth:
         self._ghosts: OrderedDict[str, tuple[int, int]] = OrderedDict()
         self._lock = threading.Lock()
         self._integrity: type[Exception] = sqlite3.IntegrityError
-        errors: tuple[type[Exception], ...] = (OSError, sqlite3.Error)
+        # ValueError: a URL of no database we know.
+        errors: tuple[type[Exception], ...] = (OSError, ValueError, sqlite3.Error)
         self._migrations = MIGRATIONS
+        self.name = str(path)
         postgres = isinstance(path, str) and path.startswith(("postgresql://", "postgres://"))
         if postgres:
             from broker.store import dialect_pg
@@ -180,7 +183,7 @@ class Auth:
             if postgres:
                 self._open_postgres(path)
             else:
-                self.path: Path | None = Path(path)
+                self.path: Path | None = path_of(path)  # a file, or the store's sqlite:/// URL
                 self.name = str(self.path)
                 self.path.parent.mkdir(parents=True, exist_ok=True)
                 self._db = sqlite3.connect(str(self.path), timeout=10, isolation_level=None, check_same_thread=False)
