@@ -56,7 +56,32 @@ def report(args, r: dict, limits: dict) -> None:
               f"{fmt(p['latency'].get('p99_ms'))} ms (p50 {fmt(p['latency'].get('p50_ms'))} ms)")
     report_restart(args, r)
     report_burst(args, r)
+    report_instances(args, r)
     report_store(args, r, limits)
+
+
+def report_instances(args, r: dict) -> None:
+    """Per instance: CPU in each phase, RSS at the end, and its share of the event stream (its /metrics)."""
+    split = r.get("instances") or {}
+    if len(split) < 2:
+        return
+    phases = [("idle", r["idle"]), *((p["label"], p) for p in r["rates"]),
+              *(((k, r[k]) for k in ("restart", "burst") if r.get(k)))]
+    total = sum(v["events_ingested"] for v in split.values())
+    rows = []
+    for name in [*split, "service"]:
+        m = split.get(name) or {k: sum(v[k] for v in split.values()) for k in next(iter(split.values()))}
+        rows.append([name if name != "service" else "all", *(fmt(ph[name]["cpu_share"] * 100, ".0f") for _, ph in phases),
+                     fmt((r["end"][name]["rss_kib"] or 0) / 1024, ".0f"), m["events_ingested"],
+                     fmt(100 * m["events_ingested"] / max(1, total), ".0f"), m["events_duplicated"],
+                     m["ingest_batches"], m["tickets_issued"]])
+    print()
+    print(f"== {len(split)} service instances on one shared subscription (group "
+          f"{r.get('group')!r}), one store ==")
+    print(table(["instance", *(f"{label} %" for label, _ in phases), "RSS MiB", "stored", "share %", "dupl.",
+                 "batches", "tickets"], rows))
+    print("% = CPU share of one core in that phase; stored/dupl./batches/tickets = the instance's own /metrics "
+          "(events it committed first, resends it recognised, its transactions, ticket numbers it drew)")
 
 
 def report_burst(args, r: dict) -> None:
