@@ -112,6 +112,11 @@ def throwaway_postgres():
         raise
 
 
+def postmaster_pid(cluster) -> int:
+    """The PostgreSQL server's main process, from its data directory's postmaster.pid."""
+    return int((cluster.root / "data" / "postmaster.pid").read_text().split()[0])
+
+
 class ServiceProcess:
     """`hailong broker run --config ...`, ready when /healthz says store and ingest are up."""
 

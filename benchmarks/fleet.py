@@ -38,7 +38,7 @@ from benchmarks._common import (  # noqa: E402
 from benchmarks._fleet_counter import Fleet, FleetOptions, SimCounter  # noqa: E402
 from benchmarks._fleet_report import report  # noqa: E402
 from benchmarks._fleet_service import (  # noqa: E402
-    ServiceProcess, instance_configs, metrics_of, service_config, throwaway_postgres, viewer_token)
+    ServiceProcess, instance_configs, metrics_of, postmaster_pid, service_config, throwaway_postgres, viewer_token)
 from tests.mosquitto import Mosquitto, free_port  # noqa: E402
 
 # The issue's figures: ~16,000 counters in ~3,300 commune centres; a province runs ~100 centres.
@@ -199,11 +199,26 @@ def sqlite_backup_check(store_url: str, work: Path) -> dict | None:
 # ----- sampling --------------------------------------------------------------------------
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a server and every process under it, live or exited (PostgreSQL: one per connection)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    return own + sum(tree_cpu_s(int(c)) for c in children)
+
+
 def sample(pids: dict[str, int]) -> dict:
-    """CPU and RSS of each process; with several instances ("service-1", ...) also their sum as "service"."""
+    """CPU and RSS of each process; with several instances ("service-1", ...) also their sum as "service".
+    "postgres" is the whole server (CPU only: its processes share their buffers)."""
     out = {"t": time.monotonic(), "jiffies": cpu_jiffies_total()}
     for name, pid in pids.items():
-        out[name] = {"cpu_s": proc_cpu_s(pid), "rss_kib": proc_status(pid).get("VmRSS")}
+        if name == "postgres":
+            out[name] = {"cpu_s": tree_cpu_s(pid), "rss_kib": None}
+        else:
+            out[name] = {"cpu_s": proc_cpu_s(pid), "rss_kib": proc_status(pid).get("VmRSS")}
     instances = [out[n] for n in pids if n.startswith("service-")]
     if instances:
         out["service"] = {"cpu_s": sum(i["cpu_s"] or 0 for i in instances),
@@ -464,13 +479,15 @@ def instance_split(services: list[ServiceProcess], token: str) -> dict[str, dict
     return out
 
 
-def measure(args, work: Path) -> dict:
+def measure(args, work: Path, postmaster: int | None = None) -> dict:
     layout, passwords, broker, facts = setup(args, work)
     services: list[ServiceProcess] = []
     try:
         token = viewer_token(args.store_url)
         services = start_services(args, work, broker, facts.pop("service_password"))
         pids = {s.name: s.pid for s in services} | {"mosquitto": broker.proc.pid, "simulator": os.getpid()}
+        if postmaster is not None:
+            pids["postgres"] = postmaster
         facts["baseline"] = sample(pids)
         results = asyncio.run(run_fleet(args, layout, passwords, broker, pids))
         results["instances"] = instance_split(services, token)
@@ -541,12 +558,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     info = machine_info()
     work, fs = bench_dir(args.dir)
-    cluster = None
-    if args.postgres:
-        cluster, args.store_url = throwaway_postgres()
-        print(f"postgres: throw-away PostgreSQL {cluster.bin_dir.parent.name} in {cluster.root} on port "
-              f"{cluster.port}, default durability (fsync on, synchronous_commit on)")
-    args.store_url = args.store_url or f"sqlite:///{work / 'store' / 'hailong.db'}"
     print("hailong fleet benchmark: simulated counters against Mosquitto and the service")
     print_machine(info)
     print(f"load    : {' '.join(Path('/proc/loadavg').read_text().split()[:3])} (1, 5, 15 min) at the start; "
@@ -564,11 +575,18 @@ def main(argv: list[str] | None = None) -> int:
           f"per centre); a province = {PROVINCE_CENTRES} centres = {PROVINCE_COUNTERS} counters; peak hour = "
           f"{PEAK_EVENTS_PER_COUNTER_MIN:g} events a minute per counter -> {args.peak_eps:.1f} events/s")
     print(f"fleet   : MQTT {args.mqtt}, {'anonymous' if args.anonymous else 'a password per counter + ACL'}, "
-          f"store {args.store_url.split('://')[0]}, {args.instances} service instance(s)"
+          f"store {'postgresql' if args.postgres else (args.store_url or 'sqlite:').split(':')[0]}, "
+          f"{args.instances} service instance(s)"
           + (" on one shared subscription" if args.instances > 1 else "")
           + (f", service extra config {args.service_set}" if args.service_set else ""))
+    cluster = None
     try:
-        r = measure(args, work)
+        if args.postgres:
+            cluster, args.store_url = throwaway_postgres()
+            print(f"postgres: throw-away PostgreSQL {cluster.bin_dir.parent.name} in {cluster.root} on port "
+                  f"{cluster.port}, default durability (fsync on, synchronous_commit on)")
+        args.store_url = args.store_url or f"sqlite:///{work / 'store' / 'hailong.db'}"
+        r = measure(args, work, cluster and postmaster_pid(cluster))
     finally:
         if cluster is not None:
             cluster.stop()
