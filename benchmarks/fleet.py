@@ -14,6 +14,11 @@ every event is acked); then the store's counts (each press stored exactly once) 
 
     python benchmarks/fleet.py --counters 10000          # the full run (docs/performance.md)
     python benchmarks/fleet.py --counters 30 --phase-s 3 --idle-s 1 --outage-s 1   # a smoke run
+    python benchmarks/fleet.py --counters 10000 --postgres --instances 2  # two instances, one PostgreSQL
+
+--postgres starts a throw-away PostgreSQL (tests/postgres.py) with its default durability; --instances N
+runs N services as docs/instances.md sets them up (one shared group, a client id each, one session
+secret) and reports each one's CPU, RSS and share of the events (its /metrics).
 """
 from __future__ import annotations
 
