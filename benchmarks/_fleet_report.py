@@ -100,7 +100,7 @@ def report_burst(args, r: dict) -> None:
           + ("" if b["done"] else ", NOT ALL") + f"); press->ack p50 {fmt(b['latency'].get('p50_ms'), '.0f')} ms, "
           f"p99 {fmt(b['latency'].get('p99_ms'), '.0f')} ms; service {b['service']['cpu_share'] * 100:.0f}% of a core, "
           f"{b['service_cpu_ms_per_event']:.2f} ms CPU per event; Mosquitto {b['mosquitto']['cpu_share'] * 100:.0f}%; "
-          f"PostgreSQL {share(b, 'postgres')}%; "
+          + (f"PostgreSQL {share(b, 'postgres')}%; " if "postgres" in b else "") +
           f"simulator {b['simulator']['cpu_share'] * 100:.0f}%; other processes {b['others_cores']:.2f} cores")
     print(f"         {b['tickets']} live NEXT calls got a ticket number (one durable transaction each); "
           f"{b['resends']} events re-sent by counters whose acks took over the ack timeout")
@@ -124,7 +124,7 @@ def report_restart(args, r: dict) -> None:
     print(f"drain after broker restart = {s['drained_s']:.2f} s for {args.counters} counters; sustained "
           f"{fmt(s['sustained_eps'], '.0f')} events/s (first ack to last); service "
           f"{s['service']['cpu_share'] * 100:.0f}% of a core, RSS {s['service']['rss_mib']:.0f} MiB; "
-          f"PostgreSQL {share(s, 'postgres')}%; "
+          + (f"PostgreSQL {share(s, 'postgres')}%; " if "postgres" in s else "") +
           f"Mosquitto {fmt(s['mosquitto_cpu_s'], '.1f')} CPU s since its start, RSS {s['mosquitto_rss_mib']:.0f} MiB; "
           f"simulator {s['simulator']['cpu_share'] * 100:.0f}%; other processes {s['others_cores']:.2f} cores")
 
