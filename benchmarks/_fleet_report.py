@@ -8,6 +8,11 @@ def fmt(x, spec: str = ".1f") -> str:
     return "-" if x is None else format(x, spec)
 
 
+def share(phase: dict, name: str) -> str:
+    """A process's CPU in a phase, % of one core; "-" if it was not measured (no PostgreSQL)."""
+    return fmt(phase[name]["cpu_share"] * 100, ".0f") if name in phase else "-"
+
+
 def per_connection(r: dict, name: str) -> float:
     """KiB of RSS per connected counter: after connecting all of them minus before any."""
     before, after = r["baseline"][name]["rss_kib"] or 0, r["after_connect"][name]["rss_kib"] or 0
@@ -23,9 +28,9 @@ def report_rates(r: dict) -> None:
                      fmt(tl.get("p50_ms")), fmt(tl.get("p99_ms")),
                      fmt(p["service"]["cpu_share"] * 100, ".0f"), fmt(p["service_cpu_ms_per_event"], ".2f"),
                      fmt(p["service_marginal_cpu_ms_per_event"], ".2f"), fmt(p["mosquitto"]["cpu_share"] * 100, ".0f"),
-                     fmt(p["others_cores"], ".2f"), "yes" if p["all_acked"] else "NO"])
+                     share(p, "postgres"), fmt(p["others_cores"], ".2f"), "yes" if p["all_acked"] else "NO"])
     print(table(["rate", "ev/s", "presses", "done/s", "p50 ms", "p99 ms", "max ms", "ticket p50", "ticket p99",
-                 "svc %", "svc ms/ev", "marginal", "mosq %", "others", "all acked"], rows))
+                 "svc %", "svc ms/ev", "marginal", "mosq %", "pg %", "others", "all acked"], rows))
 
 
 def report(args, r: dict, limits: dict) -> None:
@@ -47,7 +52,7 @@ def report(args, r: dict, limits: dict) -> None:
     report_rates(r)
     print("p50/p99 = press -> the service's ack naming that seq back at the counter; ticket = NEXT -> its "
           "ticket command; svc % = service CPU (one core = 100); marginal = service CPU per event minus its idle "
-          "share; others = cores used by processes not ours (other developers).")
+          "share; pg % = the PostgreSQL server, all its processes; others = cores used by processes not ours.")
     for p in r["rates"]:
         if p["slow_presses_at_s"]:
             print(f"{p['label']}: acks slower than 1 s for presses at {p['slow_presses_at_s']} s into the phase")
@@ -56,7 +61,33 @@ def report(args, r: dict, limits: dict) -> None:
               f"{fmt(p['latency'].get('p99_ms'))} ms (p50 {fmt(p['latency'].get('p50_ms'))} ms)")
     report_restart(args, r)
     report_burst(args, r)
+    report_instances(args, r)
     report_store(args, r, limits)
+
+
+def report_instances(args, r: dict) -> None:
+    """Per instance: CPU in each phase, RSS at the end, and its share of the event stream (its /metrics)."""
+    split = r.get("instances") or {}
+    if len(split) < 2:
+        return
+    phases = [("idle", r["idle"]), *((p["label"], p) for p in r["rates"]),
+              *(((k, r[k]) for k in ("restart", "burst") if r.get(k)))]
+    total = sum(v["events_ingested"] for v in split.values())
+    rows = []
+    for name in [*split, "service"]:
+        m = split.get(name) or {k: sum(v[k] for v in split.values()) for k in next(iter(split.values()))}
+        cpu = [fmt(ph[name]["cpu_share"] * 100, ".0f") for _, ph in phases]
+        rows.append([name if name != "service" else "all", *cpu,
+                     fmt((r["end"][name]["rss_kib"] or 0) / 1024, ".0f"), m["events_ingested"],
+                     fmt(100 * m["events_ingested"] / max(1, total), ".0f"), m["events_duplicated"],
+                     m["ingest_batches"], m["tickets_issued"]])
+    print()
+    print(f"== {len(split)} service instances on one shared subscription (group "
+          f"{r.get('group')!r}), one store ==")
+    print(table(["instance", *(f"{label} %" for label, _ in phases), "RSS MiB", "stored", "share %", "dupl.",
+                 "batches", "tickets"], rows))
+    print("% = CPU share of one core in that phase; stored/dupl./batches/tickets = the instance's own /metrics "
+          "(events it committed first, resends it recognised, its transactions, ticket numbers it drew)")
 
 
 def report_burst(args, r: dict) -> None:
@@ -69,6 +100,7 @@ def report_burst(args, r: dict) -> None:
           + ("" if b["done"] else ", NOT ALL") + f"); press->ack p50 {fmt(b['latency'].get('p50_ms'), '.0f')} ms, "
           f"p99 {fmt(b['latency'].get('p99_ms'), '.0f')} ms; service {b['service']['cpu_share'] * 100:.0f}% of a core, "
           f"{b['service_cpu_ms_per_event']:.2f} ms CPU per event; Mosquitto {b['mosquitto']['cpu_share'] * 100:.0f}%; "
+          + (f"PostgreSQL {share(b, 'postgres')}%; " if "postgres" in b else "") +
           f"simulator {b['simulator']['cpu_share'] * 100:.0f}%; other processes {b['others_cores']:.2f} cores")
     print(f"         {b['tickets']} live NEXT calls got a ticket number (one durable transaction each); "
           f"{b['resends']} events re-sent by counters whose acks took over the ack timeout")
@@ -92,6 +124,7 @@ def report_restart(args, r: dict) -> None:
     print(f"drain after broker restart = {s['drained_s']:.2f} s for {args.counters} counters; sustained "
           f"{fmt(s['sustained_eps'], '.0f')} events/s (first ack to last); service "
           f"{s['service']['cpu_share'] * 100:.0f}% of a core, RSS {s['service']['rss_mib']:.0f} MiB; "
+          + (f"PostgreSQL {share(s, 'postgres')}%; " if "postgres" in s else "") +
           f"Mosquitto {fmt(s['mosquitto_cpu_s'], '.1f')} CPU s since its start, RSS {s['mosquitto_rss_mib']:.0f} MiB; "
           f"simulator {s['simulator']['cpu_share'] * 100:.0f}%; other processes {s['others_cores']:.2f} cores")
 

@@ -1,6 +1,9 @@
-"""The real central service for benchmarks/fleet.py: its config, and `hailong broker run` as a process."""
+"""The real central service for benchmarks/fleet.py: its config, `hailong broker run` as one process or as
+several instances on one shared subscription (docs/instances.md), their /metrics, and a throw-away PostgreSQL."""
 from __future__ import annotations
 
+import re
+import secrets
 import subprocess
 import sys
 import time
@@ -54,14 +57,76 @@ def to_toml(cfg: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
+def instance_configs(base: dict, n: int, work: Path, http_ports: list[int]) -> list[dict]:
+    """`base` as it is for one instance; for n > 1, n instances as docs/instances.md sets them up: one
+    shared group, a client id and data dir each, one session secret, the same store."""
+    if n == 1:
+        return [base]
+    secret = work / "session-secret"
+    secret.write_text(secrets.token_hex(32))
+    secret.chmod(0o600)
+    configs = []
+    for i, port in enumerate(http_ports, 1):
+        cfg = {section: dict(keys) for section, keys in base.items()}
+        cfg["service"]["data_dir"] = str(work / f"service-{i}")
+        cfg["mqtt"].setdefault("shared_group", "fleet")
+        cfg["mqtt"]["client_id"] = f"hailong-service-{i}"
+        cfg["http"].update(port=port, session_secret_file=str(secret))
+        configs.append(cfg)
+    return configs
+
+
+def metrics_of(http_port: int, token: str) -> dict[str, float]:
+    """One instance's /metrics: its own ingest counters since it started (and the store's totals)."""
+    import httpx
+
+    r = httpx.get(f"http://127.0.0.1:{http_port}/metrics", headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    r.raise_for_status()
+    return {m[1]: float(m[2]) for m in re.finditer(r"^(hailong_\w+) (\S+)$", r.text, re.M)}
+
+
+def viewer_token(store_url: str) -> str:
+    """A viewer API token for /metrics, in the auth tables beside the store."""
+    from broker.auth import Auth
+    from broker.store.connection import path_of
+
+    where = store_url if store_url.startswith(("postgresql://", "postgres://")) else path_of(store_url)
+    with Auth(where) as auth:
+        return auth.create_token("viewer", "fleet-benchmark")
+
+
+def throwaway_postgres():
+    """A PostgreSQL cluster of Debian's packages on a free loopback port (tests/postgres.py) with its
+    default durability: fsync and synchronous_commit on, as a province would run it. (cluster, URL)."""
+    from tests.postgres import PostgresCluster, find_bin_dir
+
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        raise SystemExit("PostgreSQL is not installed (/usr/lib/postgresql/*/bin): `make system-deps`, "
+                         "or give --store-url")
+    cluster = PostgresCluster(bin_dir, durable=True).start()
+    try:
+        return cluster, cluster.create_database(migrated=False)
+    except BaseException:
+        cluster.stop()
+        raise
+
+
+def postmaster_pid(cluster) -> int:
+    """The PostgreSQL server's main process, from its data directory's postmaster.pid."""
+    return int((cluster.root / "data" / "postmaster.pid").read_text().split()[0])
+
+
 class ServiceProcess:
     """`hailong broker run --config ...`, ready when /healthz says store and ingest are up."""
 
-    def __init__(self, work: Path, cfg: dict):
-        self.cfg_path = work / "broker.toml"
+    def __init__(self, work: Path, cfg: dict, name: str = "service"):
+        self.name = name
+        self.cfg = cfg
+        self.cfg_path = work / f"{name}.toml"
         self.cfg_path.write_text(to_toml(cfg))
         self.http_port = cfg["http"]["port"]
-        self.log = work / "service.log"
+        self.log = work / f"{name}.log"
         self.proc: subprocess.Popen | None = None
 
     def start(self, timeout: float = 120.0) -> "ServiceProcess":

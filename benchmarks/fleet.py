@@ -14,6 +14,11 @@ every event is acked); then the store's counts (each press stored exactly once) 
 
     python benchmarks/fleet.py --counters 10000          # the full run (docs/performance.md)
     python benchmarks/fleet.py --counters 30 --phase-s 3 --idle-s 1 --outage-s 1   # a smoke run
+    python benchmarks/fleet.py --counters 10000 --postgres --instances 2  # two instances, one PostgreSQL
+
+--postgres starts a throw-away PostgreSQL (tests/postgres.py) with its default durability; --instances N
+runs N services as docs/instances.md sets them up (one shared group, a client id each, one session
+secret) and reports each one's CPU, RSS and share of the events (its /metrics).
 """
 from __future__ import annotations
 
@@ -37,7 +42,8 @@ from benchmarks._common import (  # noqa: E402
     bench_dir, machine_info, percentile, print_machine, proc_cpu_s, proc_status)
 from benchmarks._fleet_counter import Fleet, FleetOptions, SimCounter  # noqa: E402
 from benchmarks._fleet_report import report  # noqa: E402
-from benchmarks._fleet_service import ServiceProcess, service_config  # noqa: E402
+from benchmarks._fleet_service import (  # noqa: E402
+    ServiceProcess, instance_configs, metrics_of, postmaster_pid, service_config, throwaway_postgres, viewer_token)
 from tests.mosquitto import Mosquitto, free_port  # noqa: E402
 
 # The issue's figures: ~16,000 counters in ~3,300 commune centres; a province runs ~100 centres.
@@ -155,8 +161,14 @@ def sqlite_bytes(store_url: str) -> int | None:
     return sum(p.stat().st_size for p in (path, Path(f"{path}-wal")) if p.exists())
 
 
-def sqlite_tables(store_url: str) -> dict[str, int] | None:
-    """Bytes on disk per table, its indexes included (SQLite's dbstat); None for another engine."""
+def store_tables(store_url: str) -> dict[str, int] | None:
+    """Bytes on disk per table, its indexes included (SQLite's dbstat, PostgreSQL's pg_total_relation_size)."""
+    if store_url.startswith(("postgresql://", "postgres://")):
+        import psycopg
+
+        with psycopg.connect(store_url) as db:
+            return dict(db.execute("SELECT tablename, pg_total_relation_size(quote_ident(tablename)) "
+                                   "FROM pg_tables WHERE schemaname = 'public'").fetchall())
     if not store_url.startswith("sqlite:"):
         return None
     import sqlite3
@@ -192,11 +204,36 @@ def sqlite_backup_check(store_url: str, work: Path) -> dict | None:
 # ----- sampling --------------------------------------------------------------------------
 
 
+def tree_cpu_s(pid: int) -> float:
+    """CPU seconds of a server and every process under it, live or exited (PostgreSQL: one per connection)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        children = Path(f"/proc/{pid}/task/{pid}/children").read_text().split()
+    except OSError:
+        return 0.0
+    own = sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")  # utime stime cutime cstime
+    return own + sum(tree_cpu_s(int(c)) for c in children)
+
+
 def sample(pids: dict[str, int]) -> dict:
+    """CPU and RSS of each process; with several instances ("service-1", ...) also their sum as "service".
+    "postgres" is the whole server (CPU only: its processes share their buffers)."""
     out = {"t": time.monotonic(), "jiffies": cpu_jiffies_total()}
     for name, pid in pids.items():
-        out[name] = {"cpu_s": proc_cpu_s(pid), "rss_kib": proc_status(pid).get("VmRSS")}
+        if name == "postgres":
+            out[name] = {"cpu_s": tree_cpu_s(pid), "rss_kib": None}
+        else:
+            out[name] = {"cpu_s": proc_cpu_s(pid), "rss_kib": proc_status(pid).get("VmRSS")}
+    instances = [out[n] for n in pids if n.startswith("service-")]
+    if instances:
+        out["service"] = {"cpu_s": sum(i["cpu_s"] or 0 for i in instances),
+                          "rss_kib": sum(i["rss_kib"] or 0 for i in instances)}
     return out
+
+
+def names(pids: dict[str, int]) -> list[str]:
+    """What a phase reports: every process, and "service" (all instances together) when there are several."""
+    return list(pids) if "service" in pids else [*pids, "service"]
 
 
 def usage(a: dict, b: dict, name: str) -> dict:
@@ -257,7 +294,7 @@ async def idle_phase(pids: dict, seconds: float) -> dict:
     a = sample(pids)
     await asyncio.sleep(seconds)
     b = sample(pids)
-    return {"seconds": seconds, **{n: usage(a, b, n) for n in pids},
+    return {"seconds": seconds, **{n: usage(a, b, n) for n in names(pids)},
             "others_cores": others_share(a, b, list(pids))}
 
 
@@ -296,7 +333,7 @@ async def rate_phase(fleet: Fleet, counters: list[SimCounter], pids: dict, *, la
             "latency": lat_summary(fleet.latency.get(label, [])),
             "ticket_latency": lat_summary(fleet.ticket_latency.get(label, [])),
             "slow_presses_at_s": stalls,
-            **{n: usage(a, b, n) for n in pids},
+            **{n: usage(a, b, n) for n in names(pids)},
             "service_cpu_ms_per_event": service["cpu_s"] / max(1, pressed) * 1000,
             "service_marginal_cpu_ms_per_event": max(0.0, marginal) / max(1, pressed) * 1000,
             "others_cores": others_share(a, b, list(pids))}
@@ -319,7 +356,7 @@ async def burst_phase(fleet: Fleet, counters: list[SimCounter], pids: dict, *, p
     took = fleet.last_ack_t - t0
     return {"events": n, "seconds": took, "done": ok, "eps": n / took if took > 0 else None,
             "resends": fleet.resends - resends0, "tickets": len(fleet.ticket_latency.get("burst", [])),
-            "latency": lat_summary(fleet.latency.get("burst", [])), **{k: usage(a, b, k) for k in pids},
+            "latency": lat_summary(fleet.latency.get("burst", [])), **{k: usage(a, b, k) for k in names(pids)},
             "service_cpu_ms_per_event": usage(a, b, "service")["cpu_s"] / max(1, n) * 1000,
             "others_cores": others_share(a, b, list(pids))}
 
@@ -357,7 +394,7 @@ async def restart_phase(fleet: Fleet, counters: list[SimCounter], broker: FleetM
             "sustained_eps": n / flowing if flowing else None,
             "reconnected": {"n": len(back), **({f"p{q}_s": percentile(back, q) for q in (50, 90, 99)} if back else {})},
             "failed_attempts": fleet.failed_attempts - failed0, "resends": fleet.resends - resends0,
-            **{k: usage(a, b, k) for k in others}, "others_cores": others_share(a, b, list(others)),
+            **{k: usage(a, b, k) for k in names(others)}, "others_cores": others_share(a, b, list(others)),
             "mosquitto_cpu_s": proc_cpu_s(broker.proc.pid),
             "mosquitto_rss_mib": (proc_status(broker.proc.pid).get("VmRSS") or 0) / 1024}
 
@@ -415,31 +452,60 @@ def setup(args, work: Path) -> tuple[list, dict | None, FleetMosquitto, dict]:
     facts["service_password"] = None if args.anonymous else service_password
     facts["register_s"] = register(args.store_url, layout)
     facts["store_bytes_registered"] = sqlite_bytes(args.store_url)
-    facts["store_tables_registered"] = sqlite_tables(args.store_url)
+    facts["store_tables_registered"] = store_tables(args.store_url)
     broker = FleetMosquitto(work / "mosquitto", args.counters, auth).start()
     facts["mosquitto_nofile"] = nofile_of(broker.proc.pid)
     return layout, passwords, broker, facts
 
 
-def measure(args, work: Path) -> dict:
-    layout, passwords, broker, facts = setup(args, work)
-    service = None
+def start_services(args, work: Path, broker: FleetMosquitto, password: str | None) -> list[ServiceProcess]:
+    """`--instances` service processes (docs/instances.md), started one after the other."""
+    ports = [free_port() for _ in range(args.instances)]
+    base = service_config(work=work, mqtt_port=broker.service_port, http_port=ports[0], store_url=args.store_url,
+                          password=password, overrides=args.service_set)
+    started: list[ServiceProcess] = []
     try:
-        cfg = service_config(work=work, mqtt_port=broker.service_port, http_port=free_port(), store_url=args.store_url,
-                             password=facts.pop("service_password"), overrides=args.service_set)
-        service = ServiceProcess(work, cfg).start()
-        pids = {"service": service.pid, "mosquitto": broker.proc.pid, "simulator": os.getpid()}
+        for i, cfg in enumerate(instance_configs(base, args.instances, work, ports), 1):
+            started.append(ServiceProcess(work, cfg, "service" if args.instances == 1 else f"service-{i}").start())
+    except BaseException:
+        for service in started:
+            service.stop()
+        raise
+    return started
+
+
+def instance_split(services: list[ServiceProcess], token: str) -> dict[str, dict]:
+    """Each instance's own ingest counters (/metrics): how the shared subscription split the stream."""
+    keys = ("events_ingested_total", "events_duplicated_total", "ingest_batches_total", "tickets_issued_total")
+    out = {}
+    for s in services:
+        m = metrics_of(s.http_port, token)
+        out[s.name] = {k.removesuffix("_total"): int(m.get(f"hailong_{k}", 0)) for k in keys}
+    return out
+
+
+def measure(args, work: Path, postmaster: int | None = None) -> dict:
+    layout, passwords, broker, facts = setup(args, work)
+    services: list[ServiceProcess] = []
+    try:
+        token = viewer_token(args.store_url)
+        services = start_services(args, work, broker, facts.pop("service_password"))
+        pids = {s.name: s.pid for s in services} | {"mosquitto": broker.proc.pid, "simulator": os.getpid()}
+        if postmaster is not None:
+            pids["postgres"] = postmaster
         facts["baseline"] = sample(pids)
         results = asyncio.run(run_fleet(args, layout, passwords, broker, pids))
-        facts["service_exit"] = service.stop()
+        results["instances"] = instance_split(services, token)
+        results["group"] = services[0].cfg["mqtt"].get("shared_group")
+        facts["service_exit"] = [s.stop() for s in services]
     finally:
-        if service is not None:
+        for service in services:
             service.stop()
         broker.stop()
     results["store_counts"] = store_counts(args.store_url)
     results["store_bytes_end"] = sqlite_bytes(args.store_url)
     results["store_tables_registered"] = facts.pop("store_tables_registered")
-    results["store_tables_end"] = sqlite_tables(args.store_url)
+    results["store_tables_end"] = store_tables(args.store_url)
     results["backup"] = sqlite_backup_check(args.store_url, work)
     return {**facts, **results}
 
@@ -451,6 +517,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap.add_argument("--anonymous", action="store_true",
                     help="no passwords or ACL (default: one password per counter and the provisioned ACL)")
     ap.add_argument("--store-url", help="the service's [store] url (default: a new SQLite file in the work dir)")
+    ap.add_argument("--postgres", action="store_true",
+                    help="start a throw-away PostgreSQL cluster (fsync on) for the store; needs Debian's packages")
+    ap.add_argument("--instances", type=int, default=1,
+                    help="service instances on one shared subscription and the same store (default 1; "
+                         "docs/instances.md)")
     ap.add_argument("--service-set", action="append", default=[], metavar="SECTION.KEY=VALUE",
                     help='extra service config, a TOML value, e.g. mqtt.shared_group=\\"fleet\\" (repeatable)')
     ap.add_argument("--peak-eps", type=float, default=PROVINCE_PEAK_EPS,
@@ -481,6 +552,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         ap.error(f"--multipliers wants numbers separated by commas, got {args.multipliers!r}")
     if args.counters < 1:
         ap.error("--counters must be >= 1")
+    if args.instances < 1:
+        ap.error("--instances must be >= 1")
+    if args.postgres and args.store_url:
+        ap.error("--postgres starts its own store: leave out --store-url")
     return args
 
 
@@ -488,7 +563,6 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     info = machine_info()
     work, fs = bench_dir(args.dir)
-    args.store_url = args.store_url or f"sqlite:///{work / 'store' / 'hailong.db'}"
     print("hailong fleet benchmark: simulated counters against Mosquitto and the service")
     print_machine(info)
     print(f"load    : {' '.join(Path('/proc/loadavg').read_text().split()[:3])} (1, 5, 15 min) at the start; "
@@ -506,11 +580,21 @@ def main(argv: list[str] | None = None) -> int:
           f"per centre); a province = {PROVINCE_CENTRES} centres = {PROVINCE_COUNTERS} counters; peak hour = "
           f"{PEAK_EVENTS_PER_COUNTER_MIN:g} events a minute per counter -> {args.peak_eps:.1f} events/s")
     print(f"fleet   : MQTT {args.mqtt}, {'anonymous' if args.anonymous else 'a password per counter + ACL'}, "
-          f"store {args.store_url.split('://')[0]}"
+          f"store {'postgresql' if args.postgres else (args.store_url or 'sqlite:').split(':')[0]}, "
+          f"{args.instances} service instance(s)"
+          + (" on one shared subscription" if args.instances > 1 else "")
           + (f", service extra config {args.service_set}" if args.service_set else ""))
+    cluster = None
     try:
-        r = measure(args, work)
+        if args.postgres:
+            cluster, args.store_url = throwaway_postgres()
+            print(f"postgres: throw-away PostgreSQL {cluster.bin_dir.parent.name} in {cluster.root} on port "
+                  f"{cluster.port}, default durability (fsync on, synchronous_commit on)")
+        args.store_url = args.store_url or f"sqlite:///{work / 'store' / 'hailong.db'}"
+        r = measure(args, work, cluster and postmaster_pid(cluster))
     finally:
+        if cluster is not None:
+            cluster.stop()
         if not args.keep:
             shutil.rmtree(work, ignore_errors=True)
     report(args, r, limits)

@@ -105,3 +105,25 @@ def test_fleet_runs_small(tmp_path, flags):
     assert r["burst"]["done"] and r["burst"]["latency"]["n"] == 60
     assert fleet["kinds"].get("call") and fleet["kinds"].get("rating")
     assert r["rates"][1]["ticket_latency"]["n"] > 0  # live NEXT calls got their ticket numbers
+
+
+def test_fleet_two_instances_on_postgres(tmp_path):
+    """Two service instances on one shared subscription and a throw-away PostgreSQL: both take a share,
+    and their own counts add up to every press stored once. No broker restart (--backlog 0): keeps it short."""
+    from tests.postgres import find_bin_dir
+
+    if find_bin_dir() is None:
+        pytest.skip("PostgreSQL not installed (no /usr/lib/postgresql/*/bin/initdb): `make system-deps` as root")
+    raw = tmp_path / "fleet.json"
+    out = run_script("fleet.py", "--counters", "20", "--phase-s", "2", "--idle-s", "0.5", "--backlog", "0",
+                     "--postgres", "--instances", "2", "--json", str(raw), timeout=240)
+    assert re.search(r"^postgres: throw-away PostgreSQL \d+ .* \(fsync on, synchronous_commit on\)$", out, re.M), out
+    assert re.search(r"^== 2 service instances on one shared subscription \(group 'fleet'\), one store ==$", out, re.M)
+    assert re.search(r"^service-1 ", out, re.M) and re.search(r"^service-2 ", out, re.M), out
+    r = json.loads(raw.read_text())["results"]
+    split, fleet, counts = r["instances"], r["fleet"], r["store_counts"]
+    assert sorted(split) == ["service-1", "service-2"]
+    assert all(v["events_ingested"] > 0 for v in split.values()), split  # the group shares the stream
+    assert sum(v["events_ingested"] for v in split.values()) == counts["events"] == fleet["pressed"] > 0
+    assert fleet["pending"] == 0 and counts.get("held", 0) == 0
+    assert all(r["end"][name]["rss_kib"] > 0 for name in split)  # each instance measured on its own
