@@ -102,7 +102,7 @@ def report_burst(args, r: dict) -> None:
           f"{b['service_cpu_ms_per_event']:.2f} ms CPU per event; Mosquitto {b['mosquitto']['cpu_share'] * 100:.0f}%; "
           + (f"PostgreSQL {share(b, 'postgres')}%; " if "postgres" in b else "") +
           f"simulator {b['simulator']['cpu_share'] * 100:.0f}%; other processes {b['others_cores']:.2f} cores")
-    print(f"         {b['tickets']} live NEXT calls got a ticket number (one durable transaction each); "
+    print(f"         {b['tickets']} live NEXT calls got a ticket number; "
           f"{b['resends']} events re-sent by counters whose acks took over the ack timeout")
 
 
