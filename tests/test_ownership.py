@@ -34,7 +34,7 @@ def config(where: Path, data_dir: Path) -> Path:
                           capture_output=True, text=True, check=True).stdout
     text = text.replace('data_dir = "/var/lib/hailong"', f'data_dir = "{data_dir}"')
     text = text.replace('password_file = "/etc/hailong/mqtt-password"', f'password_file = "{where / "pw"}"')
-    text = text.replace('host = "mqtt.example.vn"', 'host = "127.0.0.1"').replace("\nport = 1883\n", "\nport = 9\n")
+    text = text.replace('host = "mqtt.example.vn"', 'host = "127.0.0.1"').replace("\n# port = 1883\n", "\nport = 9\n")
     assert f'data_dir = "{data_dir}"' in text and "port = 9" in text
     path = where / "device.toml"
     path.write_text(text)
