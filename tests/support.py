@@ -205,3 +205,17 @@ class DeviceProcess:
     def close(self):
         if self.proc.poll() is None:
             self.kill()
+
+
+def eventually(probe, timeout: float = 20.0, what: str = "condition"):
+    """Poll `probe` until it returns something truthy (returned), for state with nothing to wait on:
+    another process's, or a broker's. AssertionError naming `what` after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = threading.Event()
+    while True:
+        result = probe()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"gave up waiting for {what}")
+        pause.wait(0.05)

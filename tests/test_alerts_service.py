@@ -6,7 +6,6 @@ break, a closed day), so the suite passes on any day and hour while time still m
 """
 from __future__ import annotations
 
-import threading
 import time
 from datetime import datetime
 from zoneinfo import ZoneInfo
@@ -20,7 +19,7 @@ from broker.config import config_from_dict
 from broker.service import Service
 from tests.alert_peers import SmtpSink, WebhookSink
 from tests.mosquitto import free_port
-from tests.support import DeviceProcess, write_config
+from tests.support import DeviceProcess, eventually, write_config
 from tests.test_broker_api import Counter, rating
 
 HCM = ZoneInfo("Asia/Ho_Chi_Minh")
@@ -31,18 +30,6 @@ WEDNESDAY_MORNING = datetime(2026, 11, 18, 10, 0, tzinfo=HCM)
 LUNCH = datetime(2026, 11, 18, 12, 0, tzinfo=HCM)
 OFFLINE_AFTER_S, CHECK_S = 1.0, 0.2
 SECRET = "s3cret-webhook-key"
-
-
-def eventually(probe, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        pause.wait(0.05)
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ from protocol.codec import encode
 from protocol.messages import make_status
 from tests.faultproxy import FaultProxy
 from tests.mosquitto import Mosquitto
-from tests.support import DeviceProcess
+from tests.support import DeviceProcess, eventually
 
 A, B = 0, 1  # the brokers' places in the service's and the counters' lists
 
@@ -68,18 +68,6 @@ def counters(tmp_path):
     yield start
     for dev in started:
         dev.close()
-
-
-def eventually(probe, timeout: float = 20.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    pause = threading.Event()
-    while True:
-        result = probe()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"gave up waiting for {what}")
-        pause.wait(0.05)
 
 
 def plain_client(broker) -> mqtt.Client:

@@ -26,7 +26,7 @@ from broker.config import load_config
 from broker.store import Store
 from protocol.codec import encode
 from tests.mosquitto import free_port
-from tests.support import ROOT, DeviceProcess, Waiter, write_config
+from tests.support import ROOT, DeviceProcess, Waiter, eventually, write_config
 from tests.test_broker_ingest import WIDE
 from tests.test_web_dashboard import csrf_of
 
@@ -229,15 +229,7 @@ def mark_processed(broker, instance: Instance, token: str, n_online: int) -> Non
         probe.loop_stop()
         probe.disconnect()
     eventually(lambda: instance.metrics(token)["hailong_devices_online"] >= n_online + 1,
-               what=f"instance {instance.name} past the probe status")
-
-
-def eventually(probe, timeout: float = 30.0, what: str = "condition") -> None:
-    """Poll `probe` (another process's state, or another thread's counters: nothing to wait on)."""
-    deadline = time.monotonic() + timeout
-    while not probe():
-        assert time.monotonic() < deadline, f"gave up waiting for {what}"
-        threading.Event().wait(0.05)
+               timeout=30.0, what=f"instance {instance.name} past the probe status")
 
 
 def test_two_instances_share_the_stream_and_a_sigkill_loses_and_doubles_nothing(pair, counters, mosquitto):
@@ -378,7 +370,7 @@ def test_an_instance_joining_a_group_drops_the_plain_subscription_its_session_ke
             for seq in range(1, 41):
                 event = make_event("rating", seq=seq, score=1 + seq % 4, scale=4, **common)
                 publisher.publish("hailong/v1/dev-1/event", encode(event), qos=1).wait_for_publish(5)
-            eventually(lambda: received(a, b) >= 40, what="40 events received")
+            eventually(lambda: received(a, b) >= 40, timeout=30.0, what="40 events received")
         finally:
             publisher.loop_stop()
             publisher.disconnect()
@@ -400,7 +392,7 @@ def test_two_instances_with_one_client_id_are_told_so(tmp_path, mosquitto, caplo
         second = Ingest(store, settings).start()
         try:
             eventually(lambda: any("took its session over" in r.getMessage() for r in caplog.records),
-                       what="the taken-over session logged")
+                       timeout=30.0, what="the taken-over session logged")
         finally:
             second.stop()
             first.stop()
