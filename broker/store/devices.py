@@ -113,10 +113,7 @@ class Devices(StoreBase):
 
     def next_ticket(self, site: str, day: str) -> int:
         """The site's next queue number for that local day: 1, 2, 3 ... durable before it is returned."""
-        day = parse_day(day)
-        with self._write() as db:
-            (number,) = db.execute(_TICKET, (site, day, 1)).fetchone()
-        return number
+        return self.next_tickets([(site, day)])[0]
 
     def next_tickets(self, site_days: list[tuple[str, str]]) -> list[int]:
         """`next_ticket` for each (site, day) in order, all in one durable transaction.
